@@ -1,0 +1,54 @@
+// A small fixed pool of worker threads for data-parallel loops over independent items (trees,
+// states). The core never uses OpenMP: torch ships its own libgomp, and two runtimes in one
+// process fight over the cores.
+//
+// Thread safety: ParallelFor may be called from one thread at a time per pool.
+#ifndef WMFAST_COMMON_THREAD_POOL_H_
+#define WMFAST_COMMON_THREAD_POOL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace wmfast {
+
+class ThreadPool {
+ public:
+  // num_threads counts the calling thread: a pool of 1 runs everything inline.
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Splits [0, n) into num_threads() contiguous shards and runs fn(shard, begin, end) on each,
+  // the calling thread taking shard 0. Returns when all are done; rethrows the first exception.
+  void ParallelFor(int64_t n, const std::function<void(int shard, int64_t begin, int64_t end)>& fn);
+
+ private:
+  void WorkerLoop(int shard);
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable start_cv_, done_cv_;
+  const std::function<void(int, int64_t, int64_t)>* task_ = nullptr;
+  int64_t task_size_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stopping_ = false;
+  std::exception_ptr error_;
+};
+
+// The shard [begin, end) of [0, n) that ParallelFor gives to shard `shard` of `num_shards`.
+inline std::pair<int64_t, int64_t> ShardRange(int64_t n, int shard, int num_shards) {
+  return {n * shard / num_shards, n * (shard + 1) / num_shards};
+}
+
+}  // namespace wmfast
+
+#endif  // WMFAST_COMMON_THREAD_POOL_H_

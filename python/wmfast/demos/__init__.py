@@ -1,0 +1,16 @@
+"""Demos run by ``wmfast demo NAME``: each takes its command-line arguments, returns an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+
+def _frozenlake(argv: Sequence[str]) -> int:
+    from wmfast.demos.frozenlake import main
+
+    return main(argv)
+
+
+DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
+    "frozenlake": _frozenlake,
+}

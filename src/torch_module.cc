@@ -1,0 +1,27 @@
+// wmfast._torch: the bindings that pass tensors. The only translation unit that includes
+// <torch/extension.h> (it takes ~30 s to compile); the others include ATen headers only.
+#include <torch/extension.h>
+
+#include <thread>
+
+namespace wmfast {
+namespace {
+
+void InitInfo(pybind11::module_& m) {
+  m.attr("TORCH_VERSION") = WMFAST_TORCH_VERSION;
+#ifdef WMFAST_TORCH_CUDA
+  m.attr("BUILT_WITH_CUDA") = true;
+#else
+  m.attr("BUILT_WITH_CUDA") = false;
+#endif
+  m.def("hardware_threads", [] { return std::thread::hardware_concurrency(); },
+        "Number of hardware threads the C++ thread pools may use.");
+}
+
+}  // namespace
+}  // namespace wmfast
+
+PYBIND11_MODULE(_torch, m) {
+  m.doc() = "wmfast: model execution through libtorch";
+  wmfast::InitInfo(m);
+}
