@@ -110,7 +110,7 @@ tabular::Sweep ParseSweep(const std::string& sweep) {
 }
 
 py::dict Plan(const TabularModel& model, bool policy_iteration, double gamma, double tol,
-              int64_t max_iters, int64_t min_visits, double unknown_value,
+              int64_t max_iters, int64_t min_visits, double unknown_value, double bonus,
               const std::string& sweep, int num_threads,
               const std::optional<py::array>& initial_values) {
   tabular::PlanningOptions options;
@@ -119,6 +119,7 @@ py::dict Plan(const TabularModel& model, bool policy_iteration, double gamma, do
   options.max_iters = max_iters;
   options.min_visits = min_visits;
   options.unknown_value = unknown_value;
+  options.bonus = bonus;
   options.sweep = ParseSweep(sweep);
   options.num_threads = num_threads;
   options.check_interrupt = InterruptChecker();
@@ -236,7 +237,7 @@ void InitTabular(py::module_& m) {
       .def("compiled_arrays", &CompiledArrays)
       .def("plan", &Plan, py::arg("policy_iteration"), py::arg("gamma"), py::arg("tol"),
            py::arg("max_iters"), py::arg("min_visits"), py::arg("unknown_value"),
-           py::arg("sweep"), py::arg("num_threads"), py::arg("initial_values") = py::none())
+           py::arg("bonus"), py::arg("sweep"), py::arg("num_threads"), py::arg("initial_values") = py::none())
       .def("sample", &Sample, py::arg("states"), py::arg("actions"), py::arg("uniform_next"),
            py::arg("uniform_terminal"));
 }

@@ -238,7 +238,7 @@ class TabularModel:
 
     # -- planning ------------------------------------------------------------------------------
     def value_iteration(self, gamma: float = 0.99, tol: float = 1e-8, max_iters: int = 100_000,
-                        *, r_max: float | None = None, min_visits: int = 1,
+                        *, r_max: float | None = None, min_visits: int = 1, bonus: float = 0.0,
                         sweep: Literal["gauss_seidel", "jacobi"] = "gauss_seidel",
                         num_threads: int = 1, initial_values: Any = None) -> PlanningSolution:
         """Value iteration on the learned model, stopping when max_s |ΔV(s)| < tol.
@@ -251,23 +251,24 @@ class TabularModel:
             Q = r_max / (1 - gamma), so a greedy agent goes to try them. Without it, such pairs
             get Q = 0.
           min_visits: visits a pair needs before its estimate is trusted.
+          bonus: exploration bonus (MBIE-EB): adds bonus / sqrt(N(s, a)) to r̂ of known pairs.
           sweep: "gauss_seidel" (in place, fewer sweeps) or "jacobi" (the textbook iteration,
             splittable over ``num_threads``).
           initial_values: [S] warm start (e.g. the previous solution's values).
         """
-        return self._plan(False, gamma, tol, max_iters, r_max, min_visits, sweep, num_threads,
-                          initial_values)
+        return self._plan(False, gamma, tol, max_iters, r_max, min_visits, bonus, sweep,
+                          num_threads, initial_values)
 
     def policy_iteration(self, gamma: float = 0.99, tol: float = 1e-8, max_iters: int = 1_000,
                          *, r_max: float | None = None, min_visits: int = 1,
-                         initial_values: Any = None) -> PlanningSolution:
+                         bonus: float = 0.0, initial_values: Any = None) -> PlanningSolution:
         """Policy iteration: evaluate the policy (sweeps to tol), improve greedily, repeat until
         the policy is stable. Arguments as in ``value_iteration``."""
-        return self._plan(True, gamma, tol, max_iters, r_max, min_visits, "gauss_seidel", 1,
-                          initial_values)
+        return self._plan(True, gamma, tol, max_iters, r_max, min_visits, bonus,
+                          "gauss_seidel", 1, initial_values)
 
     def _plan(self, policy_iteration: bool, gamma: float, tol: float, max_iters: int,
-              r_max: float | None, min_visits: int, sweep: str, num_threads: int,
+              r_max: float | None, min_visits: int, bonus: float, sweep: str, num_threads: int,
               initial_values: Any) -> PlanningSolution:
         gamma = float(gamma)
         unknown_value = 0.0
@@ -280,7 +281,8 @@ class TabularModel:
             initial_values = to_vector(initial_values, "initial_values")
         out = self._model.plan(policy_iteration, gamma, float(tol),
                                _as_int(max_iters, "max_iters"), _as_int(min_visits, "min_visits"),
-                               unknown_value, sweep, _as_int(num_threads, "num_threads"),
+                               unknown_value, float(bonus), sweep,
+                               _as_int(num_threads, "num_threads"),
                                initial_values)
         solution = PlanningSolution(**out)
         if not solution.converged:

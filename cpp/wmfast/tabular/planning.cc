@@ -36,7 +36,8 @@ struct Backup {
     for (int64_t p = 0; p < num_pairs; ++p) {
       if (model.visits[p] >= options.min_visits) {
         const double denominator = static_cast<double>(model.visits[p]) + model.prior * S;
-        base[p] = model.mean_reward[p];
+        base[p] = model.mean_reward[p] +
+                  options.bonus / std::sqrt(static_cast<double>(std::max<int64_t>(model.visits[p], 1)));
         if (model.prior > 0) prior_weight[p] = options.gamma * model.prior / denominator;
         for (int64_t e = model.pair_offsets[p]; e < model.pair_offsets[p + 1]; ++e) {
           const int64_t continuing = model.count[e] - model.terminal_count[e];
@@ -80,6 +81,8 @@ void CheckOptions(const CompiledModel& model, const PlanningOptions& options) {
   WMFAST_CHECK_ARG(options.min_visits >= 0, "min_visits must be >= 0, got ", options.min_visits);
   WMFAST_CHECK_ARG(std::isfinite(options.unknown_value),
                    "the value of unknown pairs must be finite, got ", options.unknown_value);
+  WMFAST_CHECK_ARG(std::isfinite(options.bonus) && options.bonus >= 0.0,
+                   "bonus must be finite and >= 0, got ", options.bonus);
   WMFAST_CHECK_ARG(options.num_threads >= 1, "num_threads must be >= 1, got ",
                    options.num_threads);
 }
