@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include "torch_bindings.h"
+
 namespace wmfast {
 namespace {
 
@@ -24,4 +26,5 @@ void InitInfo(pybind11::module_& m) {
 PYBIND11_MODULE(_torch, m) {
   m.doc() = "wmfast: model execution through libtorch";
   wmfast::InitInfo(m);
+  wmfast::InitNativeModel(m);  // NativeModel: AOTInductor packages run from C++
 }

@@ -7,11 +7,14 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 # torch first: it loads its own libgomp, which every later module must share.
 import torch  # noqa: F401
 
+from wmfast.native import ExportError, NativeModel
 from wmfast.tabular import PlanningSolution, TabularModel, TransitionMatrix
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExportError",
+    "NativeModel",
     "PlanningSolution",
     "TabularModel",
     "TransitionMatrix",
