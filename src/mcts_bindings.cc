@@ -186,8 +186,9 @@ void InitMcts(py::module_& m) {
         shape.insert(shape.begin(), s.search->batch_size());
         return t.view(shape);
       }, "[B, num_nodes, ...] latent of every node (a view of the store)")
-      .def("arrays", [](py::object self) {
-        const SearchState& s = self.cast<const SearchState&>();
+      .def("tree_arrays", [](py::object self) {
+        SearchState& s = self.cast<SearchState&>();
+        s.search->CompletePriors();
         const mcts::Tree& t = s.search->tree();
         const py::ssize_t B = t.batch_size, N = t.num_nodes, A = t.num_actions;
         py::dict d;
@@ -205,6 +206,12 @@ void InitMcts(py::module_& m) {
         d["children_discounts"] = View(t.children_discounts, {B, N, A}, self);
         py::array invalid = View(t.root_invalid_actions, {B, A}, self);
         d["root_invalid_actions"] = invalid.attr("view")("bool");
+        return d;
+      }, "Read-only numpy views of the trees (mctx's Tree layout).")
+      .def("results", [](py::object self) {
+        const SearchState& s = self.cast<const SearchState&>();
+        const py::ssize_t B = s.search->batch_size(), A = s.search->config().num_actions;
+        py::dict d;
         d["action"] = View(s.search->action(), {B}, self);
         d["visit_counts"] = View(s.search->visit_counts(), {B, A}, self);
         d["policy"] = View(s.search->policy(), {B, A}, self);
@@ -212,7 +219,7 @@ void InitMcts(py::module_& m) {
         d["q_values"] = View(s.search->q_values(), {B, A}, self);
         if (s.search->config().gumbel) d["gumbel"] = View(s.search->gumbel(), {B, A}, self);
         return d;
-      }, "Read-only numpy views of the trees (mctx's Tree layout) and of the results.");
+      }, "Read-only numpy views of the results.");
 
   m.def(
       "mcts_search",

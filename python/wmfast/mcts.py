@@ -242,7 +242,7 @@ class SearchTree:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The outcome of a batched search (numpy arrays; ``torch.from_numpy`` shares them).
+    """The outcome of a batched search (read-only numpy arrays; ``torch.from_numpy`` shares them).
 
     Attributes:
       action: [B] int64 action to take (MCTS: sampled from visits^(1/temperature); Gumbel:
@@ -252,7 +252,8 @@ class SearchResult:
         improved policy (Gumbel).
       root_value: [B] float32 searched value of the root.
       q_values: [B, A] float32 Q(root, a) (0 for unvisited actions).
-      tree: the search trees.
+      gumbel: [B, A] float32 root Gumbel noise (GumbelMCTS only, else None).
+      tree: the search trees (a SearchTree, built on first access).
     """
 
     action: np.ndarray
@@ -260,10 +261,20 @@ class SearchResult:
     policy: np.ndarray
     root_value: np.ndarray
     q_values: np.ndarray
-    tree: SearchTree
     gumbel: np.ndarray | None = None
     _state: Any = field(default=None, repr=False, compare=False)
     _planner: Any = field(default=None, repr=False, compare=False)
+    _tree: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def tree(self) -> SearchTree:
+        if self._tree is None:
+            arrays = self._state.tree_arrays()
+            tree = SearchTree(
+                **{name: arrays[name] for name in _TREE_FIELDS}, latents=self._state.latents
+            )
+            object.__setattr__(self, "_tree", tree)
+        return self._tree
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """Results and tree arrays by name."""
@@ -491,10 +502,11 @@ class _Planner:
                 bad = int(taken[((taken < 0) | (taken >= A))][0])
                 raise ValueError(f"action_taken must be in [0, {A}), got {bad}")
             taken = np.ascontiguousarray(taken, dtype=np.int64)
-            if latent is not None and latent.device != reuse.tree.latents.device:
+            previous_device = reuse._state.latents.device
+            if latent is not None and latent.device != previous_device:
                 raise ValueError(
                     f"root.latent is on {latent.device} but the reused search's latents are on "
-                    f"{reuse.tree.latents.device}"
+                    f"{previous_device}"
                 )
             state = reuse._state
         elif action_taken is not None:
@@ -511,15 +523,13 @@ class _Planner:
 
 
 def _result(state: Any, planner: type) -> SearchResult:
-    arrays = state.arrays()
-    tree = SearchTree(**{name: arrays[name] for name in _TREE_FIELDS}, latents=state.latents)
+    arrays = state.results()
     return SearchResult(
         action=arrays["action"],
         visit_counts=arrays["visit_counts"],
         policy=arrays["policy"],
         root_value=arrays["root_value"],
         q_values=arrays["q_values"],
-        tree=tree,
         gumbel=arrays.get("gumbel"),
         _state=state,
         _planner=planner,

@@ -141,6 +141,7 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
     for (int a = 0; a < A; ++a) row[a] = invalid[a] ? kMaskedLogit : row[a] - max_logit;
   }
   Softmax(row, A, priors);
+  tree_.priors_ready[tree_.Node(b, kRootIndex)] = 1;
   tree_.raw_values[tree_.Node(b, kRootIndex)] = value;
   if (config_.gumbel) {
     for (int a = 0; a < A; ++a) {
@@ -239,6 +240,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
       tree_.node_visits[dst] = old.node_visits[src];
       tree_.raw_values[dst] = old.raw_values[src];
       tree_.node_values[dst] = old.node_values[src];
+      tree_.priors_ready[dst] = old.priors_ready[src];
       tree_.parents[dst] = k == 0 ? kNoParent : old_to_new[old.parents[src]];
       tree_.action_from_parent[dst] = k == 0 ? kNoParent : old.action_from_parent[src];
       const int64_t se = old.Edges(b, n), de = tree_.Edges(b, k);
@@ -251,6 +253,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
         tree_.children_index[de + a] = new_child;
         tree_.children_visits[de + a] = old.children_visits[se + a];
         tree_.children_values[de + a] = old.children_values[se + a];
+        tree_.children_q[de + a] = old.children_q[se + a];
         tree_.children_rewards[de + a] = old.children_rewards[se + a];
         tree_.children_discounts[de + a] = old.children_discounts[se + a];
       }
@@ -269,7 +272,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
     if (config_.qtransform == QTransform::kRunningMinMax) {
       for (int64_t e = tree_.Edges(b, 0); e < tree_.Edges(b, next); ++e) {
         if (tree_.children_visits[e] == 0) continue;
-        const float q = tree_.children_rewards[e] + tree_.children_discounts[e] * tree_.children_values[e];
+        const float q = tree_.children_q[e];
         running_min_[b] = std::min(running_min_[b], q);
         running_max_[b] = std::max(running_max_[b], q);
       }
@@ -286,9 +289,7 @@ void Search::RecomputeRoot(int64_t b) {
     const int32_t n = tree_.children_visits[edges + a];
     if (n == 0) continue;
     visits += n;
-    sum += n * static_cast<double>(tree_.children_rewards[edges + a] +
-                                   tree_.children_discounts[edges + a] *
-                                       tree_.children_values[edges + a]);
+    sum += n * static_cast<double>(tree_.children_q[edges + a]);
   }
   tree_.node_visits[node] = visits;
   tree_.node_values[node] = static_cast<float>(sum / visits);
@@ -299,9 +300,7 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
   const int64_t e = tree_.Edges(b, node);
   const int32_t* visits = &tree_.children_visits[e];
   const float* priors = &tree_.children_priors[e];
-  const float* values = &tree_.children_values[e];
-  const float* rewards = &tree_.children_rewards[e];
-  const float* discounts = &tree_.children_discounts[e];
+  const float* qs = &tree_.children_q[e];
   const float node_visit = static_cast<float>(tree_.node_visits[tree_.Node(b, node)]);
   const float pb_c =
       config_.pb_c_init + std::log((node_visit + config_.pb_c_base + 1.0f) / config_.pb_c_base);
@@ -317,9 +316,8 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
       lo = node_value;
       for (int a = 0; a < A; ++a) {
         if (visits[a] > 0) {
-          const float q = rewards[a] + discounts[a] * values[a];
-          lo = std::min(lo, q);
-          hi = std::max(hi, q);
+          lo = std::min(lo, qs[a]);
+          hi = std::max(hi, qs[a]);
         }
       }
       scale = 1.0f / std::max(hi - lo, config_.epsilon);
@@ -343,8 +341,7 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
   float best_score = -kInf;
   for (int a = 0; a < A; ++a) {
     if (invalid != nullptr && invalid[a]) continue;
-    const float value_score =
-        visits[a] > 0 ? (rewards[a] + discounts[a] * values[a] - lo) * scale : 0.0f;
+    const float value_score = visits[a] > 0 ? (qs[a] - lo) * scale : 0.0f;
     const float score = value_score + explore * priors[a] / static_cast<float>(visits[a] + 1);
     if (best < 0 || score > best_score) {
       best = a;
@@ -358,9 +355,7 @@ void Search::CompletedQ(int64_t b, int64_t node, float* out) const {
   const int A = config_.num_actions;
   const int64_t e = tree_.Edges(b, node);
   const int32_t* visits = &tree_.children_visits[e];
-  const float* values = &tree_.children_values[e];
-  const float* rewards = &tree_.children_rewards[e];
-  const float* discounts = &tree_.children_discounts[e];
+  const float* qs = &tree_.children_q[e];
   const float* priors = &tree_.children_priors[e];
   float value = tree_.raw_values[tree_.Node(b, node)];
   int32_t max_visit = 0;
@@ -377,14 +372,14 @@ void Search::CompletedQ(int64_t b, int64_t node, float* out) const {
     for (int a = 0; a < A; ++a) {
       if (visits[a] > 0) {
         weighted_q +=
-            std::max(FLT_MIN, priors[a]) * (rewards[a] + discounts[a] * values[a]) / sum_probs;
+            std::max(FLT_MIN, priors[a]) * qs[a] / sum_probs;
       }
     }
     value = (value + sum_visits * weighted_q) / (sum_visits + 1.0f);
   }
   float lo = kInf, hi = -kInf;
   for (int a = 0; a < A; ++a) {
-    out[a] = visits[a] > 0 ? rewards[a] + discounts[a] * values[a] : value;
+    out[a] = visits[a] > 0 ? qs[a] : value;
     lo = std::min(lo, out[a]);
     hi = std::max(hi, out[a]);
     max_visit = std::max(max_visit, visits[a]);
@@ -456,6 +451,22 @@ int Search::SelectGumbelInterior(int64_t b, int64_t node) const {
   return Argmax(probs, A);
 }
 
+void Search::EnsurePriors(int64_t b, int64_t node) {
+  const int64_t n = tree_.Node(b, node);
+  if (tree_.priors_ready[n]) return;
+  const int64_t e = tree_.Edges(b, node);
+  Softmax(&tree_.children_prior_logits[e], config_.num_actions, &tree_.children_priors[e]);
+  tree_.priors_ready[n] = 1;
+}
+
+void Search::CompletePriors() {
+  for (int64_t b = 0; b < tree_.batch_size; ++b) {
+    for (int64_t n = 0; n < tree_.num_nodes; ++n) {
+      if (tree_.node_visits[tree_.Node(b, n)] > 0) EnsurePriors(b, n);
+    }
+  }
+}
+
 void Search::Select(int64_t b, int sim) {
   const int max_depth = config_.max_depth > 0 ? config_.max_depth : INT_MAX;
   int32_t node = kRootIndex;
@@ -463,6 +474,7 @@ void Search::Select(int64_t b, int sim) {
   int32_t child = kUnvisited;
   int depth = 0;
   while (true) {
+    EnsurePriors(b, node);
     if (depth == 0) {
       int32_t sim_index = 0;
       if (config_.gumbel) {
@@ -492,7 +504,7 @@ void Search::ExpandAndBackup(int64_t b) {
   const int64_t node = tree_.Node(b, leaf);
   std::copy(&out_logits_[b * A], &out_logits_[b * A] + A,
             &tree_.children_prior_logits[tree_.Edges(b, leaf)]);
-  Softmax(&out_logits_[b * A], A, &tree_.children_priors[tree_.Edges(b, leaf)]);
+  tree_.priors_ready[node] = 0;  // the softmax waits until the search descends from here
   tree_.raw_values[node] = out_values_[b];
   tree_.node_values[node] = out_values_[b];
   tree_.node_visits[node] += 1;
@@ -517,8 +529,9 @@ void Search::ExpandAndBackup(int64_t b) {
     tree_.node_visits[up_node] += 1;
     tree_.children_values[e] = tree_.node_values[child_node];
     tree_.children_visits[e] += 1;
+    const float q = tree_.children_rewards[e] + tree_.children_discounts[e] * tree_.children_values[e];
+    tree_.children_q[e] = q;
     if (running) {
-      const float q = tree_.children_rewards[e] + tree_.children_discounts[e] * tree_.children_values[e];
       running_min_[b] = std::min(running_min_[b], q);
       running_max_[b] = std::max(running_max_[b], q);
     }
@@ -534,8 +547,7 @@ void Search::Finalize(int64_t b) {
   for (int a = 0; a < A; ++a) {
     const int32_t n = tree_.children_visits[e + a];
     visit_counts_[b * A + a] = n;
-    q_values_[b * A + a] = tree_.children_rewards[e + a] +
-                           tree_.children_discounts[e + a] * tree_.children_values[e + a];
+    q_values_[b * A + a] = tree_.children_q[e + a];
     total += n;
     max_visit = std::max(max_visit, n);
   }

@@ -108,6 +108,9 @@ class Search {
 
   const SearchConfig& config() const { return config_; }
   const Tree& tree() const { return tree_; }
+
+  // Fills children_priors of the nodes never searched from (for inspecting the tree).
+  void CompletePriors();
   int64_t batch_size() const { return tree_.batch_size; }
 
   // Results, valid after Run.
@@ -125,6 +128,7 @@ class Search {
   // Recomputes the root's visits and value from its children (after reuse).
   void RecomputeRoot(int64_t b);
   void Select(int64_t b, int sim);
+  void EnsurePriors(int64_t b, int64_t node);
   int SelectPuct(int64_t b, int64_t node, bool at_root) const;
   int SelectGumbelRoot(int64_t b, int sim_index) const;
   int SelectGumbelInterior(int64_t b, int64_t node) const;

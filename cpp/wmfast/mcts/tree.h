@@ -5,7 +5,8 @@
 // expanded by simulation s gets the index first_new + s, so a parent's index is always below its
 // children's. Edge statistics (prior, visits, value, reward, discount) live on the parent, in
 // [B, num_nodes, A] arrays; Q(s, a) = children_rewards + children_discounts * children_values.
-// Nothing is allocated after construction.
+// Nothing is allocated after construction. A node's prior softmax is computed when the search
+// first descends from it (most leaves never are), so expansion only copies logits.
 #ifndef WMFAST_MCTS_TREE_H_
 #define WMFAST_MCTS_TREE_H_
 
@@ -33,9 +34,11 @@ struct Tree {
         children_priors(batch_size * num_nodes * num_actions, 0.0f),
         children_visits(batch_size * num_nodes * num_actions, 0),
         children_values(batch_size * num_nodes * num_actions, 0.0f),
+        children_q(batch_size * num_nodes * num_actions, 0.0f),
         children_rewards(batch_size * num_nodes * num_actions, 0.0f),
         children_discounts(batch_size * num_nodes * num_actions, 0.0f),
-        root_invalid_actions(batch_size * num_actions, 0) {}
+        root_invalid_actions(batch_size * num_actions, 0),
+        priors_ready(batch_size * num_nodes, 0) {}
 
   // Flat index of node `n` of tree `b` in the [B, num_nodes] arrays.
   int64_t Node(int64_t b, int64_t n) const { return b * num_nodes + n; }
@@ -53,12 +56,17 @@ struct Tree {
   std::vector<int32_t> action_from_parent;   // [B, N] action leading here, kNoParent at the root
   std::vector<int32_t> children_index;       // [B, N, A] child node, kUnvisited if unexpanded
   std::vector<float> children_prior_logits;  // [B, N, A] prior logits (root: masked and noised)
-  std::vector<float> children_priors;        // [B, N, A] softmax of children_prior_logits
+  std::vector<float> children_priors;        // [B, N, A] softmax of children_prior_logits (filled
+                                             // when the node is first searched from, or by
+                                             // CompletePriors)
   std::vector<int32_t> children_visits;      // [B, N, A] visits through each action
   std::vector<float> children_values;        // [B, N, A] node_values of the child
+  std::vector<float> children_q;             // [B, N, A] rewards + discounts * values (cached for
+                                             // selection: fewer arrays to read per node)
   std::vector<float> children_rewards;       // [B, N, A] reward of the transition
   std::vector<float> children_discounts;     // [B, N, A] discount * the model's step discount
   std::vector<uint8_t> root_invalid_actions;  // [B, A] 1 where an action is illegal at the root
+  std::vector<uint8_t> priors_ready;          // [B, N] 1 once children_priors holds the softmax
 };
 
 }  // namespace wmfast::mcts
