@@ -25,7 +25,7 @@ def softmax(x):
 def considered_visit_sequence(max_num_considered, num_simulations):
     if max_num_considered <= 1:
         return list(range(num_simulations))
-    log2max = int(math.ceil(math.log2(max_num_considered)))
+    log2max = math.ceil(math.log2(max_num_considered))
     sequence, visits, num_considered = [], [0] * max_num_considered, max_num_considered
     while len(sequence) < num_simulations:
         extra = max(1, int(num_simulations / (log2max * num_considered)))
@@ -56,8 +56,9 @@ class ReferenceTree:
         self.latents = [None] * n
 
     def q(self, node, a):
-        return self.children_rewards[node][a] + self.children_discounts[node][a] * (
-            self.children_values[node][a]
+        return (
+            self.children_rewards[node][a]
+            + self.children_discounts[node][a] * (self.children_values[node][a])
         )
 
 
@@ -109,8 +110,9 @@ def search_one(
             sum_visits = sum(visits)
             probs = [max(p, np.finfo(np.float32).tiny) for p in t.priors[node]]
             sum_probs = sum(p for p, n in zip(probs, visits) if n > 0)
-            weighted = sum(p * t.q(node, a) / sum_probs for a, (p, n) in
-                           enumerate(zip(probs, visits)) if n > 0)
+            weighted = sum(
+                p * t.q(node, a) / sum_probs for a, (p, n) in enumerate(zip(probs, visits)) if n > 0
+            )
             val = (val + sum_visits * weighted) / (sum_visits + 1)
         out = [t.q(node, a) if visits[a] > 0 else val for a in range(A)]
         if rescale_values:
@@ -147,15 +149,22 @@ def search_one(
             for a in range(A):
                 if visits[a] > 0:
                     lo, hi = min(lo, t.q(node, a)), max(hi, t.q(node, a))
-            norm = [(t.q(node, a) - lo) / max(hi - lo, eps) if visits[a] > 0 else 0.0
-                    for a in range(A)]
+            norm = [
+                (t.q(node, a) - lo) / max(hi - lo, eps) if visits[a] > 0 else 0.0 for a in range(A)
+            ]
         elif qtransform == "min_max":
-            norm = [(t.q(node, a) - min_value) / (max_value - min_value) if visits[a] > 0 else 0.0
-                    for a in range(A)]
+            norm = [
+                (t.q(node, a) - min_value) / (max_value - min_value) if visits[a] > 0 else 0.0
+                for a in range(A)
+            ]
         else:  # running_min_max
             lo, hi = running
-            norm = [((t.q(node, a) - lo) / (hi - lo) if hi > lo else t.q(node, a))
-                    if visits[a] > 0 else 0.0 for a in range(A)]
+            norm = [
+                ((t.q(node, a) - lo) / (hi - lo) if hi > lo else t.q(node, a))
+                if visits[a] > 0
+                else 0.0
+                for a in range(A)
+            ]
         best, best_score = -1, -math.inf
         for a in range(A):
             if depth == 0 and invalid[a]:
@@ -200,29 +209,30 @@ def search_one(
             index = parent
 
     visit_counts = np.array(t.children_visits[0])
-    out = dict(
-        node_visits=np.array(t.node_visits),
-        raw_values=np.array(t.raw_values),
-        node_values=np.array(t.node_values),
-        parents=np.array(t.parents),
-        action_from_parent=np.array(t.action_from_parent),
-        children_index=np.array(t.children_index),
-        children_priors=np.array(t.priors),
-        children_visits=np.array(t.children_visits),
-        children_values=np.array(t.children_values),
-        children_rewards=np.array(t.children_rewards),
-        children_discounts=np.array(t.children_discounts),
-        visit_counts=visit_counts,
-        root_value=t.node_values[0],
-        q_values=np.array([t.q(0, a) for a in range(A)]),
-    )
+    out = {
+        "node_visits": np.array(t.node_visits),
+        "raw_values": np.array(t.raw_values),
+        "node_values": np.array(t.node_values),
+        "parents": np.array(t.parents),
+        "action_from_parent": np.array(t.action_from_parent),
+        "children_index": np.array(t.children_index),
+        "children_priors": np.array(t.priors),
+        "children_visits": np.array(t.children_visits),
+        "children_values": np.array(t.children_values),
+        "children_rewards": np.array(t.children_rewards),
+        "children_discounts": np.array(t.children_discounts),
+        "visit_counts": visit_counts,
+        "root_value": t.node_values[0],
+        "q_values": np.array([t.q(0, a) for a in range(A)]),
+    }
     if gumbel is not None:
         out["action"] = score_considered(0, int(visit_counts.max()))
         cq = completed_q(0)
         x = [lg + c for lg, c in zip(t.logits[0], cq)]
         m = max(v for v, inv in zip(x, invalid) if not inv)
-        out["policy"] = np.array(softmax([MASKED_LOGIT if inv else v - m
-                                          for v, inv in zip(x, invalid)]))
+        out["policy"] = np.array(
+            softmax([MASKED_LOGIT if inv else v - m for v, inv in zip(x, invalid)])
+        )
     else:
         masked = np.where(invalid, -1, visit_counts)
         out["action"] = int(np.argmax(masked))

@@ -9,7 +9,6 @@ import threading
 import numpy as np
 import pytest
 import torch
-
 import wmfast as wm
 from mcts_reference import search_one
 
@@ -61,13 +60,25 @@ class RandomModel:
 
 def _check_against_reference(result, reference, b):
     tree = result.tree
-    for name in ("node_visits", "parents", "action_from_parent", "children_index",
-                 "children_visits"):
+    for name in (
+        "node_visits",
+        "parents",
+        "action_from_parent",
+        "children_index",
+        "children_visits",
+    ):
         np.testing.assert_array_equal(getattr(tree, name)[b], reference[name], err_msg=name)
-    for name in ("raw_values", "node_values", "children_priors", "children_values",
-                 "children_rewards", "children_discounts"):
-        np.testing.assert_allclose(getattr(tree, name)[b], reference[name], rtol=1e-4,
-                                   atol=1e-5, err_msg=name)
+    for name in (
+        "raw_values",
+        "node_values",
+        "children_priors",
+        "children_values",
+        "children_rewards",
+        "children_discounts",
+    ):
+        np.testing.assert_allclose(
+            getattr(tree, name)[b], reference[name], rtol=1e-4, atol=1e-5, err_msg=name
+        )
     np.testing.assert_array_equal(result.visit_counts[b], reference["visit_counts"])
     assert result.action[b] == reference["action"]
     np.testing.assert_allclose(result.root_value[b], reference["root_value"], rtol=1e-4, atol=1e-5)
@@ -76,17 +87,26 @@ def _check_against_reference(result, reference, b):
 
 
 def _run_reference(model, root, b, num_simulations, **kwargs):
-    return search_one(model.step_row, root.latent[b].numpy(), root.logits[b].numpy(),
-                      float(root.value[b]), model.A, num_simulations, **kwargs)
+    return search_one(
+        model.step_row,
+        root.latent[b].numpy(),
+        root.logits[b].numpy(),
+        float(root.value[b]),
+        model.A,
+        num_simulations,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize(
     "qtransform, ref_kwargs",
     [
-        ("parent_and_siblings", dict(qtransform="parent_and_siblings")),
-        (wm.qtransform_by_min_max(-2.0, 2.0), dict(qtransform="min_max", min_value=-2.0,
-                                                    max_value=2.0)),
-        ("running_min_max", dict(qtransform="running_min_max")),
+        ("parent_and_siblings", {"qtransform": "parent_and_siblings"}),
+        (
+            wm.qtransform_by_min_max(-2.0, 2.0),
+            {"qtransform": "min_max", "min_value": -2.0, "max_value": 2.0},
+        ),
+        ("running_min_max", {"qtransform": "running_min_max"}),
     ],
 )
 @pytest.mark.parametrize("discounts", [(1.0,), (1.0, 1.0, 0.0), (-1.0,)])
@@ -98,13 +118,21 @@ def test_mcts_matches_reference(qtransform, ref_kwargs, discounts, num_threads):
     legal = np.ones((B, A), bool)
     legal[1, [0, 2]] = False
     legal[3, 1:] = False
-    mcts = wm.MCTS(A, N, discount=0.95, dirichlet_fraction=0.0, temperature=0.0,
-                   qtransform=qtransform, num_threads=num_threads)
+    mcts = wm.MCTS(
+        A,
+        N,
+        discount=0.95,
+        dirichlet_fraction=0.0,
+        temperature=0.0,
+        qtransform=qtransform,
+        num_threads=num_threads,
+    )
     result = mcts.search(model, root, legal_actions=legal)
     assert model.calls == N
     for b in range(B):
-        reference = _run_reference(model, root, b, N, discount=0.95, invalid=~legal[b],
-                                   **ref_kwargs)
+        reference = _run_reference(
+            model, root, b, N, discount=0.95, invalid=~legal[b], **ref_kwargs
+        )
         _check_against_reference(result, reference, b)
 
 
@@ -116,8 +144,7 @@ def test_mcts_max_depth_matches_reference(max_depth):
     mcts = wm.MCTS(A, N, dirichlet_fraction=0.0, temperature=0.0, max_depth=max_depth)
     result = mcts.search(model, root)
     for b in range(B):
-        _check_against_reference(result, _run_reference(model, root, b, N, max_depth=max_depth),
-                                 b)
+        _check_against_reference(result, _run_reference(model, root, b, N, max_depth=max_depth), b)
     depth = np.zeros(result.tree.parents.shape, int)
     for n in range(1, depth.shape[1]):
         parent = result.tree.parents[:, n]
@@ -128,9 +155,24 @@ def test_mcts_max_depth_matches_reference(max_depth):
 @pytest.mark.parametrize(
     "settings",
     [
-        dict(value_scale=0.1, maxvisit_init=50.0, rescale_values=True, use_mixed_value=True),
-        dict(value_scale=0.5, maxvisit_init=20.0, rescale_values=False, use_mixed_value=True),
-        dict(value_scale=0.1, maxvisit_init=50.0, rescale_values=True, use_mixed_value=False),
+        {
+            "value_scale": 0.1,
+            "maxvisit_init": 50.0,
+            "rescale_values": True,
+            "use_mixed_value": True,
+        },
+        {
+            "value_scale": 0.5,
+            "maxvisit_init": 20.0,
+            "rescale_values": False,
+            "use_mixed_value": True,
+        },
+        {
+            "value_scale": 0.1,
+            "maxvisit_init": 50.0,
+            "rescale_values": True,
+            "use_mixed_value": False,
+        },
     ],
 )
 @pytest.mark.parametrize("max_considered", [2, 4, 16])
@@ -141,13 +183,25 @@ def test_gumbel_matches_reference(settings, max_considered):
     gumbel = np.random.default_rng(0).gumbel(size=(B, A)).astype(np.float32)
     legal = np.ones((B, A), bool)
     legal[2, :3] = False
-    planner = wm.GumbelMCTS(A, N, max_num_considered_actions=max_considered,
-                            qtransform=wm.qtransform_completed_by_mix_value(**settings))
+    planner = wm.GumbelMCTS(
+        A,
+        N,
+        max_num_considered_actions=max_considered,
+        qtransform=wm.qtransform_completed_by_mix_value(**settings),
+    )
     result = planner.search(model, root, legal_actions=legal, gumbel=gumbel)
     np.testing.assert_array_equal(result.gumbel, gumbel)
     for b in range(B):
-        reference = _run_reference(model, root, b, N, invalid=~legal[b], gumbel=gumbel[b],
-                                   max_num_considered_actions=max_considered, **settings)
+        reference = _run_reference(
+            model,
+            root,
+            b,
+            N,
+            invalid=~legal[b],
+            gumbel=gumbel[b],
+            max_num_considered_actions=max_considered,
+            **settings,
+        )
         _check_against_reference(result, reference, b)
 
 
@@ -156,8 +210,13 @@ def _bandit(rewards):
 
     def model(latent, action):
         B = latent.shape[0]
-        return wm.Step(latent, rewards[action], torch.zeros(B, rewards.shape[0]),
-                       torch.zeros(B), torch.zeros(B))
+        return wm.Step(
+            latent,
+            rewards[action],
+            torch.zeros(B, rewards.shape[0]),
+            torch.zeros(B),
+            torch.zeros(B),
+        )
 
     return model
 
@@ -166,8 +225,13 @@ def test_bandit_best_arm_most_visited_and_value_converges():
     rewards = [0.1, 0.5, 0.9, 0.3]
     B, A = 2, 4
     root = wm.Root(torch.zeros(B, 1), torch.zeros(B, A), torch.zeros(B))
-    result = wm.MCTS(A, 400, dirichlet_fraction=0.0, temperature=0.0,
-                     qtransform=wm.qtransform_by_min_max(0.0, 1.0)).search(_bandit(rewards), root)
+    result = wm.MCTS(
+        A,
+        400,
+        dirichlet_fraction=0.0,
+        temperature=0.0,
+        qtransform=wm.qtransform_by_min_max(0.0, 1.0),
+    ).search(_bandit(rewards), root)
     assert (result.action == 2).all()
     assert (result.visit_counts.argmax(axis=1) == 2).all()
     np.testing.assert_allclose(result.q_values[0], rewards, atol=1e-6)
@@ -228,8 +292,9 @@ def test_illegal_actions_never_chosen_or_visited():
     legal = rng.random((B, A)) < 0.4
     legal[np.arange(B), rng.integers(0, A, B)] = True
     for seed in range(5):
-        mcts = wm.MCTS(A, 30, dirichlet_fraction=0.5, dirichlet_alpha=0.3, seed=seed,
-                       temperature=1.0)
+        mcts = wm.MCTS(
+            A, 30, dirichlet_fraction=0.5, dirichlet_alpha=0.3, seed=seed, temperature=1.0
+        )
         result = mcts.search(model, model.root(B, seed=seed), legal_actions=legal)
         assert legal[np.arange(B), result.action].all()
         assert (result.visit_counts[~legal] == 0).all()
@@ -252,9 +317,11 @@ def test_seeds_reproducible_and_threads_do_not_change_results():
 
     def noise(result):
         # What the seed drives: Dirichlet-noised root logits, or the root Gumbel noise.
-        return result.gumbel if result.gumbel is not None else result.tree.children_prior_logits[:, 0]
+        return (
+            result.gumbel if result.gumbel is not None else result.tree.children_prior_logits[:, 0]
+        )
 
-    for cls, kwargs in ((wm.MCTS, dict(dirichlet_fraction=0.25)), (wm.GumbelMCTS, {})):
+    for cls, kwargs in ((wm.MCTS, {"dirichlet_fraction": 0.25}), (wm.GumbelMCTS, {})):
         a1, a2 = run(0, cls=cls, **kwargs)
         b1, b2 = run(0, num_threads=3, cls=cls, **kwargs)
         c1, _ = run(1, cls=cls, **kwargs)
@@ -270,8 +337,9 @@ def test_seeds_reproducible_and_threads_do_not_change_results():
 def test_temperature_sampling_follows_visits():
     A, B = 4, 2000
     model = _bandit([0.0, 0.0, 0.0, 0.0])
-    root = wm.Root(torch.zeros(B, 1), torch.tensor([[3.0, 2.0, 1.0, 0.0]]).repeat(B, 1),
-                   torch.zeros(B))
+    root = wm.Root(
+        torch.zeros(B, 1), torch.tensor([[3.0, 2.0, 1.0, 0.0]]).repeat(B, 1), torch.zeros(B)
+    )
     result = wm.MCTS(A, 20, dirichlet_fraction=0.0, temperature=1.0, seed=3).search(model, root)
     counts = np.bincount(result.action, minlength=A) / B
     np.testing.assert_allclose(counts, result.policy.mean(axis=0), atol=0.05)
@@ -296,8 +364,9 @@ def test_tree_reuse_continues_from_the_child_subtree():
         kept = old.children_visits[b, child[b]]
         assert new.children_visits[b, 0].sum() == kept.sum() + N
         assert new.node_visits[b, 0] == old.node_visits[b, child[b]] + N
-        np.testing.assert_array_equal(new.children_prior_logits[b, 0],
-                                      old.children_prior_logits[b, child[b]])
+        np.testing.assert_array_equal(
+            new.children_prior_logits[b, 0], old.children_prior_logits[b, child[b]]
+        )
         # Latents follow their nodes: the new root holds the old child's latent.
         torch.testing.assert_close(new.latents[b, 0], old.latents[b, child[b]])
         for a in range(A):
@@ -305,7 +374,9 @@ def test_tree_reuse_continues_from_the_child_subtree():
             if old_grandchild >= 0:
                 new_child = new.children_index[b, 0, a]
                 assert new_child > 0
-                torch.testing.assert_close(new.latents[b, new_child], old.latents[b, old_grandchild])
+                torch.testing.assert_close(
+                    new.latents[b, new_child], old.latents[b, old_grandchild]
+                )
                 assert new.children_visits[b, 0, a] >= old.children_visits[b, child[b], a]
     # Reused subtrees are consistent trees: each node's visits = 1 + its children's visits.
     t = second.tree
@@ -334,8 +405,9 @@ def test_tree_reuse_errors():
     with pytest.raises(ValueError, match=r"action_taken must be in \[0, 4\), got 7"):
         mcts.search(model, None, reuse=first, action_taken=[7, 0])
     gumbel_result = wm.GumbelMCTS(A, 3).search(model, model.root(B))
-    with pytest.raises(ValueError, match="reuse must come from a MCTS search, got a result of "
-                                         "GumbelMCTS"):
+    with pytest.raises(
+        ValueError, match="reuse must come from a MCTS search, got a result of GumbelMCTS"
+    ):
         mcts.search(model, None, reuse=gumbel_result, action_taken=[0, 0])
     with pytest.raises(ValueError, match="previous search had 4 actions"):
         wm.MCTS(5, 3).search(model, None, reuse=first, action_taken=[0, 0])
@@ -412,8 +484,13 @@ def _ok_root():
 
 def _model_returning(**overrides):
     def model(latent, action):
-        fields = dict(latent=latent.clone(), reward=torch.zeros(B_), logits=torch.zeros(B_, A_),
-                      value=torch.zeros(B_), discount=None)
+        fields = {
+            "latent": latent.clone(),
+            "reward": torch.zeros(B_),
+            "logits": torch.zeros(B_, A_),
+            "value": torch.zeros(B_),
+            "discount": None,
+        }
         fields.update({k: (v(latent) if callable(v) else v) for k, v in overrides.items()})
         return wm.Step(**fields)
 
@@ -423,27 +500,54 @@ def _model_returning(**overrides):
 @pytest.mark.parametrize(
     "overrides, error, message",
     [
-        (dict(reward=torch.zeros(B_, 1)), ValueError,
-         r"Step.reward must have shape \[3\] \(one per tree\), got \[3, 1\]"),
-        (dict(logits=torch.zeros(B_, A_ + 1)), ValueError,
-         r"Step.logits must have shape \[3, 4\] \(batch, num_actions\), got \[3, 5\]"),
-        (dict(value=torch.zeros(B_, dtype=torch.int64)), TypeError,
-         "Step.value must be a floating-point tensor, got dtype Long"),
-        (dict(value=torch.tensor([0.0, float("nan"), 0.0])), ValueError,
-         r"Step.value holds a non-finite value \(nan\) at batch index 1"),
-        (dict(reward=torch.tensor([0.0, 0.0, float("inf")])), ValueError,
-         r"Step.reward holds a non-finite value \(inf\) at batch index 2"),
-        (dict(logits=torch.full((B_, A_), float("-inf"))), ValueError,
-         "Step.logits is -inf for every action at batch index 0"),
-        (dict(discount=torch.zeros(2)), ValueError, r"Step.discount must have shape \[3\]"),
-        (dict(reward=0.0), TypeError, "Step.reward must be a torch.Tensor, got float"),
-        (dict(latent=lambda x: x[:, :1].clone()), ValueError,
-         r"Step.latent must have shape \[3, 2\], got \[3, 1\]"),
-        (dict(latent=lambda x: x.double()), TypeError,
-         "Step.latent must have dtype Double|Step.latent must have dtype Float"),
-        (dict(latent=lambda x: x.to("meta")), ValueError,
-         "Step.latent must be on device cpu .*got meta"),
-        (dict(latent=None), ValueError, "Step.latent is missing"),
+        (
+            {"reward": torch.zeros(B_, 1)},
+            ValueError,
+            r"Step.reward must have shape \[3\] \(one per tree\), got \[3, 1\]",
+        ),
+        (
+            {"logits": torch.zeros(B_, A_ + 1)},
+            ValueError,
+            r"Step.logits must have shape \[3, 4\] \(batch, num_actions\), got \[3, 5\]",
+        ),
+        (
+            {"value": torch.zeros(B_, dtype=torch.int64)},
+            TypeError,
+            "Step.value must be a floating-point tensor, got dtype Long",
+        ),
+        (
+            {"value": torch.tensor([0.0, float("nan"), 0.0])},
+            ValueError,
+            r"Step.value holds a non-finite value \(nan\) at batch index 1",
+        ),
+        (
+            {"reward": torch.tensor([0.0, 0.0, float("inf")])},
+            ValueError,
+            r"Step.reward holds a non-finite value \(inf\) at batch index 2",
+        ),
+        (
+            {"logits": torch.full((B_, A_), float("-inf"))},
+            ValueError,
+            "Step.logits is -inf for every action at batch index 0",
+        ),
+        ({"discount": torch.zeros(2)}, ValueError, r"Step.discount must have shape \[3\]"),
+        ({"reward": 0.0}, TypeError, "Step.reward must be a torch.Tensor, got float"),
+        (
+            {"latent": lambda x: x[:, :1].clone()},
+            ValueError,
+            r"Step.latent must have shape \[3, 2\], got \[3, 1\]",
+        ),
+        (
+            {"latent": lambda x: x.double()},
+            TypeError,
+            "Step.latent must have dtype Double|Step.latent must have dtype Float",
+        ),
+        (
+            {"latent": lambda x: x.to("meta")},
+            ValueError,
+            "Step.latent must be on device cpu .*got meta",
+        ),
+        ({"latent": None}, ValueError, "Step.latent is missing"),
     ],
 )
 def test_bad_model_outputs(overrides, error, message):
@@ -469,23 +573,47 @@ def test_model_not_returning_a_step():
 @pytest.mark.parametrize(
     "root, error, message",
     [
-        (wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_ + 1), torch.zeros(B_)), ValueError,
-         r"root.logits has 5 actions \(shape \[3, 5\]\) but num_actions=4"),
-        (wm.Root(torch.zeros(B_, 2), torch.zeros(B_ + 1, A_), torch.zeros(B_)), ValueError,
-         r"root.logits must have shape \[3, 4\], got \[4, 4\]"),
-        (wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_, dtype=torch.int32), torch.zeros(B_)),
-         TypeError, "root.logits must hold floating-point numbers, got dtype torch.int32"),
-        (wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_), torch.zeros(B_, 1)), ValueError,
-         r"root.value must have shape \[3\], got \[3, 1\]"),
-        (wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_), torch.tensor([0.0, float("nan"), 0])),
-         ValueError, r"root.value holds a non-finite value \(nan\) at index \[1\]"),
-        (wm.Root(torch.zeros(B_, 2), torch.full((B_, A_), float("nan")), torch.zeros(B_)),
-         ValueError, "root.logits holds a non-finite value"),
-        (wm.Root([1.0], torch.zeros(B_, A_), torch.zeros(B_)), TypeError,
-         "root.latent must be a torch.Tensor, got list"),
+        (
+            wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_ + 1), torch.zeros(B_)),
+            ValueError,
+            r"root.logits has 5 actions \(shape \[3, 5\]\) but num_actions=4",
+        ),
+        (
+            wm.Root(torch.zeros(B_, 2), torch.zeros(B_ + 1, A_), torch.zeros(B_)),
+            ValueError,
+            r"root.logits must have shape \[3, 4\], got \[4, 4\]",
+        ),
+        (
+            wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_, dtype=torch.int32), torch.zeros(B_)),
+            TypeError,
+            "root.logits must hold floating-point numbers, got dtype torch.int32",
+        ),
+        (
+            wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_), torch.zeros(B_, 1)),
+            ValueError,
+            r"root.value must have shape \[3\], got \[3, 1\]",
+        ),
+        (
+            wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_), torch.tensor([0.0, float("nan"), 0])),
+            ValueError,
+            r"root.value holds a non-finite value \(nan\) at index \[1\]",
+        ),
+        (
+            wm.Root(torch.zeros(B_, 2), torch.full((B_, A_), float("nan")), torch.zeros(B_)),
+            ValueError,
+            "root.logits holds a non-finite value",
+        ),
+        (
+            wm.Root([1.0], torch.zeros(B_, A_), torch.zeros(B_)),
+            TypeError,
+            "root.latent must be a torch.Tensor, got list",
+        ),
         ((torch.zeros(B_, 2), torch.zeros(B_, A_)), TypeError, "root must be a wmfast.Root"),
-        (wm.Root(torch.zeros(0, 2), torch.zeros(0, A_), torch.zeros(0)), ValueError,
-         "batch size 0"),
+        (
+            wm.Root(torch.zeros(0, 2), torch.zeros(0, A_), torch.zeros(0)),
+            ValueError,
+            "batch size 0",
+        ),
     ],
 )
 def test_bad_roots(root, error, message):
@@ -496,8 +624,11 @@ def test_bad_roots(root, error, message):
 def test_all_actions_illegal_at_a_root():
     legal = np.ones((B_, A_), bool)
     legal[1] = False
-    with pytest.raises(ValueError, match=r"legal_actions: every action is illegal at the root "
-                                         r"of tree 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"legal_actions: every action is illegal at the root "
+        r"of tree 1",
+    ):
         wm.MCTS(A_, 2).search(_model_returning(), _ok_root(), legal_actions=legal)
     with pytest.raises(ValueError, match=r"legal_actions must have shape \[3, 4\]"):
         wm.MCTS(A_, 2).search(_model_returning(), _ok_root(), legal_actions=legal[:, :2])
@@ -508,20 +639,20 @@ def test_all_actions_illegal_at_a_root():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(num_simulations=0), ValueError, "num_simulations must be >= 1, got 0"),
-        (dict(num_simulations=2.5), TypeError, "num_simulations must be an int, got float"),
-        (dict(num_actions=0), ValueError, "num_actions must be >= 1, got 0"),
-        (dict(dirichlet_fraction=1.5), ValueError, r"dirichlet_fraction must be in \[0, 1\]"),
-        (dict(temperature=-1.0), ValueError, "temperature must be a finite number >= 0"),
-        (dict(num_threads=0), ValueError, "num_threads must be an int >= 1"),
-        (dict(max_depth=0), ValueError, "max_depth must be None or an int >= 1"),
-        (dict(qtransform="bogus"), ValueError, "qtransform must be one of"),
-        (dict(discount=float("nan")), ValueError, "discount must be a finite number"),
-        (dict(qtransform=wm.qtransform_completed_by_mix_value()), ValueError, "use GumbelMCTS"),
+        ({"num_simulations": 0}, ValueError, "num_simulations must be >= 1, got 0"),
+        ({"num_simulations": 2.5}, TypeError, "num_simulations must be an int, got float"),
+        ({"num_actions": 0}, ValueError, "num_actions must be >= 1, got 0"),
+        ({"dirichlet_fraction": 1.5}, ValueError, r"dirichlet_fraction must be in \[0, 1\]"),
+        ({"temperature": -1.0}, ValueError, "temperature must be a finite number >= 0"),
+        ({"num_threads": 0}, ValueError, "num_threads must be an int >= 1"),
+        ({"max_depth": 0}, ValueError, "max_depth must be None or an int >= 1"),
+        ({"qtransform": "bogus"}, ValueError, "qtransform must be one of"),
+        ({"discount": float("nan")}, ValueError, "discount must be a finite number"),
+        ({"qtransform": wm.qtransform_completed_by_mix_value()}, ValueError, "use GumbelMCTS"),
     ],
 )
 def test_bad_settings(kwargs, error, message):
-    args = dict(num_actions=A_, num_simulations=2)
+    args = {"num_actions": A_, "num_simulations": 2}
     args.update(kwargs)
     with pytest.raises(error, match=message):
         wm.MCTS(**args)

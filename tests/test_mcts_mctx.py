@@ -25,7 +25,7 @@ mctx = pytest.importorskip("mctx")
 jnp = pytest.importorskip("jax.numpy")
 tree_test = pytest.importorskip("mctx._src.tests.tree_test")
 
-import wmfast as wm  # noqa: E402
+import wmfast as wm
 
 jax.config.update("jax_threefry_partitionable", False)
 
@@ -75,14 +75,14 @@ def _to_pytree(tree, b=0):
     priors = tree.children_priors
 
     def node(index, prior, action, reward):
-        out = dict(
-            prior=round(float(prior), 10),
-            visit=int(tree.node_visits[b, index]),
-            value_view=round(float(tree.node_values[b, index]), 10),
-            raw_value_view=round(float(tree.raw_values[b, index]), 10),
-            child_stats=[],
-            evaluation_index=index,
-        )
+        out = {
+            "prior": round(float(prior), 10),
+            "visit": int(tree.node_visits[b, index]),
+            "value_view": round(float(tree.node_values[b, index]), 10),
+            "raw_value_view": round(float(tree.raw_values[b, index]), 10),
+            "child_stats": [],
+            "evaluation_index": index,
+        }
         if action is not None:
             out["action"] = action
         if reward is not None:
@@ -98,8 +98,9 @@ def _to_pytree(tree, b=0):
                 nodes[child] = node(child, prior, a, tree.children_rewards[b, i, a])
                 nodes[i]["child_stats"].append(nodes[child])
             else:
-                nodes[i]["child_stats"].append(dict(prior=round(float(prior), 10), child_stats=[],
-                                                    action=a))
+                nodes[i]["child_stats"].append(
+                    {"prior": round(float(prior), 10), "child_stats": [], "action": a}
+                )
     return nodes[0]
 
 
@@ -126,8 +127,12 @@ def _legal(batch_size, num_actions):
 
 @pytest.mark.parametrize(
     "filename",
-    ["muzero_tree.json", "muzero_qtransform_tree.json", "gumbel_muzero_tree.json",
-     "gumbel_muzero_reward_tree.json"],
+    [
+        "muzero_tree.json",
+        "muzero_qtransform_tree.json",
+        "gumbel_muzero_tree.json",
+        "gumbel_muzero_reward_tree.json",
+    ],
 )
 def test_reproduces_stored_mctx_tree(filename):
     path = os.path.join(TEST_DATA, filename)
@@ -146,14 +151,23 @@ def test_reproduces_stored_mctx_tree(filename):
     if data["algorithm"] == "muzero":
         # The stored trees use dirichlet_fraction=0: the noise only renormalises the logits.
         assert config["dirichlet_fraction"] == 0.0
-        planner = wm.MCTS(num_actions, num_simulations, pb_c_init=config["pb_c_init"],
-                          pb_c_base=float(config["pb_c_base"]), dirichlet_fraction=0.0,
-                          qtransform=qtransform)
+        planner = wm.MCTS(
+            num_actions,
+            num_simulations,
+            pb_c_init=config["pb_c_init"],
+            pb_c_base=float(config["pb_c_base"]),
+            dirichlet_fraction=0.0,
+            qtransform=qtransform,
+        )
         result = planner.search(model, root, legal_actions=legal)
     else:
-        planner = wm.GumbelMCTS(num_actions, num_simulations,
-                                max_num_considered_actions=config["max_num_considered_actions"],
-                                gumbel_scale=config["gumbel_scale"], qtransform=qtransform)
+        planner = wm.GumbelMCTS(
+            num_actions,
+            num_simulations,
+            max_num_considered_actions=config["max_num_considered_actions"],
+            gumbel_scale=config["gumbel_scale"],
+            qtransform=qtransform,
+        )
         assert config["gumbel_scale"] == 0.0
         result = planner.search(model, root, legal_actions=legal)
     _assert_trees_close(data["tree"], _to_pytree(result.tree, 0))
@@ -161,61 +175,96 @@ def test_reproduces_stored_mctx_tree(filename):
 
 def _mctx_tree_arrays(tree):
     priors = np.asarray(jax.nn.softmax(tree.children_prior_logits, axis=-1))
-    return dict(
-        node_visits=np.asarray(tree.node_visits),
-        raw_values=np.asarray(tree.raw_values),
-        node_values=np.asarray(tree.node_values),
-        parents=np.asarray(tree.parents),
-        action_from_parent=np.asarray(tree.action_from_parent),
-        children_index=np.asarray(tree.children_index),
-        children_priors=priors,
-        children_visits=np.asarray(tree.children_visits),
-        children_values=np.asarray(tree.children_values),
-        children_rewards=np.asarray(tree.children_rewards),
-        children_discounts=np.asarray(tree.children_discounts),
-    )
+    return {
+        "node_visits": np.asarray(tree.node_visits),
+        "raw_values": np.asarray(tree.raw_values),
+        "node_values": np.asarray(tree.node_values),
+        "parents": np.asarray(tree.parents),
+        "action_from_parent": np.asarray(tree.action_from_parent),
+        "children_index": np.asarray(tree.children_index),
+        "children_priors": priors,
+        "children_visits": np.asarray(tree.children_visits),
+        "children_values": np.asarray(tree.children_values),
+        "children_rewards": np.asarray(tree.children_rewards),
+        "children_discounts": np.asarray(tree.children_discounts),
+    }
 
 
 @pytest.mark.parametrize(
     "algorithm, qtransform_name, qtransform_kwargs, env_config, max_depth",
     [
-        ("muzero", "qtransform_by_parent_and_siblings", {}, dict(discount=-1.0, zero_reward=False),
-         None),
-        ("muzero", "qtransform_by_min_max", dict(min_value=-2.0, max_value=2.0),
-         dict(discount=0.9, zero_reward=False), 4),
-        ("gumbel_muzero", "qtransform_completed_by_mix_value", {},
-         dict(discount=0.997, zero_reward=False), None),
-        ("gumbel_muzero", "qtransform_completed_by_mix_value",
-         dict(value_scale=0.3, maxvisit_init=10.0, rescale_values=False, use_mixed_value=False),
-         dict(discount=-1.0, zero_reward=True), 3),
+        (
+            "muzero",
+            "qtransform_by_parent_and_siblings",
+            {},
+            {"discount": -1.0, "zero_reward": False},
+            None,
+        ),
+        (
+            "muzero",
+            "qtransform_by_min_max",
+            {"min_value": -2.0, "max_value": 2.0},
+            {"discount": 0.9, "zero_reward": False},
+            4,
+        ),
+        (
+            "gumbel_muzero",
+            "qtransform_completed_by_mix_value",
+            {},
+            {"discount": 0.997, "zero_reward": False},
+            None,
+        ),
+        (
+            "gumbel_muzero",
+            "qtransform_completed_by_mix_value",
+            {
+                "value_scale": 0.3,
+                "maxvisit_init": 10.0,
+                "rescale_values": False,
+                "use_mixed_value": False,
+            },
+            {"discount": -1.0, "zero_reward": True},
+            3,
+        ),
     ],
 )
-def test_whole_batch_matches_live_mctx(algorithm, qtransform_name, qtransform_kwargs,
-                                       env_config, max_depth):
+def test_whole_batch_matches_live_mctx(
+    algorithm, qtransform_name, qtransform_kwargs, env_config, max_depth
+):
     num_actions, num_simulations, batch_size = 7, 40, 3
     jax_root, root = _root(batch_size, num_actions)
     legal = _legal(batch_size, num_actions)
     mctx_qtransform = functools.partial(getattr(mctx, qtransform_name), **qtransform_kwargs)
     recurrent_fn = tree_test._prepare_recurrent_fn(num_actions, **env_config)
-    common = dict(params=(), rng_key=jax.random.PRNGKey(1), root=jax_root,
-                  recurrent_fn=recurrent_fn, num_simulations=num_simulations,
-                  invalid_actions=jnp.asarray(~legal, dtype=jnp.float32), max_depth=max_depth,
-                  qtransform=mctx_qtransform)
+    common = {
+        "params": (),
+        "rng_key": jax.random.PRNGKey(1),
+        "root": jax_root,
+        "recurrent_fn": recurrent_fn,
+        "num_simulations": num_simulations,
+        "invalid_actions": jnp.asarray(~legal, dtype=jnp.float32),
+        "max_depth": max_depth,
+        "qtransform": mctx_qtransform,
+    }
     qtransform = _qtransform(qtransform_name, qtransform_kwargs)
     model = JaxModel(num_actions, **env_config)
     if algorithm == "muzero":
         expected = mctx.muzero_policy(dirichlet_fraction=0.0, **common)
-        result = wm.MCTS(num_actions, num_simulations, dirichlet_fraction=0.0,
-                         qtransform=qtransform, max_depth=max_depth).search(
-            model, root, legal_actions=legal)
+        result = wm.MCTS(
+            num_actions,
+            num_simulations,
+            dirichlet_fraction=0.0,
+            qtransform=qtransform,
+            max_depth=max_depth,
+        ).search(model, root, legal_actions=legal)
     else:
         expected = mctx.gumbel_muzero_policy(gumbel_scale=1.0, **common)
         # The Gumbel noise mctx drew from its key: split once, then jax.random.gumbel.
         _, gumbel_key = jax.random.split(jax.random.PRNGKey(1))
         gumbel = np.asarray(jax.random.gumbel(gumbel_key, shape=(batch_size, num_actions)))
-        result = wm.GumbelMCTS(num_actions, num_simulations, qtransform=qtransform,
-                               max_depth=max_depth).search(
-            model, root, legal_actions=legal, gumbel=gumbel)
+        result = wm.GumbelMCTS(
+            num_actions, num_simulations, qtransform=qtransform, max_depth=max_depth
+        ).search(model, root, legal_actions=legal, gumbel=gumbel)
         np.testing.assert_array_equal(result.action, np.asarray(expected.action))
     arrays = _mctx_tree_arrays(expected.search_tree)
     used = arrays["node_visits"] > 0
@@ -236,8 +285,13 @@ def _bandit_model(rewards):
 
     def recurrent_inference(latent, action):
         B = latent.shape[0]
-        return wm.Step(latent, rewards[torch.arange(B), action], torch.zeros_like(rewards),
-                       torch.zeros(B), torch.zeros(B))
+        return wm.Step(
+            latent,
+            rewards[torch.arange(B), action],
+            torch.zeros_like(rewards),
+            torch.zeros(B),
+            torch.zeros(B),
+        )
 
     return recurrent_inference
 
@@ -256,8 +310,9 @@ def _deepest_leaf(tree, b, node):
 def test_policies_test_muzero_policy():
     root = wm.Root(torch.zeros(1, 1), torch.tensor([[-1.0, 0.0, 2.0, 3.0]]), torch.zeros(1))
     legal = np.array([[True, True, True, False]])
-    result = wm.MCTS(4, 1, dirichlet_fraction=0.0).search(_bandit_model(np.zeros((1, 4))), root,
-                                                           legal_actions=legal)
+    result = wm.MCTS(4, 1, dirichlet_fraction=0.0).search(
+        _bandit_model(np.zeros((1, 4))), root, legal_actions=legal
+    )
     np.testing.assert_array_equal(result.action, [2])
     np.testing.assert_allclose(result.policy, [[0.0, 0.0, 1.0, 0.0]])
 
@@ -271,17 +326,30 @@ def _gumbel_policies_case(invalid_actions):
     _, gumbel_key = jax.random.split(jax.random.PRNGKey(0))
     gumbel = np.asarray(jax.random.gumbel(gumbel_key, shape=prior_logits.shape))
     planner = wm.GumbelMCTS(
-        4, num_simulations, max_depth=max_depth, gumbel_scale=1.0,
-        qtransform=wm.qtransform_completed_by_mix_value(value_scale=value_scale,
-                                                        maxvisit_init=maxvisit_init,
-                                                        rescale_values=True))
+        4,
+        num_simulations,
+        max_depth=max_depth,
+        gumbel_scale=1.0,
+        qtransform=wm.qtransform_completed_by_mix_value(
+            value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=True
+        ),
+    )
     legal = None if invalid_actions is None else invalid_actions == 0
-    result = planner.search(_bandit_model(rewards),
-                            wm.Root(torch.zeros(1, 1), prior_logits, root_value),
-                            legal_actions=legal, gumbel=gumbel)
-    return result, dict(root_value=root_value, prior_logits=prior_logits, rewards=rewards,
-                        value_scale=value_scale, maxvisit_init=maxvisit_init,
-                        num_simulations=num_simulations, max_depth=max_depth)
+    result = planner.search(
+        _bandit_model(rewards),
+        wm.Root(torch.zeros(1, 1), prior_logits, root_value),
+        legal_actions=legal,
+        gumbel=gumbel,
+    )
+    return result, {
+        "root_value": root_value,
+        "prior_logits": prior_logits,
+        "rewards": rewards,
+        "value_scale": value_scale,
+        "maxvisit_init": maxvisit_init,
+        "num_simulations": num_simulations,
+        "max_depth": max_depth,
+    }
 
 
 def test_policies_test_gumbel_muzero_policy():
@@ -291,13 +359,24 @@ def test_policies_test_gumbel_muzero_policy():
     # The closed-form action weights of policies_test.py.
     probs = np.asarray(jax.nn.softmax(jnp.where(invalid_actions, -jnp.inf, c["prior_logits"])))
     n = c["num_simulations"]
-    mix_value = 1.0 / (n + 1) * (c["root_value"] + n * (
-        probs[:, 1] * c["rewards"][:, 1] + probs[:, 2] * c["rewards"][:, 2]))
+    mix_value = (
+        1.0
+        / (n + 1)
+        * (
+            c["root_value"]
+            + n * (probs[:, 1] * c["rewards"][:, 1] + probs[:, 2] * c["rewards"][:, 2])
+        )
+    )
     completed = np.array([[mix_value[0], c["rewards"][0, 1], c["rewards"][0, 2], mix_value[0]]])
     lo, hi = completed.min(axis=-1, keepdims=True), completed.max(axis=-1, keepdims=True)
     scale = (c["maxvisit_init"] + np.ceil(n / 2)) * c["value_scale"]
-    expected = np.asarray(jax.nn.softmax(jnp.where(
-        invalid_actions, -jnp.inf, c["prior_logits"] + scale * (completed - lo) / (hi - lo))))
+    expected = np.asarray(
+        jax.nn.softmax(
+            jnp.where(
+                invalid_actions, -jnp.inf, c["prior_logits"] + scale * (completed - lo) / (hi - lo)
+            )
+        )
+    )
     np.testing.assert_allclose(result.policy, expected, atol=1e-6)
     np.testing.assert_array_equal(result.visit_counts, [[0, np.ceil(n / 2), n // 2, 0]])
     leaf, depth = _deepest_leaf(result.tree, 0, 0)

@@ -20,8 +20,9 @@ used by the search is ``discount * Step.discount``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,8 +30,8 @@ import torch
 from wmfast import _torch_ext
 
 __all__ = [
-    "GumbelMCTS",
     "MCTS",
+    "GumbelMCTS",
     "QTransform",
     "Root",
     "SearchResult",
@@ -358,7 +359,9 @@ class _Planner:
         if num_simulations < 1:
             raise ValueError(f"num_simulations must be >= 1, got {num_simulations}")
         max_depth = settings.pop("max_depth")
-        if max_depth is not None and (not isinstance(max_depth, (int, np.integer)) or max_depth < 1):
+        if max_depth is not None and (
+            not isinstance(max_depth, (int, np.integer)) or max_depth < 1
+        ):
             raise ValueError(f"max_depth must be None or an int >= 1, got {max_depth!r}")
         qtransform = settings.pop("qtransform")
         if isinstance(qtransform, str):
