@@ -555,7 +555,8 @@ class MCTS(_Planner):
         "running_min_max"); ``qtransform_by_min_max(lo, hi)`` for fixed bounds.
       max_depth: maximum edges from the root to a leaf (None: unlimited).
       temperature: action ~ visit_counts^(1/temperature); 0 takes the most visited action.
-      num_threads: threads sharing the trees for selection and backup.
+      num_threads: threads sharing the trees for selection and backup (at most one per 32
+        trees: below that, waking a thread costs more than the work it takes over).
     """
 
     def __init__(

@@ -602,7 +602,12 @@ void Search::Finalize(int64_t b) {
 
 void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
   const int64_t B = tree_.batch_size;
-  ThreadPool pool(static_cast<int>(std::min<int64_t>(config_.num_threads, B)));
+  // A shard wakes its thread once per simulation (microseconds); below ~kMinTreesPerThread trees
+  // per shard that costs more than the tree work it spreads, so small batches use fewer threads.
+  constexpr int64_t kMinTreesPerThread = 32;
+  const int64_t threads =
+      std::clamp<int64_t>(B / kMinTreesPerThread, 1, std::max(config_.num_threads, 1));
+  ThreadPool pool(static_cast<int>(threads));
   const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data()};
   const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
                                    out_values_.data()};

@@ -64,7 +64,8 @@ struct SearchConfig {
   bool rescale_values = true;   // completed Q rescaled to [0, 1] before scaling
   bool use_mixed_value = true;  // unvisited Q completed by the mixed value (else the raw value)
   uint64_t seed = 0;            // seed of the noise and of the final action
-  int num_threads = 1;          // threads sharing the trees (counting the calling one)
+  int num_threads = 1;          // most threads sharing the trees (counting the calling one);
+                                // batches under 32 trees per thread use fewer
 };
 
 // Throws std::invalid_argument naming the field if `config` is inconsistent.

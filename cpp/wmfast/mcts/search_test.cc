@@ -85,7 +85,7 @@ TEST(SearchTest, BanditBestArmMostVisited) {
 }
 
 TEST(SearchTest, ThreadsGiveIdenticalTrees) {
-  const int B = 7, A = 4, N = 40;
+  const int B = 100, A = 4, N = 40;  // 32+ trees per thread: all 3 threads work
   std::vector<float> logits(B * A), values(B, 0.5f);
   for (size_t i = 0; i < logits.size(); ++i) logits[i] = 0.1f * static_cast<float>(i % 5);
   SearchConfig config = Config(A, N);
