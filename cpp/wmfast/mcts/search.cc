@@ -16,6 +16,8 @@ namespace wmfast::mcts {
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
+// How many trees ahead Run prefetches.
+constexpr int64_t kPrefetchDistance = 2;
 // mctx masks illegal root logits with the most negative finite float (softmax stays NaN-free).
 constexpr float kMaskedLogit = -FLT_MAX;
 
@@ -600,6 +602,28 @@ void Search::Finalize(int64_t b) {
   action_[b] = chosen;
 }
 
+void Search::Prefetch(int64_t b, bool backup) const {
+  // Trees are far apart in memory and the model call in between evicts them from the caches:
+  // ask for the lines the next trees will certainly touch (their root's edges, and the parent
+  // edge and node being backed up) while this tree is worked on.
+  const int A = config_.num_actions;
+  auto lines = [](const void* begin, int64_t bytes) {
+    const char* p = static_cast<const char*>(begin);
+    for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset);
+  };
+  const int64_t root_edges = tree_.Edges(b, kRootIndex);
+  lines(&tree_.children_visits[root_edges], A * sizeof(int32_t));
+  lines(&tree_.children_q[root_edges], A * sizeof(float));
+  lines(&tree_.children_priors[root_edges], A * sizeof(float));
+  if (backup) {
+    const int64_t edge = tree_.Edges(b, leaf_parent_[b]) + leaf_action_[b];
+    __builtin_prefetch(&tree_.children_index[edge]);
+    __builtin_prefetch(&tree_.children_visits[edge]);
+    __builtin_prefetch(&tree_.children_q[edge]);
+    lines(&tree_.children_prior_logits[tree_.Edges(b, leaf_node_[b])], A * sizeof(float));
+  }
+}
+
 void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
   const int64_t B = tree_.batch_size;
   // A shard wakes its thread once per simulation (microseconds); below ~kMinTreesPerThread trees
@@ -615,6 +639,7 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
     // Backing up simulation sim - 1 and selecting for sim share one pass over the trees.
     pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
+        if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
         if (sim > 0) ExpandAndBackup(b);
         Select(b, sim);
       }

@@ -135,6 +135,7 @@ class Search {
   int SelectGumbelInterior(int64_t b, int64_t node) const;
   void CompletedQ(int64_t b, int64_t node, float* out) const;
   void ExpandAndBackup(int64_t b);
+  void Prefetch(int64_t b, bool backup) const;
   void Finalize(int64_t b);
 
   SearchConfig config_;
