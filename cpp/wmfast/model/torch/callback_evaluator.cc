@@ -30,20 +30,29 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
                   : StrCat(name, " must have shape [", n, "] (one per tree), got ", got.str()));
   }
   const int64_t count = n * std::max<int64_t>(width, 1);
+  // CPU float32 (the common case, often a strided view such as out[:, -1]) is read in place;
+  // anything else is converted once.
   at::Tensor host = tensor;
-  if (!host.device().is_cpu() || host.scalar_type() != at::kFloat || !host.is_contiguous()) {
-    host = host.to(at::kCPU, at::kFloat).contiguous();
+  if (!host.device().is_cpu() || host.scalar_type() != at::kFloat) {
+    host = host.to(at::kCPU, at::kFloat);
   }
-  const float* data = host.data_ptr<float>();
+  const float* base = host.data_ptr<float>();
+  const int64_t row_stride = host.stride(0);
+  const int64_t col_stride = width > 0 ? host.stride(1) : 0;
+  if (width > 0) {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < width; ++j) out[i * width + j] = base[i * row_stride + j * col_stride];
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = base[i * row_stride];
+  }
+  const float* data = out;
   // Finite, or -inf in logits (a masked action), with at least one finite logit per row.
   auto acceptable = [&](float x) {
     return std::isfinite(x) || (allow_minus_inf && x == -std::numeric_limits<float>::infinity());
   };
   bool ok_values = true;
-  for (int64_t i = 0; i < count; ++i) {
-    out[i] = data[i];
-    ok_values &= acceptable(data[i]);
-  }
+  for (int64_t i = 0; i < count; ++i) ok_values &= acceptable(data[i]);
   if (!ok_values) {
     int64_t i = 0;
     while (acceptable(data[i])) ++i;
