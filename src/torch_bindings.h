@@ -7,7 +7,8 @@
 
 namespace wmfast {
 
-void InitNativeModel(pybind11::module_& m);
+void InitMcts(pybind11::module_& m);         // MCTS, GumbelMCTS
+void InitNativeModel(pybind11::module_& m);  // NativeModel
 
 }  // namespace wmfast
 

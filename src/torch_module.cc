@@ -27,4 +27,5 @@ PYBIND11_MODULE(_torch, m) {
   m.doc() = "wmfast: model execution through libtorch";
   wmfast::InitInfo(m);
   wmfast::InitNativeModel(m);  // NativeModel: AOTInductor packages run from C++
+  wmfast::InitMcts(m);  // MCTS / GumbelMCTS: batched tree search over a Python model
 }

@@ -7,16 +7,40 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 # torch first: it loads its own libgomp, which every later module must share.
 import torch  # noqa: F401
 
+from wmfast.mcts import (
+    MCTS,
+    GumbelMCTS,
+    QTransform,
+    Root,
+    SearchResult,
+    SearchTree,
+    Step,
+    qtransform_by_min_max,
+    qtransform_by_parent_and_siblings,
+    qtransform_completed_by_mix_value,
+    qtransform_running_min_max,
+)
 from wmfast.native import ExportError, NativeModel
 from wmfast.tabular import PlanningSolution, TabularModel, TransitionMatrix
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MCTS",
     "ExportError",
+    "GumbelMCTS",
     "NativeModel",
     "PlanningSolution",
+    "QTransform",
+    "Root",
+    "SearchResult",
+    "SearchTree",
+    "Step",
     "TabularModel",
     "TransitionMatrix",
     "__version__",
+    "qtransform_by_min_max",
+    "qtransform_by_parent_and_siblings",
+    "qtransform_completed_by_mix_value",
+    "qtransform_running_min_max",
 ]
