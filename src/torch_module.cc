@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include "bindings.h"
+
 namespace wmfast {
 namespace {
 
@@ -24,4 +26,5 @@ void InitInfo(pybind11::module_& m) {
 PYBIND11_MODULE(_torch, m) {
   m.doc() = "wmfast: model execution through libtorch";
   wmfast::InitInfo(m);
+  wmfast::InitCem(m);  // Planner: CEM / MPPI / iCEM trajectory optimisation
 }

@@ -7,11 +7,17 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 # torch first: it loads its own libgomp, which every later module must share.
 import torch  # noqa: F401
 
+from wmfast.cem import CEM, ICEM, MPPI, MPCAgent, Plan
 from wmfast.tabular import PlanningSolution, TabularModel, TransitionMatrix
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CEM",
+    "ICEM",
+    "MPCAgent",
+    "MPPI",
+    "Plan",
     "PlanningSolution",
     "TabularModel",
     "TransitionMatrix",
