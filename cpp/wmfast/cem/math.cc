@@ -9,12 +9,36 @@ namespace wmfast::cem {
 
 void AffineClip(const SampleDims& d, const float* mean, const float* std, const float* noise,
                 const float* low, const float* high, float* out) {
-  const int64_t a_dim = d.action_dim, pop = d.population;
+  // Rows of the population repeat the per-dimension (mean, std, low, high) every A floats: tile
+  // them kTile times so that the inner loop runs over kTile * A contiguous floats and vectorises.
+  constexpr int64_t kTile = 8;
+  const int64_t a_dim = d.action_dim, pop = d.population, width = kTile * a_dim;
+  std::vector<float> tiles(4 * width);
+  float* m_tile = tiles.data();
+  float* s_tile = m_tile + width;
+  float* lo_tile = s_tile + width;
+  float* hi_tile = lo_tile + width;
+  for (int64_t i = 0; i < width; ++i) {
+    lo_tile[i] = low[i % a_dim];
+    hi_tile[i] = high[i % a_dim];
+  }
   for (int64_t hb = 0; hb < d.horizon * d.batch; ++hb) {
     const float* m = mean + hb * a_dim;
     const float* s = std + hb * a_dim;
+    for (int64_t i = 0; i < width; ++i) {
+      m_tile[i] = m[i % a_dim];
+      s_tile[i] = s[i % a_dim];
+    }
     const int64_t base = hb * pop * a_dim;
-    for (int64_t p = 0; p < pop; ++p) {
+    int64_t p = 0;
+    for (; p + kTile <= pop; p += kTile) {
+      const float* z = noise + base + p * a_dim;
+      float* o = out + base + p * a_dim;
+      for (int64_t i = 0; i < width; ++i) {
+        o[i] = std::min(std::max(m_tile[i] + s_tile[i] * z[i], lo_tile[i]), hi_tile[i]);
+      }
+    }
+    for (; p < pop; ++p) {
       const float* z = noise + base + p * a_dim;
       float* o = out + base + p * a_dim;
       for (int64_t a = 0; a < a_dim; ++a) {

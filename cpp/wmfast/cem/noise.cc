@@ -138,6 +138,11 @@ std::vector<double> ColoredNoiseFilter(int64_t horizon, double beta) {
   WMFAST_CHECK_ARG(std::isfinite(beta) && beta >= 0.0,
                    "noise_beta must be a finite number >= 0, got ", beta);
   const int64_t h = horizon;
+  if (beta == 0.0) {  // white noise, exactly
+    std::vector<double> identity(h * h, 0.0);
+    for (int64_t i = 0; i < h; ++i) identity[i * h + i] = 1.0;
+    return identity;
+  }
   // Power spectrum S_k = f_k^-beta at f_k = min(k, h - k) / h, clipped below at 1/h; the
   // covariance of the stationary process is its inverse DFT (a real, even sequence).
   std::vector<double> spectrum(h);

@@ -423,7 +423,14 @@ PlanResult Planner::Plan(const Models& models, const PlanInputs& in) {
   at::Tensor goal = in.goal.defined() ? in.goal.to(options.dtype()) : at::Tensor();
 
   at::Tensor low = VectorTensor(c.action_low, options), high = VectorTensor(c.action_high, options);
-  at::Tensor center = (low + high).mul_(0.5);
+  // A fresh plan starts at the bounds' centre (0, clipped into the bounds, where one is infinite).
+  std::vector<double> center_values(a_dim);
+  for (int64_t i = 0; i < a_dim; ++i) {
+    const double lo = c.action_low[i], hi = c.action_high[i];
+    center_values[i] = std::isfinite(lo) && std::isfinite(hi) ? 0.5 * (lo + hi)
+                                                              : std::min(std::max(0.0, lo), hi);
+  }
+  at::Tensor center = VectorTensor(center_values, options);
   at::Tensor init_std = VectorTensor(c.init_std, options);
 
   // Mean and std are kept time-major, [H, B, A], like the samples [H, B, pop, A].
