@@ -155,11 +155,10 @@ void InitCem(py::module_& m) {
             in.warm_elites = OptionalTensor(warm_elites, "warm_elites");
             in.shift = shift;
             in.noise = OptionalTensor(noise, "noise");
-            cem::PlanResult r;
-            {
-              py::gil_scoped_release release;
-              r = planner.Plan(holder.models, in);
-            }
+            // The GIL stays held: the loop calls back into Python once per horizon step, and the
+            // C++ work between two calls is short, so handing the GIL over each time would cost
+            // more than it lets other threads do.
+            cem::PlanResult r = planner.Plan(holder.models, in);
             return py::make_tuple(r.actions, r.returns, r.mean, r.std, r.elites,
                                   r.elite_returns);
           },
@@ -176,7 +175,6 @@ void InitCem(py::module_& m) {
             ModelsHolder holder{MakeModels(std::move(dynamics), value, py::none())};
             at::Tensor s = ToTensor(state, "state"), a = ToTensor(actions, "actions");
             at::Tensor g = OptionalTensor(goal, "goal");
-            py::gil_scoped_release release;
             return planner.Evaluate(holder.models, s, a, g);
           },
           py::arg("dynamics"), py::arg("state"), py::arg("actions"),
