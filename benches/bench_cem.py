@@ -12,19 +12,16 @@ Workloads (5 iterations, 50 elites, action_dim 6, bounds +-1, torch.set_num_thre
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-import sys
 import time
 
 import pytest
 import torch
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-import wmfast as wm  # noqa: E402
-from peers import MbrlCEM, TorchRLPlanner, mbrl_available, torchrl_available  # noqa: E402
-from torch_cem import TorchCEM  # noqa: E402
+import wmfast as wm
+from peers import MbrlCEM, TorchRLPlanner, mbrl_available, torchrl_available
+from torch_cem import TorchCEM
 
 torch.set_num_threads(1)
 A, ITERS, ELITES = 6, 5, 50
@@ -44,7 +41,7 @@ class PetsEnsemble:
         g = torch.Generator().manual_seed(seed)
         sizes = [obs + A] + [hidden] * layers + [obs + 1]
         self.w = [torch.randn(members, i, o, generator=g) / math.sqrt(i)
-                  for i, o in zip(sizes[:-1], sizes[1:])]
+                  for i, o in itertools.pairwise(sizes)]
         self.b = [torch.zeros(members, 1, o) for o in sizes[1:]]
         self.obs = obs
 
@@ -59,9 +56,9 @@ class PetsEnsemble:
 
 
 WORKLOADS = {
-    "pointmass_B1_H12_P500": dict(b=1, h=12, pop=500, model="pointmass"),
-    "pointmass_B32_H30_P1000": dict(b=32, h=30, pop=1000, model="pointmass"),
-    "pets_B1_H12_P500": dict(b=1, h=12, pop=500, model="pets"),
+    "pointmass_B1_H12_P500": {"b": 1, "h": 12, "pop": 500, "model": "pointmass"},
+    "pointmass_B32_H30_P1000": {"b": 32, "h": 30, "pop": 1000, "model": "pointmass"},
+    "pets_B1_H12_P500": {"b": 1, "h": 12, "pop": 500, "model": "pets"},
 }
 
 
@@ -78,8 +75,8 @@ def workload(name):
 
 def make(impl, name):
     spec, model, state, obs, ensemble = workload(name)
-    budget = dict(horizon=spec["h"], action_dim=A, population=spec["pop"], iterations=ITERS)
-    ens = dict(ensemble_size=ensemble, propagation="tsinf") if ensemble else {}
+    budget = {"horizon": spec["h"], "action_dim": A, "population": spec["pop"], "iterations": ITERS}
+    ens = {"ensemble_size": ensemble, "propagation": "tsinf"} if ensemble else {}
     if impl == "wmfast_cem":
         planner = wm.CEM(elites=ELITES, **budget, **ens)
         return lambda: planner.plan(model, state)
@@ -157,7 +154,7 @@ def plan_quality(seeds=5, b=32, h=30, pop=1000):
     """Mean true return of the returned plans at equal budget (point mass, B=32/H=30/P=1000)."""
     g = torch.Generator().manual_seed(2)
     state = torch.rand(b, A, generator=g) * 4 - 2
-    budget = dict(horizon=h, action_dim=A, population=pop, iterations=ITERS)
+    budget = {"horizon": h, "action_dim": A, "population": pop, "iterations": ITERS}
     results = {}
     for label, factory in {
         "wmfast CEM": lambda s: wm.CEM(elites=ELITES, seed=s, **budget),
@@ -220,10 +217,10 @@ ROUNDS = {"pointmass_B1_H12_P500": 60, "pointmass_B32_H30_P1000": 5, "pets_B1_H1
 
 def main():
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores; median ms per plan")
-    for name in WORKLOADS:
+    for name, spec in WORKLOADS.items():
         print(f"\n{name}")
         fns = {}
-        impls = IMPLS + (["model_calls_only"] if WORKLOADS[name]["model"] == "pets" else [])
+        impls = IMPLS + (["model_calls_only"] if spec["model"] == "pets" else [])
         for impl in impls:
             reason = available(impl, name)
             if reason:

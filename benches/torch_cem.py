@@ -15,7 +15,8 @@ import torch
 class TorchCEM:
     def __init__(self, horizon, action_dim, population, elites, iterations, low=-1.0, high=1.0,
                  init_std=None, seed=0, ensemble_size=None):
-        self.h, self.a, self.p, self.k, self.iters = horizon, action_dim, population, elites, iterations
+        self.h, self.a, self.p, self.k = horizon, action_dim, population, elites
+        self.iters = iterations
         self.low, self.high = float(low), float(high)
         self.init_std = (self.high - self.low) / 4 if init_std is None else init_std
         self.gen = torch.Generator().manual_seed(seed)

@@ -59,7 +59,8 @@ def reference_plan(dynamics, state, noise, *, method="cem", elites=8, low=-1.0, 
     """One plan; returns dict(actions [B,H,A], returns [B], mean, std [B,H,A])."""
     iterations, h, b, pop, a = noise.shape
     dtype = state.dtype
-    low_t = torch.full((a,), low, dtype=dtype) if np.isscalar(low) else torch.tensor(low, dtype=dtype)
+    low_t = (torch.full((a,), low, dtype=dtype) if np.isscalar(low)
+             else torch.tensor(low, dtype=dtype))
     high_t = (torch.full((a,), high, dtype=dtype) if np.isscalar(high)
               else torch.tensor(high, dtype=dtype))
     mean = ((low_t + high_t) / 2).expand(h, b, a).clone()

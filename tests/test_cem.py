@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import wmfast as wm
 from cem_reference import colored_noise_filter, reference_plan
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def point_mass(state, action):
@@ -30,24 +30,42 @@ def make_noise(iterations, h, b, pop, a, seed=0, dtype=torch.float32):
 
 
 CASES = {
-    "cem": dict(cls=wm.CEM, kwargs=dict(elites=8), ref=dict(method="cem", elites=8)),
-    "cem_alpha_discount_value": dict(
-        cls=wm.CEM, kwargs=dict(elites=6, alpha=0.3, discount=0.9, min_std=0.05),
-        ref=dict(method="cem", elites=6, alpha=0.3, discount=0.9, min_std=0.05), value=True),
-    "cem_return_mean": dict(cls=wm.CEM, kwargs=dict(elites=8, return_mean=True),
-                            ref=dict(method="cem", elites=8, return_mean=True)),
-    "mppi": dict(cls=wm.MPPI, kwargs=dict(temperature=0.7),
-                 ref=dict(method="mppi", elites=None, temperature=0.7, update_std=False,
-                          return_mean=True)),
-    "mppi_tdmpc": dict(
-        cls=wm.MPPI, kwargs=dict(elites=10, temperature=0.5, update_std=True, alpha=0.1),
-        ref=dict(method="mppi", elites=10, temperature=0.5, update_std=True, alpha=0.1,
-                 return_mean=True)),
-    "icem": dict(cls=wm.ICEM, kwargs=dict(elites=10, noise_beta=2.0, keep_elites=0.3),
-                 ref=dict(method="cem", elites=10, noise_beta=2.0, keep_elites=0.3, alpha=0.1)),
-    "icem_beta_half": dict(
-        cls=wm.ICEM, kwargs=dict(elites=10, noise_beta=0.5, keep_elites=0.5, alpha=0.0),
-        ref=dict(method="cem", elites=10, noise_beta=0.5, keep_elites=0.5, alpha=0.0)),
+    "cem": {"cls": wm.CEM, "kwargs": {"elites": 8}, "ref": {"method": "cem", "elites": 8}},
+    "cem_alpha_discount_value": {
+        "cls": wm.CEM,
+        "kwargs": {"elites": 6, "alpha": 0.3, "discount": 0.9, "min_std": 0.05},
+        "ref": {"method": "cem", "elites": 6, "alpha": 0.3, "discount": 0.9, "min_std": 0.05},
+        "value": True,
+    },
+    "cem_return_mean": {
+        "cls": wm.CEM,
+        "kwargs": {"elites": 8, "return_mean": True},
+        "ref": {"method": "cem", "elites": 8, "return_mean": True},
+    },
+    "mppi": {
+        "cls": wm.MPPI,
+        "kwargs": {"temperature": 0.7},
+        "ref": {"method": "mppi", "elites": None, "temperature": 0.7, "update_std": False,
+                "return_mean": True},
+    },
+    "mppi_tdmpc": {
+        "cls": wm.MPPI,
+        "kwargs": {"elites": 10, "temperature": 0.5, "update_std": True, "alpha": 0.1},
+        "ref": {"method": "mppi", "elites": 10, "temperature": 0.5, "update_std": True,
+                "alpha": 0.1, "return_mean": True},
+    },
+    "icem": {
+        "cls": wm.ICEM,
+        "kwargs": {"elites": 10, "noise_beta": 2.0, "keep_elites": 0.3},
+        "ref": {"method": "cem", "elites": 10, "noise_beta": 2.0, "keep_elites": 0.3,
+                "alpha": 0.1},
+    },
+    "icem_beta_half": {
+        "cls": wm.ICEM,
+        "kwargs": {"elites": 10, "noise_beta": 0.5, "keep_elites": 0.5, "alpha": 0.0},
+        "ref": {"method": "cem", "elites": 10, "noise_beta": 0.5, "keep_elites": 0.5,
+                "alpha": 0.0},
+    },
 }
 
 
@@ -65,7 +83,7 @@ def test_matches_reference_given_the_same_noise(case, dtype):
     plan = planner.plan(point_mass, state, noise=noise, value=value)
     ref = reference_plan(point_mass, state, noise, low=low, high=high, init_std=0.5,
                          value=value, **spec["ref"])
-    tol = dict(atol=2e-5, rtol=2e-5) if dtype == torch.float32 else dict(atol=1e-10, rtol=1e-10)
+    tol = {"atol": 2e-5, "rtol": 2e-5} if dtype == torch.float32 else {"atol": 1e-10, "rtol": 1e-10}
     for key in ("actions", "returns", "mean", "std"):
         torch.testing.assert_close(getattr(plan, key), ref[key], **tol, msg=f"{case}: {key}")
     assert plan.actions.dtype == dtype
@@ -192,7 +210,7 @@ def test_icem_kept_elites_make_the_top_elite_monotone():
         planner = wm.ICEM(horizon=h, action_dim=a, population=30, elites=6, iterations=iterations,
                           keep_elites=0.5, seed=5)
         tops.append(planner.plan(point_mass, state).elite_returns[:, 0])
-    for before, after in zip(tops, tops[1:]):
+    for before, after in itertools.pairwise(tops):
         assert (after >= before).all()
 
 

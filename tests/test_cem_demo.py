@@ -26,7 +26,6 @@ def test_pendulum_true_dynamics_match_gymnasium():
     import gymnasium as gym
     import numpy as np
     import torch
-
     from wmfast.demos.pendulum import true_dynamics
 
     env = gym.make("Pendulum-v1")

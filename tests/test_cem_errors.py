@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 import wmfast as wm
 
 
@@ -14,41 +13,42 @@ def point_mass(state, action):
 
 
 def small(**kwargs):
-    args = dict(horizon=3, action_dim=2, population=10, elites=2, iterations=2) | kwargs
+    args = {"horizon": 3, "action_dim": 2, "population": 10, "elites": 2, "iterations": 2} | kwargs
     return wm.CEM(**args)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(elites=11), ValueError, r"elites must be <= population, got elites=11 > population=10"),
-        (dict(elites=0), ValueError, r"elites must be >= 1, got 0"),
-        (dict(population=0), ValueError, r"population must be >= 1, got 0"),
-        (dict(population=-3), ValueError, r"population must be >= 1, got -3"),
-        (dict(horizon=0), ValueError, r"horizon must be >= 1, got 0"),
-        (dict(iterations=0), ValueError, r"iterations must be >= 1, got 0"),
-        (dict(population=2.5), TypeError, r"population must be an int, got float"),
-        (dict(action_low=[0.0, 1.0], action_high=[1.0, 0.5]), ValueError,
-         r"action_low must be <= action_high in every dimension, got action_low\[1\]=1 > "
-         r"action_high\[1\]=0.5"),
-        (dict(action_low=[0.0, 0.0, 0.0]), ValueError,
+        ({"elites": 11}, ValueError,
+         r"elites must be <= population, got elites=11 > population=10"),
+        ({"elites": 0}, ValueError, r"elites must be >= 1, got 0"),
+        ({"population": 0}, ValueError, r"population must be >= 1, got 0"),
+        ({"population": -3}, ValueError, r"population must be >= 1, got -3"),
+        ({"horizon": 0}, ValueError, r"horizon must be >= 1, got 0"),
+        ({"iterations": 0}, ValueError, r"iterations must be >= 1, got 0"),
+        ({"population": 2.5}, TypeError, r"population must be an int, got float"),
+        ({"action_low": [0.0, 1.0], "action_high": [1.0, 0.5]}, ValueError,
+         (r"action_low must be <= action_high in every dimension, got action_low\[1\]=1 > "
+         r"action_high\[1\]=0.5")),
+        ({"action_low": [0.0, 0.0, 0.0]}, ValueError,
          r"action_low must be a scalar or have shape \(2,\) \(action_dim\), got shape \(3,\)"),
-        (dict(action_low=float("nan")), ValueError, r"action bounds must not be NaN"),
-        (dict(alpha=1.0), ValueError, r"alpha must be in \[0, 1\), got 1"),
-        (dict(discount=1.5), ValueError, r"discount must be in \[0, 1\], got 1.5"),
-        (dict(init_std=-1.0), ValueError, r"init_std must be finite and >= 0, got -1"),
-        (dict(propagation="ts1"), ValueError, r"propagation='ts1' needs ensemble_size"),
-        (dict(ensemble_size=3, propagation="ts7"), ValueError,
+        ({"action_low": float("nan")}, ValueError, r"action bounds must not be NaN"),
+        ({"alpha": 1.0}, ValueError, r"alpha must be in \[0, 1\), got 1"),
+        ({"discount": 1.5}, ValueError, r"discount must be in \[0, 1\], got 1.5"),
+        ({"init_std": -1.0}, ValueError, r"init_std must be finite and >= 0, got -1"),
+        ({"propagation": "ts1"}, ValueError, r"propagation='ts1' needs ensemble_size"),
+        ({"ensemble_size": 3, "propagation": "ts7"}, ValueError,
          r"propagation must be one of 'ts1', 'tsinf', 'expectation', got 'ts7'"),
-        (dict(ensemble_size=3, propagation="ts1"), ValueError,
-         r"population \* particles must be divisible by ensemble_size for trajectory sampling, "
-         r"got 10 \* 1 and ensemble_size=3"),
-        (dict(ensemble_size=2, propagation="tsinf", disagreement_penalty=1.0), ValueError,
+        ({"ensemble_size": 3, "propagation": "ts1"}, ValueError,
+         (r"population \* particles must be divisible by ensemble_size for trajectory sampling, "
+         r"got 10 \* 1 and ensemble_size=3")),
+        ({"ensemble_size": 2, "propagation": "tsinf", "disagreement_penalty": 1.0}, ValueError,
          r"disagreement_penalty needs propagation='expectation'"),
-        (dict(goal_metric="cosine"), ValueError, r"goal_metric must be one of"),
-        (dict(policy_samples=11), ValueError,
+        ({"goal_metric": "cosine"}, ValueError, r"goal_metric must be one of"),
+        ({"policy_samples": 11}, ValueError,
          r"policy_samples \+ kept elites must be <= population, got 11 \+ 0 > 10"),
-        (dict(seed=-1), ValueError, r"seed must be >= 0, got -1"),
+        ({"seed": -1}, ValueError, r"seed must be >= 0, got -1"),
     ],
 )
 def test_bad_configuration(kwargs, error, match):
@@ -76,7 +76,8 @@ def test_bad_state():
         p.plan(point_mass, torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(TypeError, match=r"state must be a torch.Tensor or a numpy array, got list"):
         p.plan(point_mass, [[0.0, 0.0]])
-    with pytest.raises(ValueError, match=r"goal must have the shape of state \[1, 2\], got \[1, 3\]"):
+    with pytest.raises(ValueError,
+                       match=r"goal must have the shape of state \[1, 2\], got \[1, 3\]"):
         p.plan(point_mass, torch.zeros(1, 2), goal=torch.zeros(1, 3))
 
 

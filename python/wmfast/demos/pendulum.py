@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ class Ensemble(torch.nn.Module):
         sizes = [obs_dim + action_dim, hidden, hidden, obs_dim]
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             w = torch.randn(members, fan_in, fan_out) / math.sqrt(fan_in)
             self.weights.append(torch.nn.Parameter(w))
             self.biases.append(torch.nn.Parameter(torch.zeros(members, 1, fan_out)))
@@ -86,7 +87,9 @@ def collect_random(env, steps: int, episode_length: int, seed: int):
         if terminated or truncated or t >= episode_length:
             obs, _ = env.reset(seed=int(rng.integers(2**31)))
             t = 0
-    as_tensor = lambda xs: torch.as_tensor(np.array(xs), dtype=torch.float32)  # noqa: E731
+    def as_tensor(rows):
+        return torch.as_tensor(np.array(rows), dtype=torch.float32)
+
     return as_tensor(obs_list), as_tensor(act_list), as_tensor(next_list)
 
 
@@ -120,8 +123,9 @@ def make_planner(name: str, horizon: int, population: int, iterations: int, seed
                  ensemble: int | None):
     import wmfast as wm
 
-    common = dict(horizon=horizon, action_dim=1, population=population, iterations=iterations,
-                  action_low=-MAX_TORQUE, action_high=MAX_TORQUE, seed=seed)
+    common = {"horizon": horizon, "action_dim": 1, "population": population,
+              "iterations": iterations, "action_low": -MAX_TORQUE, "action_high": MAX_TORQUE,
+              "seed": seed}
     if ensemble:
         common.update(ensemble_size=ensemble, propagation="tsinf")
     elites = max(2, population // 10)
