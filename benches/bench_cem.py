@@ -212,7 +212,7 @@ def _interleaved_medians(fns, rounds):
     return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
-ROUNDS = {"pointmass_B1_H12_P500": 60, "pointmass_B32_H30_P1000": 5, "pets_B1_H12_P500": 20}
+ROUNDS = {"pointmass_B1_H12_P500": 100, "pointmass_B32_H30_P1000": 5, "pets_B1_H12_P500": 40}
 
 
 def main():

@@ -56,6 +56,11 @@ def test_bad_configuration(kwargs, error, match):
         small(**kwargs)
 
 
+def test_unknown_keyword():
+    with pytest.raises(TypeError, match=r"CEM got an unexpected keyword argument 'popsize'"):
+        small(popsize=3)
+
+
 def test_bad_mppi_and_icem_configuration():
     with pytest.raises(ValueError, match=r"temperature must be a finite number > 0, got 0"):
         wm.MPPI(horizon=3, action_dim=1, population=10, temperature=0.0)

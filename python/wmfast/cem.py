@@ -34,6 +34,8 @@ _PROPAGATION = {
     "expectation": "EXPECTATION",
     "mean": "EXPECTATION",
 }
+# Options of the subclasses (ICEM, MPPI), passed through CEM.__init__.
+_METHOD_OPTIONS = {"noise_beta", "keep_elites", "temperature", "update_std"}
 _GOAL_METRICS = {"l2": "L2", "sq_l2": "SQUARED_L2", "squared_l2": "SQUARED_L2", "l1": "L1"}
 
 
@@ -201,6 +203,9 @@ class CEM:
             raise ValueError(f"seed must be >= 0, got {seed}")
         config.seed = int(seed)
         for name, value in method_options.items():
+            if name not in _METHOD_OPTIONS:
+                raise TypeError(f"{type(self).__name__} got an unexpected keyword argument "
+                                f"{name!r}")
             setattr(config, name, value)
         self._planner = ext.Planner(config)
         self._config = config

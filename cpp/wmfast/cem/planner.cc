@@ -10,6 +10,7 @@
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/mm.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/randperm.h>
 #include <ATen/ops/tensor.h>
@@ -492,17 +493,23 @@ PlanResult Planner::Plan(const Models& models, const PlanInputs& in) {
   const std::vector<float> low_f = ToFloat(c.action_low), high_f = ToFloat(c.action_high);
   const SampleDims dims{h_len, b, pop, a_dim};
   if (injected.defined()) injected = injected.contiguous();
+  at::Tensor colored;
   for (int64_t it = 0; it < c.iterations; ++it) {
     at::Tensor noise;
     if (injected.defined()) {
       noise = injected.select(0, it);
-    } else if (fast && !filter.defined()) {
+    } else if (fast) {
       sampler_.Fill(samples.data_ptr<float>(), samples.numel());  // in place, then transformed
       noise = samples;
     } else {
       noise = StandardNormal({h_len, b, pop, a_dim}, options);
     }
-    if (filter.defined()) noise = filter.matmul(noise.reshape({h_len, -1})).view(samples.sizes());
+    if (filter.defined()) {
+      // Coloured noise: one [H, H] x [H, B * pop * A] product into a buffer kept for the plan.
+      if (!colored.defined()) colored = at::empty({h_len, b * pop * a_dim}, options);
+      at::mm_out(colored, filter, noise.reshape({h_len, -1}));
+      noise = colored.view(samples.sizes());
+    }
     if (fast) {
       AffineClip(dims, mean.const_data_ptr<float>(), std.const_data_ptr<float>(),
                  noise.contiguous().const_data_ptr<float>(), low_f.data(), high_f.data(),
