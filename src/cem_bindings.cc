@@ -12,6 +12,7 @@
 #include "bindings.h"
 #include "torch_bindings.h"
 #include "wmfast/cem/planner.h"
+#include "wmfast/model/torch/native_model.h"
 
 namespace wmfast {
 namespace {
@@ -30,6 +31,23 @@ at::Tensor ToTensor(const py::handle& value, const char* what) {
 }
 
 cem::DynamicsFn WrapDynamics(py::object fn) {
+  if (py::isinstance<model::NativeModel>(fn)) {
+    // Runs in C++ without the GIL: (next_state) or (next_state, reward).
+    auto native = fn.cast<std::shared_ptr<model::NativeModel>>();
+    const size_t outputs = native->output_specs().size();
+    if (outputs != 1 && outputs != 2) {
+      throw py::value_error("a NativeModel used as dynamics must return next_state or "
+                            "(next_state, reward), but '" + native->path() + "' returns " +
+                            std::to_string(outputs) + " tensors");
+    }
+    return [native](const at::Tensor& state, const at::Tensor& action) {
+      std::vector<at::Tensor> out = native->Run({state, action});
+      cem::Step step;
+      step.next_state = out[0];
+      if (out.size() == 2) step.reward = out[1];
+      return step;
+    };
+  }
   if (!PyCallable_Check(fn.ptr())) {
     throw py::type_error("dynamics must be callable (state, action) -> (next_state, reward), got " +
                          TypeName(fn));

@@ -17,6 +17,7 @@
 #include "wmfast/mcts/search.h"
 #include "wmfast/model/torch/callback_evaluator.h"
 #include "wmfast/model/torch/latent_store.h"
+#include "wmfast/model/torch/native_model.h"
 
 namespace wmfast {
 namespace {
@@ -74,6 +75,18 @@ model::RecurrentFn PythonRecurrentFn(py::object fn) {
   };
 }
 
+// The model's recurrent function: a NativeModel runs in C++ without the GIL (taking it only to
+// poll Ctrl-C); anything else is called back in Python.
+model::RecurrentFn RecurrentFnOf(py::object model_fn) {
+  if (py::isinstance<model::NativeModel>(model_fn)) {
+    return model::NativeRecurrentFn(model_fn.cast<std::shared_ptr<model::NativeModel>>(), [] {
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    });
+  }
+  return PythonRecurrentFn(std::move(model_fn));
+}
+
 std::unique_ptr<SearchState> RunSearch(
     const SearchConfig& config, py::object model_fn, const at::Tensor& root_latent,
     const CArray<float>& root_logits, const CArray<float>& root_value,
@@ -121,8 +134,7 @@ std::unique_ptr<SearchState> RunSearch(
     for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());
   }
-  model::CallbackEvaluator evaluator(state->latents.get(), A,
-                                     PythonRecurrentFn(std::move(model_fn)));
+  model::CallbackEvaluator evaluator(state->latents.get(), A, RecurrentFnOf(std::move(model_fn)));
   {
     py::gil_scoped_release release;
     state->search->Run(evaluator, nullptr);

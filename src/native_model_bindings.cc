@@ -11,7 +11,7 @@ namespace wmfast {
 void InitNativeModel(pybind11::module_& m) {
   namespace py = pybind11;
   using model::NativeModel;
-  py::class_<NativeModel>(m, "NativeModel", "An AOTInductor package run from C++.")
+  py::class_<NativeModel, std::shared_ptr<NativeModel>>(m, "NativeModel", "An AOTInductor package run from C++.")
       .def(py::init<const std::string&, int>(), py::arg("path"), py::arg("num_runners") = 1,
            py::call_guard<py::gil_scoped_release>())
       .def("run", &NativeModel::Run, py::arg("inputs"),

@@ -260,7 +260,7 @@ class CEM:
                 raise TypeError(f"warm_start must be a Plan, got {type(warm_start).__name__}")
             warm_mean = warm_start.mean
             warm_elites = warm_start.elites if self.kept_elites > 0 else None
-        out = self._planner.plan(dynamics, state, goal_t, warm_mean, warm_elites, int(shift),
+        out = self._planner.plan(_native_or(dynamics), state, goal_t, warm_mean, warm_elites, int(shift),
                                  noise, value, policy)
         return Plan(*out)
 
@@ -277,7 +277,7 @@ class CEM:
         propagated as the planner propagates its candidates."""
         state = _as_state(state, "state")
         goal_t = None if goal is None else _as_state(goal, "goal").to(state.device)
-        return self._planner.evaluate(dynamics, state, actions, goal_t, value)
+        return self._planner.evaluate(_native_or(dynamics), state, actions, goal_t, value)
 
     def noise_filter(self) -> torch.Tensor:
         """[H, H] the lower-triangular filter colouring the noise (identity for white noise)."""
@@ -399,3 +399,10 @@ class MPCAgent:
         if self._low is not None:
             action = np.clip(action, self._low, self._high)
         return action if self.batched else action[0]
+
+
+def _native_or(dynamics: Any) -> Any:
+    """A wm.NativeModel's C++ runner (the planner then calls it without Python), else as is."""
+    from wmfast.native import NativeModel
+
+    return dynamics._native if isinstance(dynamics, NativeModel) else dynamics

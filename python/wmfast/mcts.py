@@ -333,6 +333,10 @@ def _float_array(value: Any, name: str, shape: tuple[int, ...], allow_minus_inf:
 
 
 def _model_fn(model: Any) -> Callable[..., Any]:
+    from wmfast.native import NativeModel
+
+    if isinstance(model, NativeModel):
+        return model._native  # runs in C++, without Python in the loop
     fn = getattr(model, "recurrent_inference", None)
     if fn is not None and callable(fn):
         return fn

@@ -2,6 +2,8 @@
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
+#include <algorithm>
+#include <array>
 #include <sstream>
 #include <stdexcept>
 
@@ -129,6 +131,54 @@ std::vector<at::Tensor> NativeModel::Run(const std::vector<at::Tensor>& inputs) 
     }
   }
   return outputs;
+}
+
+RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
+                              std::function<void()> check_interrupt) {
+  auto field_list = [&](const char* key) {
+    std::vector<std::string> names;
+    auto it = model->metadata().find(key);
+    if (it == model->metadata().end()) return names;
+    std::stringstream text(it->second);
+    std::string name;
+    while (std::getline(text, name, ',')) names.push_back(name);
+    return names;
+  };
+  const auto type = model->metadata().find("wmfast_output_type");
+  const std::string type_name = type == model->metadata().end() ? "tuple" : type->second;
+  WMFAST_CHECK_ARG(type_name.ends_with(":Step"), "a NativeModel used for tree search must be "
+                   "exported from a function returning wmfast.Step, but '", model->path(),
+                   "' returns ", type_name);
+  const std::vector<std::string> fields = field_list("wmfast_output_fields"),
+                                 absent = field_list("wmfast_output_none");
+  // index[k]: which output holds Step field k (latent, reward, logits, value, discount), or -1.
+  constexpr const char* kFields[] = {"latent", "reward", "logits", "value", "discount"};
+  std::array<int, 5> index;
+  index.fill(-1);
+  int output = 0;
+  for (const std::string& field : fields) {
+    if (std::find(absent.begin(), absent.end(), field) != absent.end()) continue;
+    for (int k = 0; k < 5; ++k) {
+      if (field == kFields[k]) index[k] = output;
+    }
+    ++output;
+  }
+  for (int k = 0; k < 4; ++k) {
+    WMFAST_CHECK_ARG(index[k] >= 0, "the NativeModel '", model->path(), "' returns no Step.",
+                     kFields[k]);
+  }
+  return [model = std::move(model), check_interrupt = std::move(check_interrupt), index](
+             const at::Tensor& latent, const at::Tensor& action) {
+    if (check_interrupt) check_interrupt();
+    const std::vector<at::Tensor> outputs = model->Run({latent, action});
+    StepTensors step;
+    step.latent = outputs[index[0]];
+    step.reward = outputs[index[1]];
+    step.logits = outputs[index[2]];
+    step.value = outputs[index[3]];
+    if (index[4] >= 0) step.discount = outputs[index[4]];
+    return step;
+  };
 }
 
 }  // namespace wmfast::model

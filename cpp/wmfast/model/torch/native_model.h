@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "wmfast/model/torch/callback_evaluator.h"
+
 namespace torch::inductor {
 class AOTIModelPackageLoader;
 }
@@ -62,6 +64,13 @@ class NativeModel {
   std::vector<TensorSpec> input_specs_, output_specs_;
   std::map<std::string, std::string> metadata_;
 };
+
+// The recurrent function of a NativeModel exported from a function returning wmfast.Step:
+// runs the package (no Python, no GIL) and maps its outputs to the Step fields by the names in
+// its metadata. `check_interrupt` runs before each call (it may throw to stop a search). Throws
+// std::invalid_argument if the model does not return a Step.
+RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
+                              std::function<void()> check_interrupt);
 
 }  // namespace wmfast::model
 
