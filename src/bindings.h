@@ -16,7 +16,6 @@ namespace wmfast {
 namespace py = pybind11;
 
 void InitTabular(py::module_& m);
-void InitCem(py::module_& m);  // in _torch
 
 // A 1-D numpy array that owns the vector's buffer (no copy).
 template <typename T>

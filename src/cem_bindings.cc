@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "bindings.h"
+#include "torch_bindings.h"
 #include "wmfast/cem/planner.h"
 
 namespace wmfast {

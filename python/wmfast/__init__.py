@@ -8,6 +8,20 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 import torch  # noqa: F401
 
 from wmfast.cem import CEM, ICEM, MPPI, MPCAgent, Plan
+from wmfast.mcts import (
+    MCTS,
+    GumbelMCTS,
+    QTransform,
+    Root,
+    SearchResult,
+    SearchTree,
+    Step,
+    qtransform_by_min_max,
+    qtransform_by_parent_and_siblings,
+    qtransform_completed_by_mix_value,
+    qtransform_running_min_max,
+)
+from wmfast.native import ExportError, NativeModel
 from wmfast.tabular import PlanningSolution, TabularModel, TransitionMatrix
 
 __version__ = "0.1.0"
@@ -15,11 +29,24 @@ __version__ = "0.1.0"
 __all__ = [
     "CEM",
     "ICEM",
-    "MPCAgent",
+    "MCTS",
     "MPPI",
+    "ExportError",
+    "GumbelMCTS",
+    "MPCAgent",
+    "NativeModel",
     "Plan",
     "PlanningSolution",
+    "QTransform",
+    "Root",
+    "SearchResult",
+    "SearchTree",
+    "Step",
     "TabularModel",
     "TransitionMatrix",
     "__version__",
+    "qtransform_by_min_max",
+    "qtransform_by_parent_and_siblings",
+    "qtransform_completed_by_mix_value",
+    "qtransform_running_min_max",
 ]

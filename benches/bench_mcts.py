@@ -1,0 +1,208 @@
+"""Benchmarks of wmfast.MCTS / GumbelMCTS beside the vectorised numpy baseline, mctx (CPU jax)
+and LightZero's compiled tree, on the same workloads in the same process.
+
+Workloads: a free model (constant outputs: measures the planner's own overhead) and a small torch
+MLP (latent 64, hidden 128), over B in {16, 256, 1024}, A in {4, 18}, N in {50, 200}. All at one
+torch thread (``torch.set_num_threads(1)``), plus wmfast with num_threads=2.
+
+  python benches/bench_mcts.py            # the full table with ratios (several minutes)
+  python benches/bench_mcts.py --quick    # B=256, A=18, N=50 only
+  pytest benches/bench_mcts.py --benchmark-only   # pytest-benchmark, one case per workload
+
+Peers are optional: mctx needs ``pip install jax jaxlib mctx``; LightZero's ``mz_tree`` module
+is found in an installed ``lzero`` or in $WMFAST_LIGHTZERO_DIR (a folder holding the
+``mz_tree*.so`` extracted from ``pip download LightZero --no-deps``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mcts_baselines
+import wmfast as wm
+
+LATENT, HIDDEN = 64, 128
+BATCHES, ACTIONS, SIMULATIONS = (16, 256, 1024), (4, 18), (50, 200)
+
+
+class FreeModel:
+    """Near-zero-cost model: returns preallocated constant tensors."""
+
+    def __init__(self, batch_size, num_actions):
+        self.step = wm.Step(
+            torch.zeros(batch_size, LATENT),
+            torch.zeros(batch_size),
+            torch.zeros(batch_size, num_actions),
+            torch.zeros(batch_size),
+        )
+
+    def recurrent_inference(self, latent, action):
+        return self.step
+
+
+class MLPModel(torch.nn.Module):
+    """Dynamics MLP on [latent, one-hot action] and a prediction MLP for logits/value/reward."""
+
+    def __init__(self, num_actions):
+        super().__init__()
+        torch.manual_seed(0)
+        self.A = num_actions
+        self.dynamics = torch.nn.Sequential(
+            torch.nn.Linear(LATENT + num_actions, HIDDEN),
+            torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN, LATENT),
+        )
+        self.prediction = torch.nn.Sequential(
+            torch.nn.Linear(LATENT, HIDDEN),
+            torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN, num_actions + 2),
+        )
+
+    @torch.no_grad()
+    def recurrent_inference(self, latent, action):
+        onehot = torch.nn.functional.one_hot(action, self.A).to(latent.dtype)
+        nxt = torch.tanh(self.dynamics(torch.cat([latent, onehot], dim=1)))
+        out = self.prediction(nxt)
+        return wm.Step(nxt, out[:, -1], out[:, : self.A], out[:, -2])
+
+
+def _root(B, A):
+    g = torch.Generator().manual_seed(0)
+    return wm.Root(torch.randn(B, LATENT, generator=g), torch.zeros(B, A), torch.zeros(B))
+
+
+def _time(fn, min_seconds=0.3, repeats=3):
+    """Best of `repeats` runs, each the mean over enough calls to last min_seconds."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        best = min(best, elapsed / calls)
+    return best
+
+
+def contenders(B, A, N, model_kind):
+    """name -> zero-argument callable running one batched search."""
+    model = FreeModel(B, A) if model_kind == "free" else MLPModel(A)
+    root = _root(B, A)
+    out = {}
+    for threads in (1, 2):
+        mcts = wm.MCTS(A, N, dirichlet_fraction=0.25, num_threads=threads)
+        out[f"wmfast x{threads}"] = lambda m=mcts: m.search(model, root)
+    gumbel = wm.GumbelMCTS(A, N)
+    out["wmfast gumbel"] = lambda: gumbel.search(model, root)
+    numpy_mcts = mcts_baselines.NumpyMCTS(A, N)
+    out["numpy"] = lambda: numpy_mcts.search(
+        model.recurrent_inference, root.latent, root.logits.numpy(), root.value.numpy()
+    )
+    mz_tree = mcts_baselines.load_lightzero_mz_tree()
+    if mz_tree is not None:
+        out["lightzero"] = lambda: mcts_baselines.lightzero_search(
+            mz_tree, model.recurrent_inference, root.latent, root.logits, root.value, N, A
+        )
+    if model_kind == "free":
+        for gumbel_policy in (False, True):
+            fn = mcts_baselines.make_mctx_search(B, A, N, LATENT, gumbel_policy)
+            if fn is not None:
+                out["mctx gumbel" if gumbel_policy else "mctx muzero"] = fn
+    else:
+        actions = torch.randint(0, A, (B,))
+        latent = root.latent
+
+        def model_calls_alone():
+            for _ in range(N):
+                model.recurrent_inference(latent, actions)
+
+        out["model alone"] = model_calls_alone
+    return out
+
+
+def run_table(cases, skip_slow_baselines=True):
+    torch.set_num_threads(1)
+    print(
+        f"# wmfast MCTS benchmark, torch {torch.__version__}, 1 torch thread, {os.cpu_count()} cpus"
+    )
+    for model_kind in ("free", "mlp"):
+        print(f"\n## {model_kind} model: simulations/s (B*N per second); ratio = wmfast x1 / other")
+        for B, A, N in cases:
+            row = {}
+            for name, fn in contenders(B, A, N, model_kind).items():
+                slow = name in ("numpy", "lightzero", "mctx muzero") and B * N > 256 * 200
+                if skip_slow_baselines and slow:
+                    continue
+                row[name] = _time(fn, min_seconds=0.2 if slow else 0.4)
+            base = row["wmfast x1"]
+            parts = []
+            for name, seconds in row.items():
+                rate = B * N / seconds
+                ratio = "" if name == "wmfast x1" else f" ({seconds / base:.2f}x)"
+                if name == "model alone":
+                    parts.append(
+                        f"model alone {seconds * 1e3:.2f} ms -> wmfast/model {base / seconds:.3f}"
+                    )
+                else:
+                    parts.append(f"{name} {rate / 1e6:.3f}M{ratio}")
+            print(f"B={B:5d} A={A:2d} N={N:3d} | " + " | ".join(parts), flush=True)
+
+
+# --- pytest-benchmark ------------------------------------------------------------------------
+
+CASES = list(itertools.product(BATCHES, ACTIONS, SIMULATIONS))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("B, A, N", CASES)
+@pytest.mark.parametrize("model_kind", ["free", "mlp"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wmfast x1",
+        "wmfast x2",
+        "wmfast gumbel",
+        "numpy",
+        "lightzero",
+        "mctx muzero",
+        "mctx gumbel",
+        "model alone",
+    ],
+)
+def test_mcts(benchmark, B, A, N, model_kind, name):
+    fns = contenders(B, A, N, model_kind)
+    if name not in fns:
+        pytest.skip(f"{name} is not available for the {model_kind} model here")
+    benchmark.extra_info["simulations"] = B * N
+    benchmark.pedantic(fns[name], rounds=3, iterations=1, warmup_rounds=1)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="B=256, A=18, N=50 only")
+    parser.add_argument(
+        "--all-baselines",
+        action="store_true",
+        help="also time slow baselines on the largest workloads",
+    )
+    args = parser.parse_args()
+    cases = [(256, 18, 50)] if args.quick else CASES
+    run_table(cases, skip_slow_baselines=not args.all_baselines)

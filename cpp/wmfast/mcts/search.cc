@@ -1,0 +1,658 @@
+#include "wmfast/mcts/search.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "wmfast/common/check.h"
+#include "wmfast/common/thread_pool.h"
+#include "wmfast/mcts/random.h"
+#include "wmfast/mcts/seq_halving.h"
+
+namespace wmfast::mcts {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+// How many trees ahead Run prefetches.
+constexpr int64_t kPrefetchDistance = 2;
+// mctx masks illegal root logits with the most negative finite float (softmax stays NaN-free).
+constexpr float kMaskedLogit = -FLT_MAX;
+
+// out = softmax(logits) over n entries.
+void Softmax(const float* logits, int n, float* out) {
+  float max_logit = logits[0];
+  for (int a = 1; a < n; ++a) max_logit = std::max(max_logit, logits[a]);
+  float sum = 0.0f;
+  for (int a = 0; a < n; ++a) {
+    out[a] = std::exp(logits[a] - max_logit);
+    sum += out[a];
+  }
+  const float inv = 1.0f / sum;
+  for (int a = 0; a < n; ++a) out[a] *= inv;
+}
+
+// Index of the first maximum (deterministic tie-breaking).
+int Argmax(const float* x, int n) {
+  int best = 0;
+  for (int a = 1; a < n; ++a) {
+    if (x[a] > x[best]) best = a;
+  }
+  return best;
+}
+
+}  // namespace
+
+void ValidateConfig(const SearchConfig& c) {
+  WMFAST_CHECK_ARG(c.num_actions >= 1, "num_actions must be >= 1, got ", c.num_actions);
+  WMFAST_CHECK_ARG(c.num_simulations >= 1, "num_simulations must be >= 1, got ",
+                   c.num_simulations);
+  WMFAST_CHECK_ARG(c.pb_c_base > 0.0f, "pb_c_base must be > 0, got ", c.pb_c_base);
+  WMFAST_CHECK_ARG(std::isfinite(c.pb_c_init), "pb_c_init must be finite, got ", c.pb_c_init);
+  WMFAST_CHECK_ARG(std::isfinite(c.discount), "discount must be finite, got ", c.discount);
+  WMFAST_CHECK_ARG(c.dirichlet_fraction >= 0.0f && c.dirichlet_fraction <= 1.0f,
+                   "dirichlet_fraction must be in [0, 1], got ", c.dirichlet_fraction);
+  WMFAST_CHECK_ARG(c.dirichlet_fraction == 0.0f || c.dirichlet_alpha > 0.0f,
+                   "dirichlet_alpha must be > 0, got ", c.dirichlet_alpha);
+  WMFAST_CHECK_ARG(c.temperature >= 0.0f && std::isfinite(c.temperature),
+                   "temperature must be a finite number >= 0, got ", c.temperature);
+  WMFAST_CHECK_ARG(c.qtransform != QTransform::kMinMax || c.max_value > c.min_value,
+                   "qtransform bounds: max_value must exceed min_value, got min_value=",
+                   c.min_value, " max_value=", c.max_value);
+  WMFAST_CHECK_ARG(c.max_num_considered_actions >= 1, "max_num_considered_actions must be >= 1, got ",
+                   c.max_num_considered_actions);
+  WMFAST_CHECK_ARG(c.gumbel_scale >= 0.0f, "gumbel_scale must be >= 0, got ", c.gumbel_scale);
+  WMFAST_CHECK_ARG(c.num_threads >= 1, "num_threads must be >= 1, got ", c.num_threads);
+  WMFAST_CHECK_ARG(!c.gumbel || c.qtransform == QTransform::kCompletedByMixValue,
+                   "qtransform: Gumbel MuZero uses the completed-by-mix-value transform");
+  WMFAST_CHECK_ARG(c.gumbel || c.qtransform != QTransform::kCompletedByMixValue,
+                   "qtransform: the completed-by-mix-value transform is for Gumbel MuZero");
+}
+
+Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes,
+               uint64_t stream)
+    : config_(config),
+      tree_(batch_size, num_nodes, config.num_actions),
+      stream_(stream),
+      first_new_(batch_size, 1),
+      num_considered_(batch_size, 0),
+      gumbel_(config.gumbel ? batch_size * config.num_actions : 0, 0.0f),
+      running_min_(batch_size, kInf),
+      running_max_(batch_size, -kInf),
+      leaf_parent_(batch_size),
+      leaf_action_(batch_size),
+      leaf_node_(batch_size),
+      source_slots_(batch_size),
+      actions_(batch_size),
+      target_slots_(batch_size),
+      out_rewards_(batch_size),
+      out_discounts_(batch_size),
+      out_values_(batch_size),
+      out_logits_(batch_size * config.num_actions),
+      action_(batch_size, 0),
+      visit_counts_(batch_size * config.num_actions, 0),
+      policy_(batch_size * config.num_actions, 0.0f),
+      root_value_(batch_size, 0.0f),
+      q_values_(batch_size * config.num_actions, 0.0f) {
+  ValidateConfig(config_);
+  WMFAST_CHECK_ARG(batch_size >= 1, "the batch must hold at least one root, got ", batch_size);
+  if (config_.gumbel) {
+    considered_table_ =
+        ConsideredVisitTable(config_.max_num_considered_actions, config_.num_simulations);
+  }
+}
+
+void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_t* invalid,
+                       const float* gumbel) {
+  const int A = config_.num_actions;
+  const int64_t edges = tree_.Edges(b, kRootIndex);
+  int num_legal = A;
+  if (invalid != nullptr) {
+    num_legal = 0;
+    for (int a = 0; a < A; ++a) {
+      tree_.root_invalid_actions[b * A + a] = invalid[a] ? 1 : 0;
+      num_legal += invalid[a] ? 0 : 1;
+    }
+  }
+  WMFAST_CHECK_ARG(num_legal > 0, "legal_actions: every action is illegal at the root of tree ",
+                   b, " (batch index); at least one action must be legal");
+  Rng rng(config_.seed, 2 * stream_, static_cast<uint64_t>(b));
+  float* row = &tree_.children_prior_logits[edges];
+  float* priors = &tree_.children_priors[edges];
+  std::copy(logits, logits + A, row);
+  if (!config_.gumbel && config_.dirichlet_fraction > 0.0f) {
+    // AlphaZero root noise: (1 - f) * softmax(logits) + f * Dirichlet(alpha) over legal actions.
+    Softmax(row, A, priors);
+    double total = 0.0;
+    std::vector<double> noise(A, 0.0);
+    for (int a = 0; a < A; ++a) {
+      if (invalid == nullptr || !invalid[a]) total += noise[a] = rng.Gamma(config_.dirichlet_alpha);
+    }
+    const float f = config_.dirichlet_fraction;
+    for (int a = 0; a < A; ++a) {
+      const float mixed =
+          (1.0f - f) * priors[a] + f * static_cast<float>(total > 0.0 ? noise[a] / total : 0.0);
+      row[a] = std::log(std::max(mixed, FLT_MIN));
+    }
+  }
+  if (invalid != nullptr) {
+    float max_logit = row[0];
+    for (int a = 1; a < A; ++a) max_logit = std::max(max_logit, row[a]);
+    for (int a = 0; a < A; ++a) row[a] = invalid[a] ? kMaskedLogit : row[a] - max_logit;
+  }
+  Softmax(row, A, priors);
+  tree_.priors_ready[tree_.Node(b, kRootIndex)] = 1;
+  tree_.raw_values[tree_.Node(b, kRootIndex)] = value;
+  if (config_.gumbel) {
+    for (int a = 0; a < A; ++a) {
+      gumbel_[b * A + a] = gumbel != nullptr
+                               ? gumbel[a]
+                               : config_.gumbel_scale * static_cast<float>(rng.Gumbel());
+    }
+    num_considered_[b] = std::min(config_.max_num_considered_actions, num_legal);
+  }
+}
+
+void Search::InitFromRoots(const RootInput& root) {
+  const int A = config_.num_actions;
+  for (int64_t b = 0; b < tree_.batch_size; ++b) {
+    SetupRoot(b, root.logits + b * A, root.values[b],
+              root.invalid != nullptr ? root.invalid + b * A : nullptr,
+              root.gumbel != nullptr ? root.gumbel + b * A : nullptr);
+    const int64_t node = tree_.Node(b, kRootIndex);
+    tree_.node_visits[node] = 1;
+    tree_.node_values[node] = tree_.raw_values[node];
+    first_new_[b] = 1;
+  }
+}
+
+int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_taken,
+                              int num_simulations) {
+  const Tree& old = previous.tree_;
+  std::vector<uint8_t> inside(old.num_nodes);
+  int64_t largest = 1;
+  for (int64_t b = 0; b < old.batch_size; ++b) {
+    const int64_t a = actions_taken[b];
+    WMFAST_CHECK_ARG(a >= 0 && a < old.num_actions, "action_taken[", b, "] must be in [0, ",
+                     old.num_actions, "), got ", a);
+    const int32_t child = old.children_index[old.Edges(b, kRootIndex) + a];
+    if (child == kUnvisited) continue;
+    std::fill(inside.begin(), inside.end(), 0);
+    inside[child] = 1;
+    int64_t size = 1;
+    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
+      const int32_t parent = old.parents[old.Node(b, n)];
+      if (parent >= 0 && inside[parent]) {
+        inside[n] = 1;
+        ++size;
+      }
+    }
+    largest = std::max(largest, size);
+  }
+  return largest + num_simulations;
+}
+
+void Search::InitFromPrevious(const Search& previous, const int64_t* actions_taken,
+                              const RootInput* root, std::vector<int64_t>* slot_map) {
+  const Tree& old = previous.tree_;
+  const int A = config_.num_actions;
+  WMFAST_CHECK_ARG(old.num_actions == A, "reuse: the previous search had ", old.num_actions,
+                   " actions, this one has ", A);
+  WMFAST_CHECK_ARG(old.batch_size == tree_.batch_size, "reuse: the previous search had ",
+                   old.batch_size, " trees, this one has ", tree_.batch_size);
+  slot_map->assign(tree_.batch_size * tree_.num_nodes, -1);
+  std::vector<int32_t> old_to_new(old.num_nodes);
+  std::vector<float> root_logits(A);
+  for (int64_t b = 0; b < tree_.batch_size; ++b) {
+    const int64_t taken = actions_taken[b];
+    const int32_t child = old.children_index[old.Edges(b, kRootIndex) + taken];
+    const uint8_t* invalid =
+        root != nullptr && root->invalid != nullptr ? root->invalid + b * A : nullptr;
+    const float* gumbel =
+        root != nullptr && root->gumbel != nullptr ? root->gumbel + b * A : nullptr;
+    if (child == kUnvisited) {
+      WMFAST_CHECK_ARG(root != nullptr, "action_taken: action ", taken,
+                       " was never expanded at the root of tree ", b,
+                       " in the previous search, so there is no subtree to continue from; "
+                       "pass a root to start that tree afresh");
+      SetupRoot(b, root->logits + b * A, root->values[b], invalid, gumbel);
+      const int64_t node = tree_.Node(b, kRootIndex);
+      tree_.node_visits[node] = 1;
+      tree_.node_values[node] = tree_.raw_values[node];
+      first_new_[b] = 1;
+      continue;
+    }
+    // Old node indices ascend from parent to child, so one pass finds the subtree in order.
+    std::fill(old_to_new.begin(), old_to_new.end(), -1);
+    old_to_new[child] = 0;
+    int32_t next = 1;
+    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
+      const int32_t parent = old.parents[old.Node(b, n)];
+      if (parent < 0 || old_to_new[parent] < 0) continue;
+      if (parent == child && invalid != nullptr && invalid[old.action_from_parent[old.Node(b, n)]])
+        continue;  // the subtree of an action that is now illegal is dropped
+      old_to_new[n] = next++;
+    }
+    for (int64_t n = child; n < old.num_nodes; ++n) {
+      const int32_t k = old_to_new[n];
+      if (k < 0) continue;
+      const int64_t src = old.Node(b, n), dst = tree_.Node(b, k);
+      tree_.node_visits[dst] = old.node_visits[src];
+      tree_.raw_values[dst] = old.raw_values[src];
+      tree_.node_values[dst] = old.node_values[src];
+      tree_.priors_ready[dst] = old.priors_ready[src];
+      tree_.parents[dst] = k == 0 ? kNoParent : old_to_new[old.parents[src]];
+      tree_.action_from_parent[dst] = k == 0 ? kNoParent : old.action_from_parent[src];
+      const int64_t se = old.Edges(b, n), de = tree_.Edges(b, k);
+      for (int a = 0; a < A; ++a) {
+        const int32_t old_child = old.children_index[se + a];
+        const int32_t new_child = old_child == kUnvisited ? kUnvisited : old_to_new[old_child];
+        tree_.children_prior_logits[de + a] = old.children_prior_logits[se + a];
+        tree_.children_priors[de + a] = old.children_priors[se + a];
+        if (old_child != kUnvisited && new_child == kUnvisited) continue;  // dropped subtree
+        tree_.children_index[de + a] = new_child;
+        tree_.children_visits[de + a] = old.children_visits[se + a];
+        tree_.children_values[de + a] = old.children_values[se + a];
+        tree_.children_q[de + a] = old.children_q[se + a];
+        tree_.children_rewards[de + a] = old.children_rewards[se + a];
+        tree_.children_discounts[de + a] = old.children_discounts[se + a];
+      }
+      (*slot_map)[Slot(b, k)] = previous.Slot(b, n);
+    }
+    first_new_[b] = next;
+    const int64_t root_edges = tree_.Edges(b, kRootIndex);
+    std::copy(&tree_.children_prior_logits[root_edges],
+              &tree_.children_prior_logits[root_edges] + A, root_logits.begin());
+    if (root != nullptr) {
+      SetupRoot(b, root->logits + b * A, root->values[b], invalid, gumbel);
+    } else {
+      SetupRoot(b, root_logits.data(), old.raw_values[old.Node(b, child)], nullptr, nullptr);
+    }
+    RecomputeRoot(b);
+    if (config_.qtransform == QTransform::kRunningMinMax) {
+      for (int64_t e = tree_.Edges(b, 0); e < tree_.Edges(b, next); ++e) {
+        if (tree_.children_visits[e] == 0) continue;
+        const float q = tree_.children_q[e];
+        running_min_[b] = std::min(running_min_[b], q);
+        running_max_[b] = std::max(running_max_[b], q);
+      }
+    }
+  }
+}
+
+void Search::RecomputeRoot(int64_t b) {
+  const int A = config_.num_actions;
+  const int64_t node = tree_.Node(b, kRootIndex), edges = tree_.Edges(b, kRootIndex);
+  int32_t visits = 1;
+  double sum = tree_.raw_values[node];
+  for (int a = 0; a < A; ++a) {
+    const int32_t n = tree_.children_visits[edges + a];
+    if (n == 0) continue;
+    visits += n;
+    sum += n * static_cast<double>(tree_.children_q[edges + a]);
+  }
+  tree_.node_visits[node] = visits;
+  tree_.node_values[node] = static_cast<float>(sum / visits);
+}
+
+int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
+  const int A = config_.num_actions;
+  const int64_t e = tree_.Edges(b, node);
+  const int32_t* visits = &tree_.children_visits[e];
+  const float* priors = &tree_.children_priors[e];
+  const float* qs = &tree_.children_q[e];
+  const float node_visit = static_cast<float>(tree_.node_visits[tree_.Node(b, node)]);
+  const float pb_c =
+      config_.pb_c_init + std::log((node_visit + config_.pb_c_base + 1.0f) / config_.pb_c_base);
+  const float explore = std::sqrt(node_visit) * pb_c;
+
+  // Q normalisation: value_score = (q - lo) * scale for visited actions, 0 for the others
+  // (the running min-max transform leaves Q as it is until two distinct values were seen).
+  float lo = 0.0f, scale = 1.0f;
+  switch (config_.qtransform) {
+    case QTransform::kParentAndSiblings: {
+      const float node_value = tree_.node_values[tree_.Node(b, node)];
+      float hi = node_value;
+      lo = node_value;
+      for (int a = 0; a < A; ++a) {
+        if (visits[a] > 0) {
+          lo = std::min(lo, qs[a]);
+          hi = std::max(hi, qs[a]);
+        }
+      }
+      scale = 1.0f / std::max(hi - lo, config_.epsilon);
+      break;
+    }
+    case QTransform::kMinMax:
+      lo = config_.min_value;
+      scale = 1.0f / (config_.max_value - config_.min_value);
+      break;
+    case QTransform::kRunningMinMax:
+      if (running_max_[b] > running_min_[b]) {
+        lo = running_min_[b];
+        scale = 1.0f / (running_max_[b] - running_min_[b]);
+      }
+      break;
+    case QTransform::kCompletedByMixValue:
+      break;  // rejected by ValidateConfig
+  }
+  const uint8_t* invalid = at_root ? &tree_.root_invalid_actions[b * A] : nullptr;
+  int best = -1;
+  float best_score = -kInf;
+  for (int a = 0; a < A; ++a) {
+    if (invalid != nullptr && invalid[a]) continue;
+    const float value_score = visits[a] > 0 ? (qs[a] - lo) * scale : 0.0f;
+    const float score = value_score + explore * priors[a] / static_cast<float>(visits[a] + 1);
+    if (best < 0 || score > best_score) {
+      best = a;
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+void Search::CompletedQ(int64_t b, int64_t node, float* out) const {
+  const int A = config_.num_actions;
+  const int64_t e = tree_.Edges(b, node);
+  const int32_t* visits = &tree_.children_visits[e];
+  const float* qs = &tree_.children_q[e];
+  const float* priors = &tree_.children_priors[e];
+  float value = tree_.raw_values[tree_.Node(b, node)];
+  int32_t max_visit = 0;
+  if (config_.use_mixed_value) {
+    // Appendix D of the Gumbel MuZero paper: mix the raw value with the prior-weighted Q.
+    float sum_visits = 0.0f, sum_probs = 0.0f;
+    for (int a = 0; a < A; ++a) {
+      if (visits[a] > 0) {
+        sum_visits += static_cast<float>(visits[a]);
+        sum_probs += std::max(FLT_MIN, priors[a]);
+      }
+    }
+    float weighted_q = 0.0f;
+    for (int a = 0; a < A; ++a) {
+      if (visits[a] > 0) {
+        weighted_q +=
+            std::max(FLT_MIN, priors[a]) * qs[a] / sum_probs;
+      }
+    }
+    value = (value + sum_visits * weighted_q) / (sum_visits + 1.0f);
+  }
+  float lo = kInf, hi = -kInf;
+  for (int a = 0; a < A; ++a) {
+    out[a] = visits[a] > 0 ? qs[a] : value;
+    lo = std::min(lo, out[a]);
+    hi = std::max(hi, out[a]);
+    max_visit = std::max(max_visit, visits[a]);
+  }
+  const float visit_scale =
+      (config_.maxvisit_init + static_cast<float>(max_visit)) * config_.value_scale;
+  if (config_.rescale_values) {
+    const float inv = 1.0f / std::max(hi - lo, config_.epsilon);
+    for (int a = 0; a < A; ++a) out[a] = visit_scale * ((out[a] - lo) * inv);
+  } else {
+    for (int a = 0; a < A; ++a) out[a] = visit_scale * out[a];
+  }
+}
+
+// score_considered of mctx's seq_halving.py, masked by the root's legal actions.
+static int ArgmaxConsidered(const float* gumbel, const float* logits, const float* completed_q,
+                            const int32_t* visits, int considered_visit, const uint8_t* invalid,
+                            int A) {
+  float max_logit = logits[0];
+  for (int a = 1; a < A; ++a) max_logit = std::max(max_logit, logits[a]);
+  int best = 0;
+  float best_score = 0.0f;
+  for (int a = 0; a < A; ++a) {
+    float score = std::max(-1e9f, gumbel[a] + (logits[a] - max_logit) + completed_q[a]);
+    if (visits[a] != considered_visit || invalid[a]) score = -kInf;
+    if (a == 0 || score > best_score) {
+      best = a;
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+int Search::SelectGumbelRoot(int64_t b, int sim_index) const {
+  // Scratch lives on the stack for common action counts.
+  const int A = config_.num_actions;
+  std::vector<float> heap;
+  float stack[256];
+  float* completed = A <= 256 ? stack : (heap.resize(A), heap.data());
+  CompletedQ(b, kRootIndex, completed);
+  const int64_t e = tree_.Edges(b, kRootIndex);
+  const auto& row = considered_table_[num_considered_[b]];
+  const int considered_visit = row[std::min<int64_t>(sim_index, row.size() - 1)];
+  return ArgmaxConsidered(&gumbel_[b * A], &tree_.children_prior_logits[e], completed,
+                          &tree_.children_visits[e], considered_visit,
+                          &tree_.root_invalid_actions[b * A], A);
+}
+
+int Search::SelectGumbelInterior(int64_t b, int64_t node) const {
+  const int A = config_.num_actions;
+  std::vector<float> heap;
+  float stack[512];
+  float* scratch = A <= 256 ? stack : (heap.resize(2 * A), heap.data());
+  float* completed = scratch;
+  float* probs = scratch + A;
+  CompletedQ(b, node, completed);
+  const int64_t e = tree_.Edges(b, node);
+  const float* logits = &tree_.children_prior_logits[e];
+  const int32_t* visits = &tree_.children_visits[e];
+  int32_t total = 0;
+  for (int a = 0; a < A; ++a) {
+    completed[a] += logits[a];
+    total += visits[a];
+  }
+  Softmax(completed, A, probs);
+  // Section 5 of the paper: visit frequencies approach the improved policy.
+  const float denom = 1.0f + static_cast<float>(total);
+  for (int a = 0; a < A; ++a) probs[a] -= static_cast<float>(visits[a]) / denom;
+  return Argmax(probs, A);
+}
+
+void Search::EnsurePriors(int64_t b, int64_t node) {
+  const int64_t n = tree_.Node(b, node);
+  if (tree_.priors_ready[n]) return;
+  const int64_t e = tree_.Edges(b, node);
+  Softmax(&tree_.children_prior_logits[e], config_.num_actions, &tree_.children_priors[e]);
+  tree_.priors_ready[n] = 1;
+}
+
+void Search::CompletePriors() {
+  for (int64_t b = 0; b < tree_.batch_size; ++b) {
+    for (int64_t n = 0; n < tree_.num_nodes; ++n) {
+      if (tree_.node_visits[tree_.Node(b, n)] > 0) EnsurePriors(b, n);
+    }
+  }
+}
+
+void Search::Select(int64_t b, int sim) {
+  const int max_depth = config_.max_depth > 0 ? config_.max_depth : INT_MAX;
+  int32_t node = kRootIndex;
+  int action = 0;
+  int32_t child = kUnvisited;
+  int depth = 0;
+  while (true) {
+    EnsurePriors(b, node);
+    if (depth == 0) {
+      int32_t sim_index = 0;
+      if (config_.gumbel) {
+        const int64_t e = tree_.Edges(b, kRootIndex);
+        for (int a = 0; a < config_.num_actions; ++a) sim_index += tree_.children_visits[e + a];
+      }
+      action = config_.gumbel ? SelectGumbelRoot(b, sim_index) : SelectPuct(b, node, true);
+    } else {
+      action = config_.gumbel ? SelectGumbelInterior(b, node) : SelectPuct(b, node, false);
+    }
+    child = tree_.children_index[tree_.Edges(b, node) + action];
+    ++depth;
+    if (child == kUnvisited || depth >= max_depth) break;
+    node = child;
+  }
+  leaf_parent_[b] = node;
+  leaf_action_[b] = action;
+  leaf_node_[b] = child == kUnvisited ? first_new_[b] + sim : child;
+  source_slots_[b] = Slot(b, node);
+  actions_[b] = action;
+  target_slots_[b] = Slot(b, leaf_node_[b]);
+}
+
+void Search::ExpandAndBackup(int64_t b) {
+  const int A = config_.num_actions;
+  const int32_t parent = leaf_parent_[b], action = leaf_action_[b], leaf = leaf_node_[b];
+  const int64_t node = tree_.Node(b, leaf);
+  std::copy(&out_logits_[b * A], &out_logits_[b * A] + A,
+            &tree_.children_prior_logits[tree_.Edges(b, leaf)]);
+  tree_.priors_ready[node] = 0;  // the softmax waits until the search descends from here
+  tree_.raw_values[node] = out_values_[b];
+  tree_.node_values[node] = out_values_[b];
+  tree_.node_visits[node] += 1;
+  tree_.parents[node] = parent;
+  tree_.action_from_parent[node] = action;
+  const int64_t edge = tree_.Edges(b, parent) + action;
+  tree_.children_index[edge] = leaf;
+  tree_.children_rewards[edge] = out_rewards_[b];
+  tree_.children_discounts[edge] = out_discounts_[b] * config_.discount;
+
+  const bool running = config_.qtransform == QTransform::kRunningMinMax;
+  int32_t index = leaf;
+  float leaf_value = tree_.node_values[node];
+  while (index != kRootIndex) {
+    const int64_t child_node = tree_.Node(b, index);
+    const int32_t up = tree_.parents[child_node];
+    const int64_t e = tree_.Edges(b, up) + tree_.action_from_parent[child_node];
+    const int64_t up_node = tree_.Node(b, up);
+    leaf_value = tree_.children_rewards[e] + tree_.children_discounts[e] * leaf_value;
+    const float count = static_cast<float>(tree_.node_visits[up_node]);
+    tree_.node_values[up_node] = (tree_.node_values[up_node] * count + leaf_value) / (count + 1.0f);
+    tree_.node_visits[up_node] += 1;
+    tree_.children_values[e] = tree_.node_values[child_node];
+    tree_.children_visits[e] += 1;
+    const float q = tree_.children_rewards[e] + tree_.children_discounts[e] * tree_.children_values[e];
+    tree_.children_q[e] = q;
+    if (running) {
+      running_min_[b] = std::min(running_min_[b], q);
+      running_max_[b] = std::max(running_max_[b], q);
+    }
+    index = up;
+  }
+}
+
+void Search::Finalize(int64_t b) {
+  const int A = config_.num_actions;
+  const int64_t e = tree_.Edges(b, kRootIndex);
+  const uint8_t* invalid = &tree_.root_invalid_actions[b * A];
+  int32_t total = 0, max_visit = 0;
+  for (int a = 0; a < A; ++a) {
+    const int32_t n = tree_.children_visits[e + a];
+    visit_counts_[b * A + a] = n;
+    q_values_[b * A + a] = tree_.children_q[e + a];
+    total += n;
+    max_visit = std::max(max_visit, n);
+  }
+  root_value_[b] = tree_.node_values[tree_.Node(b, kRootIndex)];
+  float* policy = &policy_[b * A];
+  if (config_.gumbel) {
+    // The completed-Q improved policy softmax(logits + sigma(completed Q)) and the action with
+    // the best Gumbel score among the most visited ones.
+    std::vector<float> completed(A);
+    CompletedQ(b, kRootIndex, completed.data());
+    const float* logits = &tree_.children_prior_logits[e];
+    action_[b] = ArgmaxConsidered(&gumbel_[b * A], logits, completed.data(),
+                                  &tree_.children_visits[e], max_visit, invalid, A);
+    for (int a = 0; a < A; ++a) completed[a] += logits[a];
+    float max_logit = -kInf;
+    for (int a = 0; a < A; ++a) if (!invalid[a]) max_logit = std::max(max_logit, completed[a]);
+    for (int a = 0; a < A; ++a) completed[a] = invalid[a] ? kMaskedLogit : completed[a] - max_logit;
+    Softmax(completed.data(), A, policy);
+    return;
+  }
+  for (int a = 0; a < A; ++a) {
+    policy[a] = total > 0 ? static_cast<float>(visit_counts_[b * A + a]) / total : 1.0f / A;
+  }
+  if (config_.temperature == 0.0f || max_visit == 0) {
+    int best = -1;
+    for (int a = 0; a < A; ++a) {
+      if (invalid[a]) continue;
+      if (best < 0 || visit_counts_[b * A + a] > visit_counts_[b * A + best]) best = a;
+    }
+    action_[b] = best;
+    return;
+  }
+  // Sample proportionally to visits^(1/T), computed relative to the largest count.
+  std::vector<double> weights(A, 0.0);
+  double sum = 0.0;
+  for (int a = 0; a < A; ++a) {
+    const int32_t n = visit_counts_[b * A + a];
+    if (n == 0 || invalid[a]) continue;
+    sum += weights[a] = std::pow(static_cast<double>(n) / max_visit, 1.0 / config_.temperature);
+  }
+  Rng rng(config_.seed, 2 * stream_ + 1, static_cast<uint64_t>(b));
+  double u = rng.Uniform() * sum;
+  int chosen = -1;
+  for (int a = 0; a < A; ++a) {
+    if (weights[a] == 0.0) continue;
+    chosen = a;
+    if (u < weights[a]) break;
+    u -= weights[a];
+  }
+  action_[b] = chosen;
+}
+
+void Search::Prefetch(int64_t b, bool backup) const {
+  // Trees are far apart in memory and the model call in between evicts them from the caches:
+  // ask for the lines the next trees will certainly touch (their root's edges, and the parent
+  // edge and node being backed up) while this tree is worked on.
+  const int A = config_.num_actions;
+  auto lines = [](const void* begin, int64_t bytes) {
+    const char* p = static_cast<const char*>(begin);
+    for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset);
+  };
+  const int64_t root_edges = tree_.Edges(b, kRootIndex);
+  lines(&tree_.children_visits[root_edges], A * sizeof(int32_t));
+  lines(&tree_.children_q[root_edges], A * sizeof(float));
+  lines(&tree_.children_priors[root_edges], A * sizeof(float));
+  if (backup) {
+    const int64_t edge = tree_.Edges(b, leaf_parent_[b]) + leaf_action_[b];
+    __builtin_prefetch(&tree_.children_index[edge]);
+    __builtin_prefetch(&tree_.children_visits[edge]);
+    __builtin_prefetch(&tree_.children_q[edge]);
+    lines(&tree_.children_prior_logits[tree_.Edges(b, leaf_node_[b])], A * sizeof(float));
+  }
+}
+
+void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
+  const int64_t B = tree_.batch_size;
+  // A shard wakes its thread once per simulation (microseconds); below ~kMinTreesPerThread trees
+  // per shard that costs more than the tree work it spreads, so small batches use fewer threads.
+  constexpr int64_t kMinTreesPerThread = 32;
+  const int64_t threads =
+      std::clamp<int64_t>(B / kMinTreesPerThread, 1, std::max(config_.num_threads, 1));
+  ThreadPool pool(static_cast<int>(threads));
+  const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data()};
+  const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
+                                   out_values_.data()};
+  for (int sim = 0; sim < config_.num_simulations; ++sim) {
+    // Backing up simulation sim - 1 and selecting for sim share one pass over the trees.
+    pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
+        if (sim > 0) ExpandAndBackup(b);
+        Select(b, sim);
+      }
+    });
+    if (poll) poll();
+    evaluator.Evaluate(leaves, outputs);
+  }
+  pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      ExpandAndBackup(b);
+      Finalize(b);
+    }
+  });
+}
+
+}  // namespace wmfast::mcts

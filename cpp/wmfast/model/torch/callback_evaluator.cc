@@ -1,0 +1,91 @@
+#include "wmfast/model/torch/callback_evaluator.h"
+
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "wmfast/common/check.h"
+
+namespace wmfast::model {
+
+void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t width, float* out,
+                 bool allow_minus_inf) {
+  WMFAST_CHECK_ARG(tensor.defined(), name, " is missing (None)");
+  if (!at::isFloatingType(tensor.scalar_type())) {
+    throw InvalidType(StrCat(name, " must be a floating-point tensor, got dtype ",
+                             tensor.scalar_type()));
+  }
+  const bool ok = width > 0 ? tensor.dim() == 2 && tensor.size(0) == n && tensor.size(1) == width
+                            : tensor.dim() == 1 && tensor.size(0) == n;
+  if (!ok) {
+    std::ostringstream got;
+    got << tensor.sizes();
+    throw std::invalid_argument(
+        width > 0 ? StrCat(name, " must have shape [", n, ", ", width, "] (batch, num_actions), got ",
+                           got.str())
+                  : StrCat(name, " must have shape [", n, "] (one per tree), got ", got.str()));
+  }
+  const int64_t count = n * std::max<int64_t>(width, 1);
+  // CPU float32 (the common case, often a strided view such as out[:, -1]) is read in place;
+  // anything else is converted once.
+  at::Tensor host = tensor;
+  if (!host.device().is_cpu() || host.scalar_type() != at::kFloat) {
+    host = host.to(at::kCPU, at::kFloat);
+  }
+  const float* base = host.data_ptr<float>();
+  const int64_t row_stride = host.stride(0);
+  const int64_t col_stride = width > 0 ? host.stride(1) : 0;
+  if (width > 0) {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < width; ++j) out[i * width + j] = base[i * row_stride + j * col_stride];
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = base[i * row_stride];
+  }
+  const float* data = out;
+  // Finite, or -inf in logits (a masked action), with at least one finite logit per row.
+  auto acceptable = [&](float x) {
+    return std::isfinite(x) || (allow_minus_inf && x == -std::numeric_limits<float>::infinity());
+  };
+  bool ok_values = true;
+  for (int64_t i = 0; i < count; ++i) ok_values &= acceptable(data[i]);
+  if (!ok_values) {
+    int64_t i = 0;
+    while (acceptable(data[i])) ++i;
+    throw std::invalid_argument(StrCat(name, " holds a non-finite value (", data[i],
+                                       ") at batch index ", i / std::max<int64_t>(width, 1)));
+  }
+  if (allow_minus_inf && width > 0) {
+    for (int64_t row = 0; row < n; ++row) {
+      const float* begin = data + row * width;
+      WMFAST_CHECK_ARG(std::any_of(begin, begin + width, [](float x) { return std::isfinite(x); }),
+                       name, " is -inf for every action at batch index ", row);
+    }
+  }
+}
+
+void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& outputs) {
+  const int64_t n = leaves.size;
+  const at::Tensor latent = store_->Read(leaves.source_slots, n);
+  at::Tensor action = at::empty({n}, at::TensorOptions().dtype(at::kLong));
+  std::copy(leaves.actions, leaves.actions + n, action.data_ptr<int64_t>());
+  if (!store_->tensor().device().is_cpu()) action = action.to(store_->tensor().device());
+
+  const StepTensors step = fn_(latent, action);
+  store_->Check(step.latent, n, "Step.latent");
+  CopyChecked(step.reward, "Step.reward", n, 0, outputs.rewards);
+  CopyChecked(step.logits, "Step.logits", n, num_actions_, outputs.logits, true);
+  CopyChecked(step.value, "Step.value", n, 0, outputs.values);
+  if (step.discount.defined()) {
+    CopyChecked(step.discount, "Step.discount", n, 0, outputs.discounts);
+  } else {
+    std::fill(outputs.discounts, outputs.discounts + n, 1.0f);
+  }
+  store_->Write(leaves.target_slots, n, step.latent);
+}
+
+}  // namespace wmfast::model

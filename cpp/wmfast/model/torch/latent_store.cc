@@ -1,0 +1,106 @@
+#include "wmfast/model/torch/latent_store.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/zeros.h>
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+#include "wmfast/common/check.h"
+#include "wmfast/model/evaluator.h"
+
+namespace wmfast::model {
+namespace {
+
+std::string ShapeString(at::IntArrayRef sizes) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
+  out << "]";
+  return out.str();
+}
+
+bool CpuFastPath(const at::Tensor& t) { return t.device().is_cpu() && t.is_contiguous(); }
+
+}  // namespace
+
+LatentStore::LatentStore(int64_t num_slots, const at::Tensor& example) {
+  WMFAST_CHECK_ARG(example.defined() && example.dim() >= 1,
+                   "root.latent must be a tensor with a leading batch dimension");
+  std::vector<int64_t> shape(example.sizes().begin(), example.sizes().end());
+  shape[0] = num_slots;
+  storage_ = at::zeros(shape, example.options());
+  row_bytes_ = static_cast<int64_t>(storage_.numel() / std::max<int64_t>(num_slots, 1) *
+                                    storage_.element_size());
+}
+
+LatentStore::LatentStore(int64_t num_slots, const LatentStore& previous,
+                         const std::vector<int64_t>& source) {
+  std::vector<int64_t> shape(previous.storage_.sizes().begin(), previous.storage_.sizes().end());
+  shape[0] = num_slots;
+  storage_ = at::zeros(shape, previous.storage_.options());
+  row_bytes_ = previous.row_bytes_;
+  std::vector<int64_t> to, from;
+  for (int64_t i = 0; i < num_slots; ++i) {
+    if (source[i] >= 0) {
+      to.push_back(i);
+      from.push_back(source[i]);
+    }
+  }
+  if (!to.empty()) Write(to.data(), static_cast<int64_t>(to.size()), previous.Read(from.data(), static_cast<int64_t>(from.size())));
+}
+
+void LatentStore::Check(const at::Tensor& latents, int64_t n, const char* name) const {
+  WMFAST_CHECK_ARG(latents.defined(), name, " is missing (None)");
+  if (latents.scalar_type() != storage_.scalar_type()) {
+    throw InvalidType(StrCat(name, " must have dtype ", storage_.scalar_type(),
+                             " (the dtype of root.latent), got ", latents.scalar_type()));
+  }
+  WMFAST_CHECK_ARG(latents.device() == storage_.device(), name, " must be on device ",
+                   storage_.device(), " (the device of root.latent), got ", latents.device());
+  bool ok = latents.dim() == storage_.dim() && latents.size(0) == n;
+  for (int64_t d = 1; ok && d < storage_.dim(); ++d) ok = latents.size(d) == storage_.size(d);
+  if (!ok) {
+    std::vector<int64_t> expected(storage_.sizes().begin(), storage_.sizes().end());
+    expected[0] = n;
+    throw std::invalid_argument(StrCat(name, " must have shape ", ShapeString(expected),
+                                       ", got ", ShapeString(latents.sizes())));
+  }
+}
+
+at::Tensor LatentStore::Indices(const int64_t* slots, int64_t n) const {
+  at::Tensor host = at::from_blob(const_cast<int64_t*>(slots), {n}, at::kLong);
+  return storage_.device().is_cpu() ? host : host.to(storage_.device());
+}
+
+void LatentStore::Write(const int64_t* slots, int64_t n, const at::Tensor& latents) {
+  if (n == 0) return;
+  if (CpuFastPath(storage_) && CpuFastPath(latents)) {
+    auto* dst = static_cast<char*>(storage_.data_ptr());
+    const auto* src = static_cast<const char*>(latents.data_ptr());
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(dst + slots[i] * row_bytes_, src + i * row_bytes_, row_bytes_);
+    }
+    return;
+  }
+  storage_.index_copy_(0, Indices(slots, n), latents);
+}
+
+at::Tensor LatentStore::Read(const int64_t* slots, int64_t n) const {
+  if (CpuFastPath(storage_)) {
+    std::vector<int64_t> shape(storage_.sizes().begin(), storage_.sizes().end());
+    shape[0] = n;
+    at::Tensor out = at::empty(shape, storage_.options());
+    const auto* src = static_cast<const char*>(storage_.data_ptr());
+    auto* dst = static_cast<char*>(out.data_ptr());
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(dst + i * row_bytes_, src + slots[i] * row_bytes_, row_bytes_);
+    }
+    return out;
+  }
+  return storage_.index_select(0, Indices(slots, n));
+}
+
+}  // namespace wmfast::model

@@ -1,0 +1,697 @@
+"""Batched MuZero and Gumbel MuZero tree search over a learned model.
+
+The search runs in C++ (``wmfast._torch``): B independent trees, one batched call of the model's
+recurrent function per simulation, latents kept in a torch tensor on the model's device. This
+module validates inputs, adapts the model and wraps the results; semantics follow mctx
+(``muzero_policy`` / ``gumbel_muzero_policy``), whose stored trees the tests reproduce.
+
+A model is an object with ``recurrent_inference(latent, action) -> Step`` or a plain function
+with that signature::
+
+    def recurrent_inference(latent, action):  # latent [B, ...], action [B] int64
+        ...
+        return wm.Step(next_latent, reward, logits, value, discount=None)
+
+``Step.discount`` carries mctx's conventions: 0 ends an episode (nothing is backed up past a
+terminal step), -1 flips the sign of the value for two-player zero-sum games; the edge discount
+used by the search is ``discount * Step.discount``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from wmfast import _torch_ext
+
+__all__ = [
+    "MCTS",
+    "GumbelMCTS",
+    "QTransform",
+    "Root",
+    "SearchResult",
+    "SearchTree",
+    "Step",
+    "qtransform_by_min_max",
+    "qtransform_by_parent_and_siblings",
+    "qtransform_completed_by_mix_value",
+    "qtransform_running_min_max",
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a model's recurrent function returns for a batch of B (latent, action) pairs.
+
+    Attributes:
+      latent: [B, ...] next latent state (same trailing shape, dtype and device as the root's).
+      reward: [B] reward of the transition.
+      logits: [B, A] prior policy logits at the next state (-inf masks an action).
+      value: [B] value estimate of the next state.
+      discount: [B] per-step discount: 1 normally, 0 after a terminal step, -1 for a two-player
+        zero-sum turn change; None means 1 everywhere.
+    """
+
+    latent: torch.Tensor
+    reward: torch.Tensor
+    logits: torch.Tensor
+    value: torch.Tensor
+    discount: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Root:
+    """The roots of B searches, usually from the model's representation/prediction networks.
+
+    Attributes:
+      latent: [B, ...] latent state of each root (a torch tensor on the model's device; numpy
+        arrays are converted to CPU tensors).
+      logits: [B, A] prior policy logits (torch or numpy, any float dtype).
+      value: [B] value estimates.
+    """
+
+    latent: Any
+    logits: Any
+    value: Any
+
+
+@dataclass(frozen=True)
+class QTransform:
+    """How Q-values are normalised for selection; build one with the ``qtransform_*`` functions.
+
+    Attributes:
+      kind: "parent_and_siblings", "min_max", "running_min_max" or "completed_by_mix_value".
+      min_value, max_value: bounds of "min_value" (Q is mapped by (Q - min) / (max - min)).
+      value_scale, maxvisit_init, rescale_values, use_mixed_value, epsilon: parameters of
+        mctx's qtransform_completed_by_mix_value (Gumbel MuZero) and the normalisations.
+    """
+
+    kind: Literal["parent_and_siblings", "min_max", "running_min_max", "completed_by_mix_value"]
+    min_value: float = -1.0
+    max_value: float = 1.0
+    value_scale: float = 0.1
+    maxvisit_init: float = 50.0
+    rescale_values: bool = True
+    use_mixed_value: bool = True
+    epsilon: float = 1e-8
+
+
+def qtransform_by_parent_and_siblings(epsilon: float = 1e-8) -> QTransform:
+    """mctx's default for MuZero: Q normalised by the min/max over V(parent) and its Q(s, .)."""
+    return QTransform("parent_and_siblings", epsilon=epsilon)
+
+
+def qtransform_by_min_max(min_value: float, max_value: float) -> QTransform:
+    """Q normalised by fixed bounds, ``(Q - min_value) / (max_value - min_value)``."""
+    if not max_value > min_value:
+        raise ValueError(
+            f"qtransform_by_min_max: max_value must exceed min_value, got min_value={min_value}, "
+            f"max_value={max_value}"
+        )
+    return QTransform("min_max", min_value=float(min_value), max_value=float(max_value))
+
+
+def qtransform_running_min_max() -> QTransform:
+    """MuZero's MinMaxStats: Q normalised by the min/max of all Q backed up in the tree so far."""
+    return QTransform("running_min_max")
+
+
+def qtransform_completed_by_mix_value(
+    value_scale: float = 0.1,
+    maxvisit_init: float = 50.0,
+    rescale_values: bool = True,
+    use_mixed_value: bool = True,
+    epsilon: float = 1e-8,
+) -> QTransform:
+    """Gumbel MuZero's completed Q: unvisited actions get the mixed value, then
+    ``(maxvisit_init + max visits) * value_scale * Q`` (rescaled to [0, 1] first if asked)."""
+    return QTransform(
+        "completed_by_mix_value",
+        value_scale=float(value_scale),
+        maxvisit_init=float(maxvisit_init),
+        rescale_values=bool(rescale_values),
+        use_mixed_value=bool(use_mixed_value),
+        epsilon=float(epsilon),
+    )
+
+
+_QTRANSFORM_NAMES = {
+    "parent_and_siblings": qtransform_by_parent_and_siblings,
+    "running_min_max": qtransform_running_min_max,
+    "completed_by_mix_value": qtransform_completed_by_mix_value,
+}
+
+_TREE_FIELDS = (
+    "node_visits",
+    "raw_values",
+    "node_values",
+    "parents",
+    "action_from_parent",
+    "children_index",
+    "children_prior_logits",
+    "children_priors",
+    "children_visits",
+    "children_values",
+    "children_rewards",
+    "children_discounts",
+    "root_invalid_actions",
+)
+
+
+@dataclass(frozen=True)
+class SearchTree:
+    """The B search trees in mctx's ``Tree`` layout (read-only numpy views, no copy).
+
+    Node 0 is the root; -1 marks "no parent" and "not expanded". N is the node capacity.
+
+    Attributes:
+      node_visits: [B, N] int32 visit count of each node.
+      raw_values: [B, N] float32 the model's value of each node.
+      node_values: [B, N] float32 mean backed-up value.
+      parents: [B, N] int32 parent node.
+      action_from_parent: [B, N] int32 action leading to the node.
+      children_index: [B, N, A] int32 child node of each action.
+      children_prior_logits: [B, N, A] float32 prior logits (root: masked and noised).
+      children_priors: [B, N, A] float32 softmax of the prior logits.
+      children_visits: [B, N, A] int32 visits through each action.
+      children_values: [B, N, A] float32 value of the child.
+      children_rewards: [B, N, A] float32 reward of each action.
+      children_discounts: [B, N, A] float32 discount of each action (discount * Step.discount).
+      root_invalid_actions: [B, A] bool illegal root actions.
+      latents: [B, N, ...] latent of every node (torch, on the model's device).
+    """
+
+    node_visits: np.ndarray
+    raw_values: np.ndarray
+    node_values: np.ndarray
+    parents: np.ndarray
+    action_from_parent: np.ndarray
+    children_index: np.ndarray
+    children_prior_logits: np.ndarray
+    children_priors: np.ndarray
+    children_visits: np.ndarray
+    children_values: np.ndarray
+    children_rewards: np.ndarray
+    children_discounts: np.ndarray
+    root_invalid_actions: np.ndarray
+    latents: torch.Tensor = field(repr=False)
+
+    @property
+    def q_values(self) -> np.ndarray:
+        """[B, N, A] Q(s, a) = children_rewards + children_discounts * children_values."""
+        return self.children_rewards + self.children_discounts * self.children_values
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """The arrays by name (mctx field names), without the latents."""
+        return {name: getattr(self, name) for name in _TREE_FIELDS}
+
+    def to_dot(self, batch_index: int = 0, max_nodes: int = 200) -> str:
+        """Graphviz source of tree ``batch_index`` (nodes: visits and value; edges: action,
+        reward, prior). Render with ``dot -Tsvg``."""
+        b = int(batch_index)
+        if not 0 <= b < self.node_visits.shape[0]:
+            raise IndexError(
+                f"batch_index must be in [0, {self.node_visits.shape[0]}), got {batch_index}"
+            )
+        lines = ["digraph search_tree {", '  node [shape=box, fontname="monospace"];']
+        shown = 0
+        stack = [0]
+        while stack and shown < max_nodes:
+            n = stack.pop()
+            shown += 1
+            lines.append(
+                f'  n{n} [label="#{n}\\nN={self.node_visits[b, n]} '
+                f'V={self.node_values[b, n]:.3f}"];'
+            )
+            for a in range(self.children_index.shape[2]):
+                child = int(self.children_index[b, n, a])
+                if child < 0:
+                    continue
+                lines.append(
+                    f'  n{n} -> n{child} [label="a={a} r={self.children_rewards[b, n, a]:.3f} '
+                    f'p={self.children_priors[b, n, a]:.3f}"];'
+                )
+                stack.append(child)
+        lines.append("}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The outcome of a batched search (read-only numpy arrays; ``torch.from_numpy`` shares them).
+
+    Attributes:
+      action: [B] int64 action to take (MCTS: sampled from visits^(1/temperature); Gumbel:
+        the best considered action).
+      visit_counts: [B, A] int32 root visit counts.
+      policy: [B, A] float32 policy target: the visit distribution (MCTS) or the completed-Q
+        improved policy (Gumbel).
+      root_value: [B] float32 searched value of the root.
+      q_values: [B, A] float32 Q(root, a) (0 for unvisited actions).
+      gumbel: [B, A] float32 root Gumbel noise (GumbelMCTS only, else None).
+      tree: the search trees (a SearchTree, built on first access).
+    """
+
+    action: np.ndarray
+    visit_counts: np.ndarray
+    policy: np.ndarray
+    root_value: np.ndarray
+    q_values: np.ndarray
+    gumbel: np.ndarray | None = None
+    _state: Any = field(default=None, repr=False, compare=False)
+    _planner: Any = field(default=None, repr=False, compare=False)
+    _tree: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def tree(self) -> SearchTree:
+        if self._tree is None:
+            arrays = self._state.tree_arrays()
+            tree = SearchTree(
+                **{name: arrays[name] for name in _TREE_FIELDS}, latents=self._state.latents
+            )
+            object.__setattr__(self, "_tree", tree)
+        return self._tree
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """Results and tree arrays by name."""
+        out = {
+            "action": self.action,
+            "visit_counts": self.visit_counts,
+            "policy": self.policy,
+            "root_value": self.root_value,
+            "q_values": self.q_values,
+        }
+        out.update(self.tree.to_dict())
+        return out
+
+    def to_dot(self, batch_index: int = 0, max_nodes: int = 200) -> str:
+        """Graphviz source of one tree (see SearchTree.to_dot)."""
+        return self.tree.to_dot(batch_index, max_nodes)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"shape {list(value.shape)} dtype {value.dtype}"
+    return type(value).__name__
+
+
+def _float_array(value: Any, name: str, shape: tuple[int, ...], allow_minus_inf: bool = False):
+    """Validated float32 C-contiguous numpy copy/view of a root input."""
+    if isinstance(value, torch.Tensor):
+        if not (value.is_floating_point()):
+            raise TypeError(f"{name} must hold floating-point numbers, got dtype {value.dtype}")
+        array = value.detach().to("cpu", torch.float32).numpy()
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{name} must be a torch tensor or numpy array, got {type(value).__name__}"
+            ) from error
+        if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
+            raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if tuple(array.shape) != shape:
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(array.shape)}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    bad = ~np.isfinite(array)
+    if allow_minus_inf:
+        bad &= array != -np.inf
+    if bad.any():
+        index = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} holds a non-finite value ({array[tuple(index)]}) at index {index.tolist()}"
+        )
+    if allow_minus_inf and array.ndim == 2 and (~np.isfinite(array)).all(axis=1).any():
+        row = int(np.argwhere((~np.isfinite(array)).all(axis=1))[0][0])
+        raise ValueError(f"{name} is -inf for every action at batch index {row}")
+    return array
+
+
+def _model_fn(model: Any) -> Callable[..., Any]:
+    fn = getattr(model, "recurrent_inference", None)
+    if fn is not None and callable(fn):
+        return fn
+    if callable(model):
+        return model
+    raise TypeError(
+        "model must have a recurrent_inference(latent, action) -> wmfast.Step method or be a "
+        f"function with that signature, got {type(model).__name__}"
+    )
+
+
+class _Planner:
+    """Shared input handling of MCTS and GumbelMCTS."""
+
+    _gumbel = False
+
+    def __init__(self, num_actions: int, num_simulations: int, **settings: Any) -> None:
+        self._ext = _torch_ext.load()
+        for name, value in (("num_actions", num_actions), ("num_simulations", num_simulations)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if num_actions < 1:
+            raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+        if num_simulations < 1:
+            raise ValueError(f"num_simulations must be >= 1, got {num_simulations}")
+        max_depth = settings.pop("max_depth")
+        if max_depth is not None and (
+            not isinstance(max_depth, (int, np.integer)) or max_depth < 1
+        ):
+            raise ValueError(f"max_depth must be None or an int >= 1, got {max_depth!r}")
+        qtransform = settings.pop("qtransform")
+        if isinstance(qtransform, str):
+            if qtransform not in _QTRANSFORM_NAMES:
+                raise ValueError(
+                    f"qtransform must be one of {sorted(_QTRANSFORM_NAMES)} or a QTransform, "
+                    f"got {qtransform!r}"
+                )
+            qtransform = _QTRANSFORM_NAMES[qtransform]()
+        if not isinstance(qtransform, QTransform):
+            raise TypeError(
+                f"qtransform must be a QTransform or its name, got {type(qtransform).__name__}"
+            )
+        config = self._ext.MctsConfig()
+        config.num_actions = int(num_actions)
+        config.num_simulations = int(num_simulations)
+        config.max_depth = 0 if max_depth is None else int(max_depth)
+        config.gumbel = self._gumbel
+        config.qtransform = getattr(self._ext.QTransform, qtransform.kind.upper())
+        for name in ("min_value", "max_value", "value_scale", "maxvisit_init", "epsilon"):
+            setattr(config, name, float(getattr(qtransform, name)))
+        config.rescale_values = qtransform.rescale_values
+        config.use_mixed_value = qtransform.use_mixed_value
+        seed = settings.pop("seed")
+        config.seed = int(seed) % (1 << 64)
+        num_threads = settings.pop("num_threads")
+        if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+            raise ValueError(f"num_threads must be an int >= 1, got {num_threads!r}")
+        config.num_threads = int(num_threads)
+        for name, value in settings.items():
+            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(
+                value
+            ):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            setattr(config, name, value)
+        config.validate()
+        self.config = config
+        self.qtransform = qtransform
+        self.num_actions = int(num_actions)
+        self.num_simulations = int(num_simulations)
+        self._searches = 0
+
+    def _search(
+        self,
+        model: Any,
+        root: Root | None,
+        legal_actions: Any,
+        reuse: SearchResult | None,
+        action_taken: Any,
+        gumbel: Any,
+    ) -> SearchResult:
+        fn = _model_fn(model)
+        A = self.num_actions
+        latent = logits = value = None
+        if root is None:
+            if reuse is None:
+                raise ValueError("root is required (it may be omitted only with reuse=)")
+            B = reuse.action.shape[0]
+        else:
+            for name in ("latent", "logits", "value"):
+                if not hasattr(root, name):
+                    raise TypeError(
+                        f"root must be a wmfast.Root(latent, logits, value), got "
+                        f"{type(root).__name__} without .{name}"
+                    )
+            latent = root.latent
+            if isinstance(latent, np.ndarray):
+                latent = torch.from_numpy(latent)
+            if not isinstance(latent, torch.Tensor):
+                raise TypeError(f"root.latent must be a torch.Tensor, got {_describe(latent)}")
+            if latent.dim() < 1:
+                raise ValueError("root.latent must have a leading batch dimension, got a scalar")
+            B = latent.shape[0]
+            if B < 1:
+                raise ValueError("root.latent holds no roots (batch size 0)")
+            raw_logits = root.logits
+            logits_shape = tuple(getattr(raw_logits, "shape", np.shape(raw_logits)))
+            if len(logits_shape) == 2 and logits_shape[0] == B and logits_shape[1] != A:
+                raise ValueError(
+                    f"root.logits has {logits_shape[1]} actions (shape {list(logits_shape)}) but "
+                    f"num_actions={A}"
+                )
+            logits = _float_array(raw_logits, "root.logits", (B, A), allow_minus_inf=True)
+            value = _float_array(root.value, "root.value", (B,))
+        invalid = None
+        if legal_actions is not None:
+            legal = legal_actions
+            if isinstance(legal, torch.Tensor):
+                legal = legal.detach().cpu().numpy()
+            legal = np.asarray(legal)
+            if legal.dtype.kind not in "biu":
+                raise TypeError(
+                    f"legal_actions must hold booleans (or 0/1 integers), got dtype {legal.dtype}"
+                )
+            if legal.shape != (B, A):
+                raise ValueError(
+                    f"legal_actions must have shape {[B, A]} (batch, num_actions), got "
+                    f"{list(legal.shape)}"
+                )
+            invalid = np.ascontiguousarray(legal == 0, dtype=np.uint8)
+            empty = np.flatnonzero(invalid.all(axis=1))
+            if empty.size:
+                raise ValueError(
+                    f"legal_actions: every action is illegal at the root of tree {int(empty[0])} "
+                    "(batch index); at least one action must be legal"
+                )
+        taken = None
+        state = None
+        if reuse is not None:
+            if not isinstance(reuse, SearchResult) or reuse._state is None:
+                raise TypeError(
+                    f"reuse must be the SearchResult of a previous search, got "
+                    f"{type(reuse).__name__}"
+                )
+            if reuse._planner is not type(self):
+                raise ValueError(
+                    f"reuse must come from a {type(self).__name__} search, got a result of "
+                    f"{getattr(reuse._planner, '__name__', reuse._planner)}"
+                )
+            if reuse.visit_counts.shape[1] != A:
+                raise ValueError(
+                    f"reuse: the previous search had {reuse.visit_counts.shape[1]} actions, "
+                    f"num_actions={A}"
+                )
+            if reuse.action.shape[0] != B:
+                raise ValueError(
+                    f"reuse: the previous search had {reuse.action.shape[0]} trees, root.latent "
+                    f"has {B}"
+                )
+            if action_taken is None:
+                raise ValueError("action_taken is required with reuse: the action played per tree")
+            taken = action_taken
+            if isinstance(taken, torch.Tensor):
+                taken = taken.detach().cpu().numpy()
+            taken = np.asarray(taken).reshape(-1) if np.ndim(taken) == 0 else np.asarray(taken)
+            if taken.dtype.kind not in "iu":
+                raise TypeError(f"action_taken must hold integers, got dtype {taken.dtype}")
+            if taken.shape != (B,):
+                raise ValueError(f"action_taken must have shape [{B}], got {list(taken.shape)}")
+            if ((taken < 0) | (taken >= A)).any():
+                bad = int(taken[((taken < 0) | (taken >= A))][0])
+                raise ValueError(f"action_taken must be in [0, {A}), got {bad}")
+            taken = np.ascontiguousarray(taken, dtype=np.int64)
+            previous_device = reuse._state.latents.device
+            if latent is not None and latent.device != previous_device:
+                raise ValueError(
+                    f"root.latent is on {latent.device} but the reused search's latents are on "
+                    f"{previous_device}"
+                )
+            state = reuse._state
+        elif action_taken is not None:
+            raise ValueError("action_taken is only meaningful with reuse=")
+        gumbel_array = None
+        if gumbel is not None:
+            gumbel_array = _float_array(gumbel, "gumbel", (B, A))
+        stream = self._searches
+        self._searches += 1
+        state = self._ext.mcts_search(
+            self.config, fn, latent, logits, value, invalid, gumbel_array, state, taken, stream
+        )
+        return _result(state, type(self))
+
+
+def _result(state: Any, planner: type) -> SearchResult:
+    arrays = state.results()
+    return SearchResult(
+        action=arrays["action"],
+        visit_counts=arrays["visit_counts"],
+        policy=arrays["policy"],
+        root_value=arrays["root_value"],
+        q_values=arrays["q_values"],
+        gumbel=arrays.get("gumbel"),
+        _state=state,
+        _planner=planner,
+    )
+
+
+class MCTS(_Planner):
+    """Batched MuZero search: pUCT, root Dirichlet noise, normalised Q, per-step discounts.
+
+    Args:
+      num_actions: A.
+      num_simulations: simulations per search (each is one batched model call).
+      discount: multiplies the model's Step.discount on every edge.
+      pb_c_init, pb_c_base: c1 and c2 of the pUCT formula.
+      dirichlet_alpha, dirichlet_fraction: root noise (fraction 0 turns it off); it is spread
+        over the legal actions.
+      seed: seed of the noise and of the action sampling; the same seed gives bit-identical
+        results, each search of one planner drawing a fresh stream.
+      qtransform: a QTransform or its name ("parent_and_siblings", the default, or
+        "running_min_max"); ``qtransform_by_min_max(lo, hi)`` for fixed bounds.
+      max_depth: maximum edges from the root to a leaf (None: unlimited).
+      temperature: action ~ visit_counts^(1/temperature); 0 takes the most visited action.
+      num_threads: threads sharing the trees for selection and backup (at most one per 32
+        trees: below that, waking a thread costs more than the work it takes over).
+    """
+
+    def __init__(
+        self,
+        num_actions: int,
+        num_simulations: int,
+        discount: float = 1.0,
+        pb_c_init: float = 1.25,
+        pb_c_base: float = 19652.0,
+        dirichlet_alpha: float = 0.3,
+        dirichlet_fraction: float = 0.25,
+        seed: int = 0,
+        qtransform: QTransform | str = "parent_and_siblings",
+        max_depth: int | None = None,
+        temperature: float = 1.0,
+        num_threads: int = 1,
+    ) -> None:
+        if isinstance(qtransform, QTransform) and qtransform.kind == "completed_by_mix_value":
+            raise ValueError(
+                "qtransform: completed_by_mix_value is Gumbel MuZero's transform; use GumbelMCTS"
+            )
+        if qtransform == "completed_by_mix_value":
+            raise ValueError(
+                "qtransform: completed_by_mix_value is Gumbel MuZero's transform; use GumbelMCTS"
+            )
+        super().__init__(
+            num_actions,
+            num_simulations,
+            discount=discount,
+            pb_c_init=pb_c_init,
+            pb_c_base=pb_c_base,
+            dirichlet_alpha=dirichlet_alpha,
+            dirichlet_fraction=dirichlet_fraction,
+            seed=seed,
+            qtransform=qtransform,
+            max_depth=max_depth,
+            temperature=temperature,
+            num_threads=num_threads,
+        )
+
+    def search(
+        self,
+        model: Any,
+        root: Root | None,
+        legal_actions: Any = None,
+        reuse: SearchResult | None = None,
+        action_taken: Any = None,
+    ) -> SearchResult:
+        """Searches from B roots.
+
+        Args:
+          model: ``recurrent_inference(latent [B, ...], action [B] int64) -> Step`` (method or
+            function).
+          root: the roots; with ``reuse`` it may be None (the subtree roots are kept).
+          legal_actions: [B, A] bool, legal root actions (None: all legal).
+          reuse: the previous SearchResult of this planner; the search continues from the
+            subtree under ``action_taken`` (statistics and latents are kept; with a root, the
+            root's latent, logits and value replace the subtree root's).
+          action_taken: [B] int, the action played in each environment since ``reuse``.
+        """
+        return self._search(model, root, legal_actions, reuse, action_taken, None)
+
+
+class GumbelMCTS(_Planner):
+    """Batched Gumbel MuZero search (Danihelka et al., ICLR 2022).
+
+    Gumbel-top-k and Sequential Halving at the root, deterministic selection inside the tree; the
+    policy target is the completed-Q improved policy. Tree reuse is not offered: Sequential
+    Halving budgets the root visits of one search.
+
+    Args:
+      num_actions, num_simulations, discount, seed, max_depth, num_threads: as in MCTS.
+      max_num_considered_actions: actions sampled at the root (fewer if fewer are legal).
+      gumbel_scale: scale of the root Gumbel noise (0 for deterministic evaluation).
+      qtransform: ``qtransform_completed_by_mix_value(...)`` (the default uses its defaults).
+    """
+
+    _gumbel = True
+
+    def __init__(
+        self,
+        num_actions: int,
+        num_simulations: int,
+        max_num_considered_actions: int = 16,
+        gumbel_scale: float = 1.0,
+        discount: float = 1.0,
+        seed: int = 0,
+        qtransform: QTransform | str | None = None,
+        max_depth: int | None = None,
+        num_threads: int = 1,
+    ) -> None:
+        if qtransform is None:
+            qtransform = qtransform_completed_by_mix_value()
+        kind = qtransform if isinstance(qtransform, str) else getattr(qtransform, "kind", None)
+        if kind != "completed_by_mix_value":
+            raise ValueError(
+                f"qtransform: GumbelMCTS uses qtransform_completed_by_mix_value(...), got {kind!r}"
+            )
+        if (
+            isinstance(max_num_considered_actions, bool)
+            or not isinstance(max_num_considered_actions, (int, np.integer))
+            or max_num_considered_actions < 1
+        ):
+            raise ValueError(
+                f"max_num_considered_actions must be an int >= 1, got "
+                f"{max_num_considered_actions!r}"
+            )
+        super().__init__(
+            num_actions,
+            num_simulations,
+            gumbel_scale=gumbel_scale,
+            discount=discount,
+            seed=seed,
+            qtransform=qtransform,
+            max_depth=max_depth,
+            num_threads=num_threads,
+            max_num_considered_actions=int(max_num_considered_actions),
+        )
+
+    def search(
+        self,
+        model: Any,
+        root: Root,
+        legal_actions: Any = None,
+        gumbel: Any = None,
+    ) -> SearchResult:
+        """Searches from B roots.
+
+        Args:
+          model: ``recurrent_inference(latent [B, ...], action [B] int64) -> Step``.
+          root: the roots.
+          legal_actions: [B, A] bool, legal root actions (None: all legal).
+          gumbel: [B, A] Gumbel noise to use instead of sampling it (e.g. to reproduce another
+            implementation); None samples ``gumbel_scale * Gumbel(0, 1)`` from the seed.
+        """
+        if root is None:
+            raise ValueError("root is required")
+        return self._search(model, root, legal_actions, None, None, gumbel)

@@ -1,0 +1,248 @@
+// Bindings of wmfast::mcts (registered in wmfast._torch): the search state as a Python object
+// with zero-copy, read-only numpy views of the tree, and the Python model callback. This is where
+// the GIL is released around tree work and re-acquired to call the model, where Ctrl-C is polled
+// between simulations, and where C++ errors become Python exceptions.
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/utils/pybind.h>
+#include <pybind11/numpy.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "torch_bindings.h"
+#include "wmfast/common/check.h"
+#include "wmfast/mcts/search.h"
+#include "wmfast/model/torch/callback_evaluator.h"
+#include "wmfast/model/torch/latent_store.h"
+
+namespace wmfast {
+namespace {
+
+using mcts::QTransform;
+using mcts::Search;
+using mcts::SearchConfig;
+
+template <typename T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// A finished search: the trees, the latents of their nodes and the results.
+struct SearchState {
+  std::unique_ptr<Search> search;
+  std::unique_ptr<model::LatentStore> latents;
+};
+
+// A read-only numpy view of `values` (shape `shape`) that keeps `owner` alive.
+template <typename T>
+py::array View(const std::vector<T>& values, std::vector<py::ssize_t> shape, py::handle owner) {
+  py::array array(py::dtype::of<T>(), shape, {}, values.data(), owner);
+  py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return array;
+}
+
+at::Tensor FieldTensor(const py::object& step, const char* field, const char* name,
+                       bool optional) {
+  py::object value = py::getattr(step, field, py::none());
+  if (value.is_none()) {
+    if (optional) return at::Tensor();
+    throw py::value_error(std::string(name) + " is missing (None): the model must return a "
+                          "wmfast.Step(latent, reward, logits, value, discount=None)");
+  }
+  if (!THPVariable_Check(value.ptr())) {
+    throw py::type_error(std::string(name) + " must be a torch.Tensor, got " +
+                         py::str(py::type::of(value).attr("__name__")).cast<std::string>());
+  }
+  return THPVariable_Unpack(value.ptr());
+}
+
+// Wraps the user's recurrent function (called with the GIL held). Also polls Ctrl-C.
+model::RecurrentFn PythonRecurrentFn(py::object fn) {
+  auto shared = std::make_shared<py::object>(std::move(fn));
+  return [shared](const at::Tensor& latent, const at::Tensor& action) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    py::object step = (*shared)(latent, action);
+    model::StepTensors out;
+    out.latent = FieldTensor(step, "latent", "Step.latent", false);
+    out.reward = FieldTensor(step, "reward", "Step.reward", false);
+    out.logits = FieldTensor(step, "logits", "Step.logits", false);
+    out.value = FieldTensor(step, "value", "Step.value", false);
+    out.discount = FieldTensor(step, "discount", "Step.discount", true);
+    return out;
+  };
+}
+
+std::unique_ptr<SearchState> RunSearch(
+    const SearchConfig& config, py::object model_fn, const at::Tensor& root_latent,
+    const CArray<float>& root_logits, const CArray<float>& root_value,
+    const std::optional<CArray<uint8_t>>& invalid, const std::optional<CArray<float>>& gumbel,
+    const SearchState* reuse, const std::optional<CArray<int64_t>>& actions_taken,
+    uint64_t stream, bool has_root) {
+  const int A = config.num_actions;
+  int64_t B = 0;
+  if (has_root) {
+    B = root_latent.size(0);
+  } else {
+    WMFAST_CHECK_ARG(reuse != nullptr, "root is required unless reuse is given");
+    B = reuse->search->batch_size();
+  }
+  mcts::RootInput root;
+  if (has_root) {
+    root.logits = root_logits.data();
+    root.values = root_value.data();
+  }
+  if (invalid) root.invalid = invalid->data();
+  if (gumbel) root.gumbel = gumbel->data();
+
+  auto state = std::make_unique<SearchState>();
+  std::vector<int64_t> slot_map;
+  if (reuse == nullptr) {
+    state->search = std::make_unique<Search>(config, B, config.num_simulations + 1, stream);
+    state->search->InitFromRoots(root);
+    state->latents = std::make_unique<model::LatentStore>(B * (config.num_simulations + 1),
+                                                          root_latent);
+  } else {
+    WMFAST_CHECK_ARG(reuse->search->batch_size() == B, "reuse: the previous search had ",
+                     reuse->search->batch_size(), " trees, the root has ", B);
+    const int64_t* taken = actions_taken->data();
+    const int64_t num_nodes =
+        Search::NodesForReuse(*reuse->search, taken, config.num_simulations);
+    state->search = std::make_unique<Search>(config, B, num_nodes, stream);
+    state->search->InitFromPrevious(*reuse->search, taken, has_root ? &root : nullptr,
+                                    &slot_map);
+    state->latents =
+        std::make_unique<model::LatentStore>(B * num_nodes, *reuse->latents, slot_map);
+  }
+  if (has_root) {
+    state->latents->Check(root_latent, B, "root.latent");
+    std::vector<int64_t> root_slots(B);
+    for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
+    state->latents->Write(root_slots.data(), B, root_latent.contiguous());
+  }
+  model::CallbackEvaluator evaluator(state->latents.get(), A,
+                                     PythonRecurrentFn(std::move(model_fn)));
+  {
+    py::gil_scoped_release release;
+    state->search->Run(evaluator, nullptr);
+  }
+  return state;
+}
+
+}  // namespace
+
+void InitMcts(py::module_& m) {
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const model::InvalidType& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const Interrupted&) {
+      PyErr_SetNone(PyExc_KeyboardInterrupt);
+    }
+  });
+
+  py::enum_<QTransform>(m, "QTransform")
+      .value("PARENT_AND_SIBLINGS", QTransform::kParentAndSiblings)
+      .value("MIN_MAX", QTransform::kMinMax)
+      .value("RUNNING_MIN_MAX", QTransform::kRunningMinMax)
+      .value("COMPLETED_BY_MIX_VALUE", QTransform::kCompletedByMixValue);
+
+  py::class_<SearchConfig>(m, "MctsConfig", "Settings of a batched MuZero / Gumbel MuZero search.")
+      .def(py::init<>())
+      .def_readwrite("num_actions", &SearchConfig::num_actions)
+      .def_readwrite("num_simulations", &SearchConfig::num_simulations)
+      .def_readwrite("max_depth", &SearchConfig::max_depth)
+      .def_readwrite("discount", &SearchConfig::discount)
+      .def_readwrite("gumbel", &SearchConfig::gumbel)
+      .def_readwrite("pb_c_init", &SearchConfig::pb_c_init)
+      .def_readwrite("pb_c_base", &SearchConfig::pb_c_base)
+      .def_readwrite("qtransform", &SearchConfig::qtransform)
+      .def_readwrite("min_value", &SearchConfig::min_value)
+      .def_readwrite("max_value", &SearchConfig::max_value)
+      .def_readwrite("epsilon", &SearchConfig::epsilon)
+      .def_readwrite("dirichlet_alpha", &SearchConfig::dirichlet_alpha)
+      .def_readwrite("dirichlet_fraction", &SearchConfig::dirichlet_fraction)
+      .def_readwrite("temperature", &SearchConfig::temperature)
+      .def_readwrite("max_num_considered_actions", &SearchConfig::max_num_considered_actions)
+      .def_readwrite("gumbel_scale", &SearchConfig::gumbel_scale)
+      .def_readwrite("value_scale", &SearchConfig::value_scale)
+      .def_readwrite("maxvisit_init", &SearchConfig::maxvisit_init)
+      .def_readwrite("rescale_values", &SearchConfig::rescale_values)
+      .def_readwrite("use_mixed_value", &SearchConfig::use_mixed_value)
+      .def_readwrite("seed", &SearchConfig::seed)
+      .def_readwrite("num_threads", &SearchConfig::num_threads)
+      .def("validate", [](const SearchConfig& c) { mcts::ValidateConfig(c); },
+           "Raises ValueError naming the first inconsistent setting.");
+
+  py::class_<SearchState>(m, "MctsSearchState",
+                          "A finished batched search: trees, node latents and results.")
+      .def_property_readonly("batch_size", [](const SearchState& s) { return s.search->batch_size(); })
+      .def_property_readonly("num_nodes", [](const SearchState& s) { return s.search->tree().num_nodes; })
+      .def_property_readonly("latents", [](const SearchState& s) {
+        const at::Tensor& t = s.latents->tensor();
+        std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+        shape[0] = s.search->tree().num_nodes;
+        shape.insert(shape.begin(), s.search->batch_size());
+        return t.view(shape);
+      }, "[B, num_nodes, ...] latent of every node (a view of the store)")
+      .def("tree_arrays", [](py::object self) {
+        SearchState& s = self.cast<SearchState&>();
+        s.search->CompletePriors();
+        const mcts::Tree& t = s.search->tree();
+        const py::ssize_t B = t.batch_size, N = t.num_nodes, A = t.num_actions;
+        py::dict d;
+        d["node_visits"] = View(t.node_visits, {B, N}, self);
+        d["raw_values"] = View(t.raw_values, {B, N}, self);
+        d["node_values"] = View(t.node_values, {B, N}, self);
+        d["parents"] = View(t.parents, {B, N}, self);
+        d["action_from_parent"] = View(t.action_from_parent, {B, N}, self);
+        d["children_index"] = View(t.children_index, {B, N, A}, self);
+        d["children_prior_logits"] = View(t.children_prior_logits, {B, N, A}, self);
+        d["children_priors"] = View(t.children_priors, {B, N, A}, self);
+        d["children_visits"] = View(t.children_visits, {B, N, A}, self);
+        d["children_values"] = View(t.children_values, {B, N, A}, self);
+        d["children_rewards"] = View(t.children_rewards, {B, N, A}, self);
+        d["children_discounts"] = View(t.children_discounts, {B, N, A}, self);
+        py::array invalid = View(t.root_invalid_actions, {B, A}, self);
+        d["root_invalid_actions"] = invalid.attr("view")("bool");
+        return d;
+      }, "Read-only numpy views of the trees (mctx's Tree layout).")
+      .def("results", [](py::object self) {
+        const SearchState& s = self.cast<const SearchState&>();
+        const py::ssize_t B = s.search->batch_size(), A = s.search->config().num_actions;
+        py::dict d;
+        d["action"] = View(s.search->action(), {B}, self);
+        d["visit_counts"] = View(s.search->visit_counts(), {B, A}, self);
+        d["policy"] = View(s.search->policy(), {B, A}, self);
+        d["root_value"] = View(s.search->root_value(), {B}, self);
+        d["q_values"] = View(s.search->q_values(), {B, A}, self);
+        if (s.search->config().gumbel) d["gumbel"] = View(s.search->gumbel(), {B, A}, self);
+        return d;
+      }, "Read-only numpy views of the results.");
+
+  m.def(
+      "mcts_search",
+      [](const SearchConfig& config, py::object model_fn, py::object root_latent,
+         py::object root_logits, py::object root_value, std::optional<CArray<uint8_t>> invalid,
+         std::optional<CArray<float>> gumbel, const SearchState* reuse,
+         std::optional<CArray<int64_t>> actions_taken, uint64_t stream) {
+        const bool has_root = !root_latent.is_none();
+        at::Tensor latent;
+        CArray<float> logits, value;
+        if (has_root) {
+          latent = THPVariable_Unpack(root_latent.ptr());
+          logits = CArray<float>::ensure(root_logits);
+          value = CArray<float>::ensure(root_value);
+        }
+        return RunSearch(config, std::move(model_fn), latent, logits, value, invalid, gumbel,
+                         reuse, actions_taken, stream, has_root);
+      },
+      py::arg("config"), py::arg("model_fn"), py::arg("root_latent"), py::arg("root_logits"),
+      py::arg("root_value"), py::arg("invalid"), py::arg("gumbel"), py::arg("reuse"),
+      py::arg("actions_taken"), py::arg("stream"),
+      "Runs a batched search (inputs validated by wmfast.mcts); returns an MctsSearchState.");
+}
+
+}  // namespace wmfast
