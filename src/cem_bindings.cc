@@ -54,11 +54,28 @@ cem::DynamicsFn WrapDynamics(py::object fn) {
   }
   return [fn = std::move(fn)](const at::Tensor& state, const at::Tensor& action) {
     py::gil_scoped_acquire gil;
-    py::object out = fn(state, action);
+    // A direct vectorcall with the wrapped tensors: this runs once per horizon step, and
+    // pybind11's generic argument casting costs about as much as a small model's op.
+    py::object args[2] = {py::reinterpret_steal<py::object>(THPVariable_Wrap(state)),
+                          py::reinterpret_steal<py::object>(THPVariable_Wrap(action))};
+    if (!args[0] || !args[1]) throw py::error_already_set();
+    PyObject* raw[2] = {args[0].ptr(), args[1].ptr()};
+    py::object out = py::reinterpret_steal<py::object>(PyObject_Vectorcall(fn.ptr(), raw, 2,
+                                                                           nullptr));
+    if (!out) throw py::error_already_set();
     cem::Step step;
     if (THPVariable_Check(out.ptr())) {
       step.next_state = THPVariable_Unpack(out.ptr());
       return step;
+    }
+    if (PyTuple_CheckExact(out.ptr()) && PyTuple_GET_SIZE(out.ptr()) == 2) {
+      PyObject* first = PyTuple_GET_ITEM(out.ptr(), 0);
+      PyObject* second = PyTuple_GET_ITEM(out.ptr(), 1);
+      if (THPVariable_Check(first) && THPVariable_Check(second)) {
+        step.next_state = THPVariable_Unpack(first);
+        step.reward = THPVariable_Unpack(second);
+        return step;
+      }
     }
     if (!py::isinstance<py::tuple>(out) && !py::isinstance<py::list>(out)) {
       throw py::type_error("dynamics must return (next_state, reward) tensors, got " +

@@ -137,6 +137,10 @@ def test_minus_inf_rewards_mark_forbidden_transitions():
     plan = p.plan(walls, torch.tensor([[-2.0, 0.0]]))
     assert (plan.actions[..., 0] <= 0).all()
     assert torch.isfinite(plan.returns).all()
+    # MPPI gives them zero weight.
+    mppi = wm.MPPI(horizon=3, action_dim=2, population=64, temperature=0.5)
+    plan = mppi.plan(walls, torch.tensor([[-2.0, 0.0]]))
+    assert torch.isfinite(plan.returns).all() and torch.isfinite(plan.mean).all()
 
 
 def test_ensemble_shape_errors():

@@ -17,6 +17,7 @@
 #include <ATen/ops/var_mean.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <cmath>
 #include <limits>
@@ -620,7 +621,10 @@ PlanResult Planner::Plan(const Models& models, const PlanInputs& in) {
   PlanResult result;
   if (c.return_mean) {
     result.actions = at::clamp(mean, low, high).transpose(0, 1).contiguous();
-    result.returns = mppi ? (weights * elite_returns).sum(1) : best_returns;
+    // -inf returns carry zero weight (0 * -inf would be NaN).
+    result.returns =
+        mppi ? at::where(weights > 0, weights * elite_returns, at::zeros_like(weights)).sum(1)
+             : best_returns;
   } else {
     result.actions = best_actions.transpose(0, 1).contiguous();
     result.returns = best_returns;
