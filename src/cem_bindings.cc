@@ -183,6 +183,8 @@ void InitCem(py::module_& m) {
              const py::object& goal, const py::object& warm_mean, const py::object& warm_elites,
              int64_t shift, const py::object& noise, const py::object& value,
              const py::object& policy) {
+            // A NativeModel runs without Python: then the GIL is released for the whole plan.
+            const bool native = py::isinstance<model::NativeModel>(dynamics);
             ModelsHolder holder{MakeModels(std::move(dynamics), value, policy)};
             cem::PlanInputs in;
             in.state = ToTensor(state, "state");
@@ -191,10 +193,16 @@ void InitCem(py::module_& m) {
             in.warm_elites = OptionalTensor(warm_elites, "warm_elites");
             in.shift = shift;
             in.noise = OptionalTensor(noise, "noise");
-            // The GIL stays held: the loop calls back into Python once per horizon step, and the
-            // C++ work between two calls is short, so handing the GIL over each time would cost
-            // more than it lets other threads do.
-            cem::PlanResult r = planner.Plan(holder.models, in);
+            // With a Python dynamics the GIL stays held: the loop calls back into Python once per
+            // horizon step, and the C++ work between two calls is short, so handing the GIL over
+            // each time would cost more than it lets other threads do.
+            cem::PlanResult r;
+            if (native) {
+              py::gil_scoped_release release;
+              r = planner.Plan(holder.models, in);
+            } else {
+              r = planner.Plan(holder.models, in);
+            }
             return py::make_tuple(r.actions, r.returns, r.mean, r.std, r.elites,
                                   r.elite_returns);
           },

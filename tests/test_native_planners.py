@@ -118,3 +118,19 @@ def test_native_dynamics_plans_like_the_callback(tmp_path, planner):
                                torch.as_tensor(callback.actions), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(torch.as_tensor(from_native.returns),
                                torch.as_tensor(callback.returns), rtol=1e-4, atol=1e-4)
+
+
+def test_native_plan_releases_the_gil(tmp_path):
+    dynamics = Dynamics()
+    native = wm.NativeModel.export(dynamics, (torch.randn(8, 4), torch.randn(8, 2)),
+                                   cache_dir=tmp_path)
+    planner = wm.CEM(horizon=30, action_dim=2, population=2000, elites=50, iterations=5, seed=0)
+    ticks, stop = [], threading.Event()
+    thread = threading.Thread(target=lambda: [ticks.append(1) for _ in iter(stop.is_set, True)])
+    thread.start()
+    try:
+        planner.plan(native, torch.randn(8, 4))
+        assert len(ticks) > 0
+    finally:
+        stop.set()
+        thread.join()

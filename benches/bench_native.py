@@ -1,0 +1,74 @@
+"""Native (AOTInductor) models in the planning loop, beside the Python-callback mode.
+
+MCTS over the MLP MuZero model of bench_mcts.py (latent 64, hidden 128), B=256, A=18, N=50, one
+torch thread: the search with the model as a Python callback, the search with the same model as
+a wm.NativeModel, and the model's own calls alone (N batched calls of B, eager and native).
+
+  python benches/bench_native.py                  # ratios table
+  pytest benches/bench_native.py --benchmark-only # pytest-benchmark
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_mcts import LATENT, MLPModel, _root, _time  # noqa: E402
+
+import wmfast as wm  # noqa: E402
+
+B, A, N = 256, 18, 50
+
+
+def setup():
+    model = MLPModel(A)
+    example = (torch.randn(8, LATENT), torch.randint(0, A, (8,)))
+    start = time.perf_counter()
+    native = wm.NativeModel.export(model.recurrent_inference, example)
+    export_seconds = time.perf_counter() - start
+    latents = torch.randn(B, LATENT)
+    actions = torch.randint(0, A, (B,))
+    contenders = {
+        "search, Python callback": lambda: wm.MCTS(A, N, seed=0).search(model, _root(B, A)),
+        "search, NativeModel": lambda: wm.MCTS(A, N, seed=0).search(native, _root(B, A)),
+        "model calls alone, eager": lambda: [model.recurrent_inference(latents, actions)
+                                             for _ in range(N)],
+        "model calls alone, native": lambda: [native(latents, actions) for _ in range(N)],
+    }
+    return contenders, export_seconds
+
+
+@pytest.fixture(scope="module")
+def contenders():
+    return setup()[0]
+
+
+@pytest.mark.parametrize("name", ["search, Python callback", "search, NativeModel",
+                                  "model calls alone, eager", "model calls alone, native"])
+def test_native_vs_callback(benchmark, contenders, name):
+    benchmark.group = f"MCTS with an MLP model, B={B}, A={A}, N={N}"
+    benchmark.name = name
+    benchmark(contenders[name])
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    contenders, export_seconds = setup()
+    times = {name: _time(fn) for name, fn in contenders.items()}
+    print(f"export (cached after the first time): {export_seconds:.2f} s")
+    print(f"MCTS, MLP model (latent {LATENT}), B={B}, A={A}, N={N}, 1 torch thread")
+    for name, seconds in times.items():
+        print(f"  {name:<28} {seconds * 1e3:8.2f} ms")
+    native, callback = times["search, NativeModel"], times["search, Python callback"]
+    print(f"native search speed-up over the callback search: {callback / native:.2f}x")
+    print(f"native search / native model calls alone: "
+          f"{native / times['model calls alone, native']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
