@@ -16,7 +16,6 @@ namespace wmfast {
 namespace py = pybind11;
 
 void InitTabular(py::module_& m);
-void InitMcts(py::module_& m);  // in wmfast._torch (passes tensors)
 
 // A 1-D numpy array that owns the vector's buffer (no copy).
 template <typename T>

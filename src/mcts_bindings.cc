@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "torch_bindings.h"
 #include "wmfast/common/check.h"
 #include "wmfast/mcts/search.h"
 #include "wmfast/model/torch/callback_evaluator.h"

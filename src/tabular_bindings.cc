@@ -95,6 +95,8 @@ py::dict CompiledArrays(const TabularModel& model) {
   out["count"] = py::array_t<int64_t>(view->count.size(), view->count.data());
   out["terminal_count"] =
       py::array_t<int64_t>(view->terminal_count.size(), view->terminal_count.data());
+  out["edge_reward_sum"] =
+      py::array_t<double>(view->edge_reward_sum.size(), view->edge_reward_sum.data());
   out["visits"] = py::array_t<int64_t>(view->visits.size(), view->visits.data());
   out["reward_sum"] = py::array_t<double>(view->reward_sum.size(), view->reward_sum.data());
   out["mean_reward"] = py::array_t<double>(view->mean_reward.size(), view->mean_reward.data());
@@ -108,7 +110,7 @@ tabular::Sweep ParseSweep(const std::string& sweep) {
 }
 
 py::dict Plan(const TabularModel& model, bool policy_iteration, double gamma, double tol,
-              int64_t max_iters, int64_t min_visits, double unknown_value,
+              int64_t max_iters, int64_t min_visits, double unknown_value, double bonus,
               const std::string& sweep, int num_threads,
               const std::optional<py::array>& initial_values) {
   tabular::PlanningOptions options;
@@ -117,6 +119,7 @@ py::dict Plan(const TabularModel& model, bool policy_iteration, double gamma, do
   options.max_iters = max_iters;
   options.min_visits = min_visits;
   options.unknown_value = unknown_value;
+  options.bonus = bonus;
   options.sweep = ParseSweep(sweep);
   options.num_threads = num_threads;
   options.check_interrupt = InterruptChecker();
@@ -173,41 +176,57 @@ py::tuple Sample(const TabularModel& model, const py::array& states, const py::a
                         ToArray(std::move(terminated)).attr("view")("bool"));
 }
 
-void AddCounts(TabularModel& model, const py::array& pairs, const py::array& next_states,
-               const py::array& counts, const py::array& terminal_counts,
-               const py::array& reward_pairs, const py::array& reward_sums) {
+py::dict Entries(const TabularModel& model) {
+  tabular::CounterEntries entries;
+  {
+    py::gil_scoped_release release;
+    entries = model.Entries();
+  }
+  py::dict out;
+  out["pairs"] = ToArray(std::move(entries.pairs));
+  out["next_states"] = ToArray(std::move(entries.next_states));
+  out["terminated"] = ToArray(std::move(entries.terminated)).attr("view")("bool");
+  out["counts"] = ToArray(std::move(entries.counts));
+  out["reward_sums"] = ToArray(std::move(entries.reward_sums));
+  return out;
+}
+
+void AddEntries(TabularModel& model, const py::array& pairs, const py::array& next_states,
+                const py::array& terminated, const py::array& counts,
+                const py::array& reward_sums) {
   CheckVector(pairs, "pairs");
-  const int64_t num_edges = pairs.shape(0);
-  CheckVector(next_states, "next_states", num_edges);
-  CheckVector(counts, "counts", num_edges);
-  CheckVector(terminal_counts, "terminal_counts", num_edges);
-  CheckVector(reward_pairs, "reward_pairs");
-  CheckVector(reward_sums, "reward_sums", reward_pairs.shape(0));
+  const int64_t size = pairs.shape(0);
+  CheckVector(next_states, "next_states", size);
+  CheckVector(terminated, "terminated", size);
+  CheckVector(counts, "counts", size);
+  CheckVector(reward_sums, "reward_sums", size);
   auto p = AsIndexArray(pairs, "pairs"), n = AsIndexArray(next_states, "next_states"),
-       c = AsIndexArray(counts, "counts"), t = AsIndexArray(terminal_counts, "terminal_counts"),
-       rp = AsIndexArray(reward_pairs, "reward_pairs");
-  auto rs = AsRealArray(reward_sums, "reward_sums");
+       c = AsIndexArray(counts, "counts");
+  auto r = AsRealArray(reward_sums, "reward_sums");
+  if (terminated.dtype().kind() != 'b') {
+    throw py::type_error("terminated must hold booleans, got dtype " + DtypeName(terminated));
+  }
+  auto t = CArray<uint8_t>::ensure(terminated.attr("view")("uint8"));
   py::gil_scoped_release release;
-  model.AddCounts(p.data(), n.data(), c.data(), t.data(), num_edges, rp.data(), rs.data(),
-                  rp.size());
+  model.AddEntries(p.data(), n.data(), t.data(), c.data(), r.data(), size);
 }
 
 }  // namespace
 
 void InitTabular(py::module_& m) {
   py::class_<TabularModel>(m, "TabularModel", "Count-based tabular world model (C++ core).")
-      .def(py::init<int64_t, int64_t, double>(), py::arg("num_states"), py::arg("num_actions"),
-           py::arg("prior") = 0.0)
+      .def(py::init<int64_t, int64_t, double, int>(), py::arg("num_states"),
+           py::arg("num_actions"), py::arg("prior") = 0.0, py::arg("num_threads") = 1)
+      .def_property_readonly("num_threads", &TabularModel::num_threads)
       .def_property_readonly("num_states", &TabularModel::num_states)
       .def_property_readonly("num_actions", &TabularModel::num_actions)
       .def_property_readonly("prior", &TabularModel::prior)
       .def_property_readonly("num_transitions", &TabularModel::num_transitions)
-      .def_property_readonly("num_visited_pairs", &TabularModel::num_visited_pairs)
       .def("update", &Update, py::arg("states"), py::arg("actions"), py::arg("rewards"),
            py::arg("next_states"), py::arg("terminated"))
-      .def("add_counts", &AddCounts, py::arg("pairs"), py::arg("next_states"),
-           py::arg("counts"), py::arg("terminal_counts"), py::arg("reward_pairs"),
-           py::arg("reward_sums"))
+      .def("entries", &Entries)
+      .def("add_entries", &AddEntries, py::arg("pairs"), py::arg("next_states"),
+           py::arg("terminated"), py::arg("counts"), py::arg("reward_sums"))
       .def(
           "merge",
           [](TabularModel& model, const TabularModel& other) {
@@ -218,7 +237,7 @@ void InitTabular(py::module_& m) {
       .def("compiled_arrays", &CompiledArrays)
       .def("plan", &Plan, py::arg("policy_iteration"), py::arg("gamma"), py::arg("tol"),
            py::arg("max_iters"), py::arg("min_visits"), py::arg("unknown_value"),
-           py::arg("sweep"), py::arg("num_threads"), py::arg("initial_values") = py::none())
+           py::arg("bonus"), py::arg("sweep"), py::arg("num_threads"), py::arg("initial_values") = py::none())
       .def("sample", &Sample, py::arg("states"), py::arg("actions"), py::arg("uniform_next"),
            py::arg("uniform_terminal"));
 }

@@ -4,7 +4,7 @@
 
 #include <thread>
 
-#include "bindings.h"
+#include "torch_bindings.h"
 
 namespace wmfast {
 namespace {
@@ -26,5 +26,7 @@ void InitInfo(pybind11::module_& m) {
 PYBIND11_MODULE(_torch, m) {
   m.doc() = "wmfast: model execution through libtorch";
   wmfast::InitInfo(m);
+  wmfast::InitNativeModel(m);  // NativeModel: AOTInductor packages run from C++
   wmfast::InitMcts(m);  // MCTS / GumbelMCTS: batched tree search over a Python model
+  wmfast::InitCem(m);  // Planner: CEM / MPPI / iCEM trajectory optimisation
 }

@@ -7,6 +7,7 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 # torch first: it loads its own libgomp, which every later module must share.
 import torch  # noqa: F401
 
+from wmfast.cem import CEM, ICEM, MPPI, MPCAgent, Plan
 from wmfast.mcts import (
     MCTS,
     GumbelMCTS,
@@ -20,13 +21,21 @@ from wmfast.mcts import (
     qtransform_completed_by_mix_value,
     qtransform_running_min_max,
 )
+from wmfast.native import ExportError, NativeModel
 from wmfast.tabular import PlanningSolution, TabularModel, TransitionMatrix
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CEM",
+    "ICEM",
     "MCTS",
+    "MPPI",
+    "ExportError",
     "GumbelMCTS",
+    "MPCAgent",
+    "NativeModel",
+    "Plan",
     "PlanningSolution",
     "QTransform",
     "Root",

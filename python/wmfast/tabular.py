@@ -112,7 +112,7 @@ class TabularModel:
     Counts N(s,a,s'), terminations and reward sums from batches of transitions and estimates
       p̂(s'|s,a) = (N(s,a,s') + prior) / (N(s,a) + prior * S),  r̂(s,a) = mean reward,
     τ̂(s,a,s') = the fraction of (s,a)->s' that terminated. Memory grows with the distinct
-    transitions seen (plus 4 bytes per pair), never with S*A*S.
+    transitions seen, never with S*A*S. ``num_threads`` (1 to 4) threads count large updates.
 
     Example:
       >>> tm = TabularModel(num_states=64, num_actions=4)
@@ -121,9 +121,11 @@ class TabularModel:
       >>> sol.policy[state]
     """
 
-    def __init__(self, num_states: int, num_actions: int, *, prior: float = 0.0) -> None:
+    def __init__(self, num_states: int, num_actions: int, *, prior: float = 0.0,
+                 num_threads: int = 1) -> None:
         self._model = _core.TabularModel(_as_int(num_states, "num_states"),
-                                         _as_int(num_actions, "num_actions"), float(prior))
+                                         _as_int(num_actions, "num_actions"), float(prior),
+                                         _as_int(num_threads, "num_threads"))
 
     # -- sizes ---------------------------------------------------------------------------------
     @property
@@ -146,7 +148,7 @@ class TabularModel:
     @property
     def num_visited_pairs(self) -> int:
         """How many (state, action) pairs have been visited at least once."""
-        return self._model.num_visited_pairs
+        return int(np.count_nonzero(self._arrays()["visits"]))
 
     def __repr__(self) -> str:
         return (f"TabularModel(num_states={self.num_states}, num_actions={self.num_actions}, "
@@ -236,7 +238,7 @@ class TabularModel:
 
     # -- planning ------------------------------------------------------------------------------
     def value_iteration(self, gamma: float = 0.99, tol: float = 1e-8, max_iters: int = 100_000,
-                        *, r_max: float | None = None, min_visits: int = 1,
+                        *, r_max: float | None = None, min_visits: int = 1, bonus: float = 0.0,
                         sweep: Literal["gauss_seidel", "jacobi"] = "gauss_seidel",
                         num_threads: int = 1, initial_values: Any = None) -> PlanningSolution:
         """Value iteration on the learned model, stopping when max_s |ΔV(s)| < tol.
@@ -249,23 +251,24 @@ class TabularModel:
             Q = r_max / (1 - gamma), so a greedy agent goes to try them. Without it, such pairs
             get Q = 0.
           min_visits: visits a pair needs before its estimate is trusted.
+          bonus: exploration bonus (MBIE-EB): adds bonus / sqrt(N(s, a)) to r̂ of known pairs.
           sweep: "gauss_seidel" (in place, fewer sweeps) or "jacobi" (the textbook iteration,
             splittable over ``num_threads``).
           initial_values: [S] warm start (e.g. the previous solution's values).
         """
-        return self._plan(False, gamma, tol, max_iters, r_max, min_visits, sweep, num_threads,
-                          initial_values)
+        return self._plan(False, gamma, tol, max_iters, r_max, min_visits, bonus, sweep,
+                          num_threads, initial_values)
 
     def policy_iteration(self, gamma: float = 0.99, tol: float = 1e-8, max_iters: int = 1_000,
                          *, r_max: float | None = None, min_visits: int = 1,
-                         initial_values: Any = None) -> PlanningSolution:
+                         bonus: float = 0.0, initial_values: Any = None) -> PlanningSolution:
         """Policy iteration: evaluate the policy (sweeps to tol), improve greedily, repeat until
         the policy is stable. Arguments as in ``value_iteration``."""
-        return self._plan(True, gamma, tol, max_iters, r_max, min_visits, "gauss_seidel", 1,
-                          initial_values)
+        return self._plan(True, gamma, tol, max_iters, r_max, min_visits, bonus,
+                          "gauss_seidel", 1, initial_values)
 
     def _plan(self, policy_iteration: bool, gamma: float, tol: float, max_iters: int,
-              r_max: float | None, min_visits: int, sweep: str, num_threads: int,
+              r_max: float | None, min_visits: int, bonus: float, sweep: str, num_threads: int,
               initial_values: Any) -> PlanningSolution:
         gamma = float(gamma)
         unknown_value = 0.0
@@ -278,7 +281,8 @@ class TabularModel:
             initial_values = to_vector(initial_values, "initial_values")
         out = self._model.plan(policy_iteration, gamma, float(tol),
                                _as_int(max_iters, "max_iters"), _as_int(min_visits, "min_visits"),
-                               unknown_value, sweep, _as_int(num_threads, "num_threads"),
+                               unknown_value, float(bonus), sweep,
+                               _as_int(num_threads, "num_threads"),
                                initial_values)
         solution = PlanningSolution(**out)
         if not solution.converged:
@@ -297,7 +301,8 @@ class TabularModel:
           states, actions: [n] integer arrays of visited pairs.
           seed: an int, a numpy Generator, or None (fresh entropy).
         Returns:
-          (next_states [n] int64, rewards [n] float64 = r̂(s,a), terminated [n] bool).
+          (next_states [n] int64, rewards [n] float64, terminated [n] bool); the reward is the
+          mean reward observed on (s, a, s').
         """
         states = to_vector(states, "states")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -307,26 +312,17 @@ class TabularModel:
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """All counts as numpy arrays (plain data: save with np.savez or torch.save)."""
-        arrays = self._arrays()
-        num_pairs = len(arrays["visits"])
-        visited = np.flatnonzero(arrays["visits"] > 0)
-        return {
-            "num_states": self.num_states,
-            "num_actions": self.num_actions,
-            "prior": self.prior,
-            "pairs": np.repeat(np.arange(num_pairs), np.diff(arrays["pair_offsets"])),
-            "next_states": arrays["next_state"].astype(np.int64),
-            "counts": arrays["count"],
-            "terminal_counts": arrays["terminal_count"],
-            "reward_pairs": visited,
-            "reward_sums": arrays["reward_sum"][visited],
-        }
+        """All counters as numpy arrays (plain data: save with np.savez or torch.save).
+
+        One entry per distinct (pair, next state, terminated), pair = s * A + a, with its count
+        and reward sum.
+        """
+        return {"num_states": self.num_states, "num_actions": self.num_actions,
+                "prior": self.prior, **self._model.entries()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Replaces the counts with those of ``state_dict()``; all-or-nothing."""
-        missing = {"num_states", "num_actions", "prior", "pairs", "next_states", "counts",
-                   "terminal_counts", "reward_pairs", "reward_sums"} - set(state)
+        missing = {"num_states", "num_actions", "prior", *_ENTRY_KEYS} - set(state)
         if missing:
             raise KeyError(f"state is missing {sorted(missing)}")
         if (int(state["num_states"]), int(state["num_actions"])) != (self.num_states,
@@ -334,10 +330,13 @@ class TabularModel:
             raise ValueError(
                 f"state has num_states={state['num_states']}, num_actions={state['num_actions']}"
                 f": expected num_states={self.num_states}, num_actions={self.num_actions}")
-        fresh = _core.TabularModel(self.num_states, self.num_actions, float(state["prior"]))
-        fresh.add_counts(*(to_numpy(state[key], key) for key in (
-            "pairs", "next_states", "counts", "terminal_counts", "reward_pairs", "reward_sums")))
+        fresh = _core.TabularModel(self.num_states, self.num_actions, float(state["prior"]),
+                                   self._model.num_threads)
+        fresh.add_entries(*(to_vector(state[key], key) for key in _ENTRY_KEYS))
         self._model = fresh
+
+
+_ENTRY_KEYS = ("pairs", "next_states", "terminated", "counts", "reward_sums")
 
 
 def _as_int(value: Any, name: str) -> int:

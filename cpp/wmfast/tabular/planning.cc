@@ -13,36 +13,41 @@ namespace wmfast::tabular {
 namespace {
 
 // The Bellman backup with everything that does not depend on V folded in:
-//   Q(p) = base[p] + prior_weight[p] * sum(V) + sum_e weight[e] * V[next[e]].
-// Unknown pairs keep only base = unknown_value; edges that always terminate are dropped.
+//   Q(p) = base[p] + scale[p] * (prior * sum(V) + sum_e count[e] * V[next[e]])
+// with scale = gamma / (N + prior * S) and count the edge's continuing (non-terminal) count.
+// Counts are stored as uint32 when they fit (8 bytes an edge with the int32 successor: sweeps
+// over big models are memory-bound), as double otherwise. Unknown pairs keep only
+// base = unknown_value; edges that always terminate are dropped.
+template <typename Count>
 struct Backup {
   int64_t num_states, num_actions;
+  double prior;
   std::vector<int64_t> offsets;  // [S*A+1]
   std::vector<int32_t> next;     // [E']
-  std::vector<double> weight;    // [E'] gamma * continuing count / (N + prior * S)
+  std::vector<Count> count;      // [E']
   std::vector<double> base;      // [S*A]
-  std::vector<double> prior_weight;  // [S*A]; empty when prior == 0
+  std::vector<double> scale;     // [S*A]
   int64_t edges = 0;
 
   Backup(const CompiledModel& model, const PlanningOptions& options)
-      : num_states(model.num_states), num_actions(model.num_actions) {
+      : num_states(model.num_states), num_actions(model.num_actions), prior(model.prior) {
     const int64_t num_pairs = model.num_pairs();
     const double S = static_cast<double>(model.num_states);
     offsets.assign(num_pairs + 1, 0);
     base.assign(num_pairs, options.unknown_value);
-    if (model.prior > 0) prior_weight.assign(num_pairs, 0.0);
+    scale.assign(num_pairs, 0.0);
     next.reserve(model.num_edges());
-    weight.reserve(model.num_edges());
+    count.reserve(model.num_edges());
     for (int64_t p = 0; p < num_pairs; ++p) {
       if (model.visits[p] >= options.min_visits) {
-        const double denominator = static_cast<double>(model.visits[p]) + model.prior * S;
-        base[p] = model.mean_reward[p];
-        if (model.prior > 0) prior_weight[p] = options.gamma * model.prior / denominator;
+        const double visits = static_cast<double>(model.visits[p]);
+        base[p] = model.mean_reward[p] + options.bonus / std::sqrt(std::max(visits, 1.0));
+        if (visits + model.prior * S > 0) scale[p] = options.gamma / (visits + model.prior * S);
         for (int64_t e = model.pair_offsets[p]; e < model.pair_offsets[p + 1]; ++e) {
           const int64_t continuing = model.count[e] - model.terminal_count[e];
           if (continuing == 0) continue;
           next.push_back(model.next_state[e]);
-          weight.push_back(options.gamma * static_cast<double>(continuing) / denominator);
+          count.push_back(static_cast<Count>(continuing));
         }
       }
       offsets[p + 1] = static_cast<int64_t>(next.size());
@@ -51,10 +56,11 @@ struct Backup {
   }
 
   double Q(int64_t p, const double* values, double value_sum) const {
-    double q = base[p];
-    if (!prior_weight.empty()) q += prior_weight[p] * value_sum;
-    for (int64_t e = offsets[p]; e < offsets[p + 1]; ++e) q += weight[e] * values[next[e]];
-    return q;
+    double expected = prior * value_sum;
+    for (int64_t e = offsets[p]; e < offsets[p + 1]; ++e) {
+      expected += static_cast<double>(count[e]) * values[next[e]];
+    }
+    return base[p] + scale[p] * expected;
   }
 
   double MaxQ(int64_t s, const double* values, double value_sum) const {
@@ -71,6 +77,13 @@ struct Backup {
   }
 };
 
+bool CountsFitUint32(const CompiledModel& model) {
+  for (int64_t c : model.count) {
+    if (c > std::numeric_limits<uint32_t>::max()) return false;
+  }
+  return true;
+}
+
 void CheckOptions(const CompiledModel& model, const PlanningOptions& options) {
   (void)model;
   WMFAST_CHECK_ARG(options.gamma >= 0.0 && options.gamma <= 1.0,
@@ -80,6 +93,8 @@ void CheckOptions(const CompiledModel& model, const PlanningOptions& options) {
   WMFAST_CHECK_ARG(options.min_visits >= 0, "min_visits must be >= 0, got ", options.min_visits);
   WMFAST_CHECK_ARG(std::isfinite(options.unknown_value),
                    "the value of unknown pairs must be finite, got ", options.unknown_value);
+  WMFAST_CHECK_ARG(std::isfinite(options.bonus) && options.bonus >= 0.0,
+                   "bonus must be finite and >= 0, got ", options.bonus);
   WMFAST_CHECK_ARG(options.num_threads >= 1, "num_threads must be >= 1, got ",
                    options.num_threads);
 }
@@ -101,9 +116,10 @@ double Sum(const std::vector<double>& values) {
 }
 
 // Fills q_values and the greedy policy from the final values.
+template <typename Backup>
 void Finish(const Backup& backup, Solution& solution) {
   const int64_t S = backup.num_states, A = backup.num_actions;
-  const double value_sum = backup.prior_weight.empty() ? 0.0 : Sum(solution.values);
+  const double value_sum = backup.prior > 0 ? Sum(solution.values) : 0.0;
   solution.q_values.resize(S * A);
   solution.policy.resize(S);
   for (int64_t s = 0; s < S; ++s) {
@@ -118,6 +134,7 @@ void Finish(const Backup& backup, Solution& solution) {
 }
 
 // One in-place sweep over all states; returns the sup-norm change.
+template <typename Backup>
 double GaussSeidelSweep(const Backup& backup, std::vector<double>& values, double& value_sum) {
   double residual = 0.0;
   for (int64_t s = 0; s < backup.num_states; ++s) {
@@ -130,11 +147,9 @@ double GaussSeidelSweep(const Backup& backup, std::vector<double>& values, doubl
   return residual;
 }
 
-}  // namespace
-
-Solution ValueIteration(const CompiledModel& model, const PlanningOptions& options) {
-  CheckOptions(model, options);
-  const Backup backup(model, options);
+template <typename Count>
+Solution RunValueIteration(const CompiledModel& model, const PlanningOptions& options) {
+  const Backup<Count> backup(model, options);
   Solution solution;
   solution.values = InitialValues(model, options);
   const int64_t sweeps_per_check = backup.SweepsPerCheck();
@@ -166,7 +181,7 @@ Solution ValueIteration(const CompiledModel& model, const PlanningOptions& optio
       }
       residual = *std::max_element(shard_residual.begin(), shard_residual.end());
       solution.values.swap(next_values);
-      if (!backup.prior_weight.empty()) value_sum = Sum(solution.values);
+      if (backup.prior > 0) value_sum = Sum(solution.values);
     }
     solution.iterations = sweep;
     solution.residual = residual;
@@ -180,9 +195,9 @@ Solution ValueIteration(const CompiledModel& model, const PlanningOptions& optio
   return solution;
 }
 
-Solution PolicyIteration(const CompiledModel& model, const PlanningOptions& options) {
-  CheckOptions(model, options);
-  const Backup backup(model, options);
+template <typename Count>
+Solution RunPolicyIteration(const CompiledModel& model, const PlanningOptions& options) {
+  const Backup<Count> backup(model, options);
   const int64_t S = model.num_states, A = model.num_actions;
   Solution solution;
   solution.values = InitialValues(model, options);
@@ -237,6 +252,20 @@ Solution PolicyIteration(const CompiledModel& model, const PlanningOptions& opti
   }
   Finish(backup, solution);  // reports the lowest-index greedy action, as value iteration does
   return solution;
+}
+
+}  // namespace
+
+Solution ValueIteration(const CompiledModel& model, const PlanningOptions& options) {
+  CheckOptions(model, options);
+  return CountsFitUint32(model) ? RunValueIteration<uint32_t>(model, options)
+                                : RunValueIteration<double>(model, options);
+}
+
+Solution PolicyIteration(const CompiledModel& model, const PlanningOptions& options) {
+  CheckOptions(model, options);
+  return CountsFitUint32(model) ? RunPolicyIteration<uint32_t>(model, options)
+                                : RunPolicyIteration<double>(model, options);
 }
 
 }  // namespace wmfast::tabular

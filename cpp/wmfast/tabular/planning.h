@@ -7,6 +7,8 @@
 //
 // With unknown_value = r_max / (1 - gamma) this is R-MAX (Brafman & Tennenholtz, 2002): pairs
 // seen fewer than min_visits times look maximally rewarding, so a greedy agent goes to try them.
+// A bonus adds bonus / sqrt(N(s,a)) to r̂(s,a) (MBIE-EB, Strehl & Littman, 2008), so an agent
+// keeps refining the estimates it is least sure of.
 // A prior > 0 adds its uniform pseudo-counts without materialising them: the mass on unseen
 // successors is prior / (N + prior * S) times the sum of V, one number per sweep.
 //
@@ -32,6 +34,7 @@ struct PlanningOptions {
   int64_t max_iters = 100000;    // sweeps (value iteration) or improvements (policy iteration)
   int64_t min_visits = 1;        // pairs visited fewer times are unknown
   double unknown_value = 0.0;    // Q of unknown pairs
+  double bonus = 0.0;            // MBIE-EB: adds bonus / sqrt(N(s,a)) to the reward of known pairs
   Sweep sweep = Sweep::kGaussSeidel;
   int num_threads = 1;           // used by Jacobi sweeps
   const double* initial_values = nullptr;  // [S] warm start; zeros when null

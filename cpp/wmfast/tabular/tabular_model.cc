@@ -4,15 +4,18 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <functional>
 #include <numeric>
 
 #include "wmfast/common/check.h"
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 namespace wmfast::tabular {
 namespace {
 
-constexpr int kPrefetchDistance = 16;
-constexpr uint64_t kInitialCapacity = 1024;
 
 template <typename Index>
 void CheckIndices(const Index* values, int64_t size, int64_t upper, const char* name) {
@@ -36,64 +39,147 @@ void CheckFinite(const Real* values, int64_t size, const char* name) {
 
 }  // namespace
 
-TabularModel::TabularModel(int64_t num_states, int64_t num_actions, double prior)
-    : num_states_(num_states), num_actions_(num_actions), prior_(prior) {
+template <typename T>
+T* HugePageAllocator<T>::allocate(size_t n) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (n > (std::numeric_limits<size_t>::max() / 2) / sizeof(T)) throw std::bad_alloc();
+  const size_t bytes = n * sizeof(T);
+  if (bytes < kHugePage) {
+    if (void* p = std::malloc(bytes)) return static_cast<T*>(p);
+    throw std::bad_alloc();
+  }
+  void* p = std::aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+  if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);  // a hint: without transparent huge pages it does nothing
+#endif
+  return static_cast<T*>(p);
+}
+template struct HugePageAllocator<CounterTable::Slot>;
+template struct HugePageAllocator<TabularModel::Record>;
+
+void CounterTable::Rehash(uint64_t capacity) {
+  Slots old = std::move(slots_);
+  slots_.assign(capacity, Slot{kEmptyKey, 0, 0.0});
+  mask_ = capacity - 1;
+  shift_ = 64 - std::countr_zero(capacity);
+  for (const Slot& slot : old) {
+    if (slot.key == kEmptyKey) continue;
+    uint64_t i = (MixKey(slot.key) << 2) >> shift_;
+    while (slots_[i].key != kEmptyKey) i = (i + 1) & mask_;
+    slots_[i] = slot;
+  }
+}
+
+TabularModel::TabularModel(int64_t num_states, int64_t num_actions, double prior,
+                           int num_threads)
+    : num_states_(num_states), num_actions_(num_actions), prior_(prior),
+      num_threads_(num_threads) {
   WMFAST_CHECK_ARG(num_states > 0, "num_states must be positive, got ", num_states);
   WMFAST_CHECK_ARG(num_actions > 0, "num_actions must be positive, got ", num_actions);
-  // Pair indices are int32 in the per-pair index, and states int32 in the CSR view.
+  // Pair indices and states are int32 in the CSR view.
   WMFAST_CHECK_ARG(num_states <= std::numeric_limits<int32_t>::max() / num_actions,
                    "num_states * num_actions must be below 2^31, got ", num_states, " * ",
                    num_actions);
   WMFAST_CHECK_ARG(std::isfinite(prior) && prior >= 0.0,
                    "prior must be a finite pseudo-count >= 0, got ", prior);
-  pair_slot_.assign(static_cast<size_t>(num_states * num_actions), -1);
-  Rehash(kInitialCapacity);
+  WMFAST_CHECK_ARG(num_threads == 1 || num_threads == 2 || num_threads == 4,
+                   "num_threads must be 1, 2 or 4 (threads own whole shards of the counts), got ",
+                   num_threads);
+  if (num_threads > 1) pool_ = std::make_unique<ThreadPool>(num_threads);
 }
 
-void TabularModel::Rehash(uint64_t new_capacity) {
-  std::vector<Slot> old = std::move(table_);
-  table_.assign(new_capacity, Slot{kEmptyKey, 0});
-  table_mask_ = new_capacity - 1;
-  hash_shift_ = 64 - std::countr_zero(new_capacity);
-  for (const Slot& slot : old) {
-    if (slot.key == kEmptyKey) continue;
-    uint64_t i = SlotOf(slot.key);
-    while (table_[i].key != kEmptyKey) i = (i + 1) & table_mask_;
-    table_[i] = slot;
-  }
+TabularModel::~TabularModel() = default;
+
+int64_t TabularModel::TableBytes() const {
+  int64_t bytes = 0;
+  for (const CounterTable& shard : shards_) bytes += shard.bytes();
+  return bytes;
 }
 
-inline void TabularModel::CountEdge(uint64_t key, int64_t count) {
-  uint64_t i = SlotOf(key);
-  while (true) {
-    Slot& slot = table_[i];
-    if (slot.key == key) {
-      slot.count += count;
-      return;
+void TabularModel::CountRecords(const Record* records, int64_t size) {
+  constexpr int64_t kPrefetchDistance = 16;
+  for (int64_t i = 0; i < size; ++i) {
+    if (i + kPrefetchDistance < size) {
+      const uint64_t ahead = MixKey(records[i + kPrefetchDistance].key);
+      shards_[ahead >> 62].Prefetch(ahead << 2);
     }
-    if (slot.key == kEmptyKey) break;
-    i = (i + 1) & table_mask_;
+    const uint64_t hash = MixKey(records[i].key);
+    shards_[hash >> 62].Add(records[i].key, hash << 2, 1, records[i].reward);
   }
-  // A new key: keep the load factor under 0.7 so probes stay short.
-  if ((table_size_ + 1) * 10 > static_cast<int64_t>(table_.size()) * 7) {
-    Rehash(table_.size() * 2);
-    i = SlotOf(key);
-    while (table_[i].key != kEmptyKey) i = (i + 1) & table_mask_;
-  }
-  table_[i] = Slot{key, count};
-  ++table_size_;
 }
 
-inline int32_t TabularModel::PairSlot(int64_t pair) {
-  int32_t slot = pair_slot_[pair];
-  if (slot < 0) [[unlikely]] {
-    slot = static_cast<int32_t>(visited_pairs_.size());
-    pair_slot_[pair] = slot;
-    visited_pairs_.push_back(pair);
-    pair_visits_.push_back(0);
-    pair_reward_sum_.push_back(0.0);
+template <typename Index, typename Reward, typename Flag>
+void TabularModel::CountChunk(const TransitionBatch<Index, Reward, Flag>& batch, int64_t begin,
+                              int64_t end) {
+  const uint64_t A = static_cast<uint64_t>(num_actions_);
+  auto record_at = [&](int64_t i) {
+    const uint64_t pair = static_cast<uint64_t>(batch.states[i]) * A +
+                          static_cast<uint64_t>(batch.actions[i]);
+    return Record{KeyOf(pair, static_cast<uint64_t>(batch.next_states[i]),
+                        batch.terminated[i] != 0),
+                  static_cast<double>(batch.rewards[i])};
+  };
+  const int64_t n = end - begin;
+  // Partition by the top hash bits so that each partition probes one ~256 KiB table region.
+  // (Never more partitions than regions: a partition must spread over many slots.)
+  const int64_t regions = TableBytes() / (int64_t{256} << 10);
+  const int bits = std::clamp(static_cast<int>(std::bit_width(static_cast<uint64_t>(regions))),
+                              2, 12);
+  const int64_t num_partitions = int64_t{1} << bits;
+  const int threads = pool_ && n >= (int64_t{1} << 16) ? num_threads_ : 1;
+  if (threads == 1 && (n < (int64_t{1} << 14) || bits == 2)) {
+    // Small batch or small tables (they fit in cache): count in place, no partitioning.
+    records_.resize(std::min<int64_t>(n, 1024));
+    for (int64_t first = begin; first < end; first += 1024) {
+      const int64_t last = std::min(end, first + 1024);
+      for (int64_t i = first; i < last; ++i) records_[i - first] = record_at(i);
+      CountRecords(records_.data(), last - first);
+    }
+    return;
   }
-  return slot;
+
+  records_.resize(n);
+  std::vector<int64_t> histogram(threads * num_partitions, 0);  // [thread][partition]
+  auto run = [&](const std::function<void(int)>& work) {
+    if (threads == 1) return work(0);
+    pool_->ParallelFor(threads, [&](int, int64_t first, int64_t last) {
+      for (int64_t t = first; t < last; ++t) work(static_cast<int>(t));
+    });
+  };
+  const int shift = 64 - bits;
+  run([&](int t) {
+    auto [first, last] = ShardRange(n, t, threads);
+    int64_t* counts = histogram.data() + t * num_partitions;
+    for (int64_t i = first; i < last; ++i) ++counts[MixKey(record_at(begin + i).key) >> shift];
+  });
+  std::vector<int64_t> partition_begin(num_partitions + 1);
+  int64_t running = 0;
+  for (int64_t p = 0; p < num_partitions; ++p) {
+    partition_begin[p] = running;
+    for (int t = 0; t < threads; ++t) {
+      const int64_t count = histogram[t * num_partitions + p];
+      histogram[t * num_partitions + p] = running;  // now: where thread t writes partition p
+      running += count;
+    }
+  }
+  partition_begin[num_partitions] = running;
+  run([&](int t) {
+    auto [first, last] = ShardRange(n, t, threads);
+    int64_t* cursor = histogram.data() + t * num_partitions;
+    for (int64_t i = first; i < last; ++i) {
+      const Record record = record_at(begin + i);
+      records_[cursor[MixKey(record.key) >> shift]++] = record;
+    }
+  });
+  // Table shard k holds the partitions [k, k + 1) * P / kNumShards; thread t owns shards t, t + T.
+  run([&](int t) {
+    for (int shard = t; shard < kNumShards; shard += threads) {
+      const int64_t first = partition_begin[shard * num_partitions / kNumShards];
+      const int64_t last = partition_begin[(shard + 1) * num_partitions / kNumShards];
+      CountRecords(records_.data() + first, last - first);
+    }
+  });
 }
 
 template <typename Index, typename Reward, typename Flag>
@@ -103,27 +189,20 @@ void TabularModel::Update(const TransitionBatch<Index, Reward, Flag>& batch) {
   CheckIndices(batch.actions, n, num_actions_, "actions");
   CheckIndices(batch.next_states, n, num_states_, "next_states");
   CheckFinite(batch.rewards, n, "rewards");
-
-  const uint64_t S = static_cast<uint64_t>(num_states_);
-  const int64_t A = num_actions_;
-  auto key_of = [&](int64_t i) {
-    const uint64_t pair = static_cast<uint64_t>(batch.states[i] * A + batch.actions[i]);
-    const uint64_t key = pair * S + static_cast<uint64_t>(batch.next_states[i]);
-    return batch.terminated[i] ? (key | kTerminalBit) : key;
-  };
   compiled_.reset();
-  for (int64_t i = 0; i < n; ++i) {
-    // The table is larger than the caches for big models: fetch a later slot while this one
-    // is being counted.
-    if (i + kPrefetchDistance < n) {
-      __builtin_prefetch(&table_[SlotOf(key_of(i + kPrefetchDistance))], 1, 1);
-    }
-    CountEdge(key_of(i), 1);
-    const int32_t slot = PairSlot(batch.states[i] * A + batch.actions[i]);
-    pair_visits_[slot] += 1;
-    pair_reward_sum_[slot] += static_cast<double>(batch.rewards[i]);
+  // Chunks bound the partition buffer (16 bytes a transition). They grow with the tables, whose
+  // size sets how finely a chunk is partitioned, so a fresh model learns its size early.
+  constexpr int64_t kMinChunk = int64_t{1} << 16, kMaxChunk = int64_t{1} << 22;
+  records_.reserve(std::min(n, kMaxChunk));
+  for (int64_t begin = 0; begin < n;) {
+    int64_t keys = 0;
+    for (const CounterTable& shard : shards_) keys += shard.size();
+    const int64_t end = std::min(n, begin + std::clamp(4 * keys, kMinChunk, kMaxChunk));
+    CountChunk(batch, begin, end);
+    begin = end;
   }
   num_transitions_ += n;
+  if (records_.capacity() > 1024) decltype(records_)().swap(records_);
 }
 
 #define WMFAST_INSTANTIATE_UPDATE(Index, Reward) \
@@ -134,46 +213,45 @@ WMFAST_INSTANTIATE_UPDATE(int64_t, float)
 WMFAST_INSTANTIATE_UPDATE(int64_t, double)
 #undef WMFAST_INSTANTIATE_UPDATE
 
-void TabularModel::AddCounts(const int64_t* edge_pairs, const int64_t* edge_next,
-                             const int64_t* edge_count, const int64_t* edge_terminal,
-                             int64_t num_edges, const int64_t* reward_pairs,
-                             const double* reward_sums, int64_t num_reward_pairs) {
-  const int64_t num_pairs = num_states_ * num_actions_;
-  CheckIndices(edge_pairs, num_edges, num_pairs, "pairs");
-  CheckIndices(edge_next, num_edges, num_states_, "next_states");
-  for (int64_t e = 0; e < num_edges; ++e) {
-    WMFAST_CHECK_ARG(edge_count[e] >= 0, "counts[", e, "] = ", edge_count[e],
-                     ": expected a count >= 0");
-    WMFAST_CHECK_ARG(edge_terminal[e] >= 0 && edge_terminal[e] <= edge_count[e],
-                     "terminal_counts[", e, "] = ", edge_terminal[e],
-                     ": expected 0 <= terminal_counts <= counts (", edge_count[e], ")");
+CounterEntries TabularModel::Entries() const {
+  std::vector<CounterTable::Slot> slots;
+  for (const CounterTable& shard : shards_) {
+    for (const auto& slot : shard.slots()) {
+      if (slot.key != CounterTable::kEmptyKey) slots.push_back(slot);
+    }
   }
-  CheckIndices(reward_pairs, num_reward_pairs, num_pairs, "reward_pairs");
-  CheckFinite(reward_sums, num_reward_pairs, "reward_sums");
-  // A reward sum needs transitions of its pair to average over.
-  std::vector<int64_t> counted(edge_pairs, edge_pairs + num_edges);
-  std::sort(counted.begin(), counted.end());
-  for (int64_t i = 0; i < num_reward_pairs; ++i) {
-    const int64_t pair = reward_pairs[i];
-    WMFAST_CHECK_ARG(pair_slot_[pair] >= 0 ||
-                         std::binary_search(counted.begin(), counted.end(), pair),
-                     "reward_pairs[", i, "] = ", pair,
-                     " has a reward sum but no counted transitions");
-  }
-
-  compiled_.reset();
+  std::sort(slots.begin(), slots.end(),
+            [](const auto& x, const auto& y) { return x.key < y.key; });
+  CounterEntries entries;
   const uint64_t S = static_cast<uint64_t>(num_states_);
-  for (int64_t e = 0; e < num_edges; ++e) {
-    if (edge_count[e] == 0) continue;
-    const uint64_t key = static_cast<uint64_t>(edge_pairs[e]) * S + edge_next[e];
-    const int64_t terminal = edge_terminal[e];
-    if (edge_count[e] > terminal) CountEdge(key, edge_count[e] - terminal);
-    if (terminal > 0) CountEdge(key | kTerminalBit, terminal);
-    pair_visits_[PairSlot(edge_pairs[e])] += edge_count[e];
-    num_transitions_ += edge_count[e];
+  for (const auto& slot : slots) {
+    const uint64_t key = slot.key & ~kTerminalBit;
+    entries.pairs.push_back(static_cast<int64_t>(key / S));
+    entries.next_states.push_back(static_cast<int64_t>(key % S));
+    entries.terminated.push_back((slot.key & kTerminalBit) != 0);
+    entries.counts.push_back(slot.count);
+    entries.reward_sums.push_back(slot.reward_sum);
   }
-  for (int64_t i = 0; i < num_reward_pairs; ++i) {
-    pair_reward_sum_[PairSlot(reward_pairs[i])] += reward_sums[i];
+  return entries;
+}
+
+void TabularModel::AddEntries(const int64_t* pairs, const int64_t* next_states,
+                              const uint8_t* terminated, const int64_t* counts,
+                              const double* reward_sums, int64_t size) {
+  CheckIndices(pairs, size, num_states_ * num_actions_, "pairs");
+  CheckIndices(next_states, size, num_states_, "next_states");
+  for (int64_t i = 0; i < size; ++i) {
+    WMFAST_CHECK_ARG(counts[i] > 0, "counts[", i, "] = ", counts[i],
+                     ": expected a positive count");
+  }
+  CheckFinite(reward_sums, size, "reward_sums");
+  compiled_.reset();
+  for (int64_t i = 0; i < size; ++i) {
+    const uint64_t key = KeyOf(static_cast<uint64_t>(pairs[i]),
+                               static_cast<uint64_t>(next_states[i]), terminated[i] != 0);
+    const uint64_t hash = MixKey(key);
+    shards_[hash >> 62].Add(key, hash << 2, counts[i], reward_sums[i]);
+    num_transitions_ += counts[i];
   }
 }
 
@@ -182,26 +260,11 @@ void TabularModel::Merge(const TabularModel& other) {
                    "other has num_states=", other.num_states_, ", num_actions=",
                    other.num_actions_, ": expected num_states=", num_states_,
                    ", num_actions=", num_actions_);
-  // The view is a snapshot held here, so merging a model into itself doubles its counts.
-  auto view = other.Compiled();
-  const int64_t num_pairs = view->num_pairs();
-  std::vector<int64_t> edge_pairs(view->num_edges());
-  for (int64_t p = 0; p < num_pairs; ++p) {
-    std::fill(edge_pairs.begin() + view->pair_offsets[p],
-              edge_pairs.begin() + view->pair_offsets[p + 1], p);
-  }
-  std::vector<int64_t> edge_next(view->next_state.begin(), view->next_state.end());
-  std::vector<int64_t> reward_pairs;
-  std::vector<double> reward_sums;
-  for (int64_t p = 0; p < num_pairs; ++p) {
-    if (view->visits[p] > 0) {
-      reward_pairs.push_back(p);
-      reward_sums.push_back(view->reward_sum[p]);
-    }
-  }
-  AddCounts(edge_pairs.data(), edge_next.data(), view->count.data(),
-            view->terminal_count.data(), view->num_edges(), reward_pairs.data(),
-            reward_sums.data(), static_cast<int64_t>(reward_pairs.size()));
+  // A snapshot of the counters, so merging a model into itself doubles its counts.
+  const CounterEntries entries = other.Entries();
+  AddEntries(entries.pairs.data(), entries.next_states.data(), entries.terminated.data(),
+             entries.counts.data(), entries.reward_sums.data(),
+             static_cast<int64_t>(entries.pairs.size()));
 }
 
 std::shared_ptr<const CompiledModel> TabularModel::Compiled() const {
@@ -216,54 +279,59 @@ std::shared_ptr<const CompiledModel> TabularModel::Compiled() const {
   model->visits.assign(num_pairs, 0);
   model->reward_sum.assign(num_pairs, 0.0);
   model->mean_reward.assign(num_pairs, 0.0);
-  for (size_t slot = 0; slot < visited_pairs_.size(); ++slot) {
-    const int64_t pair = visited_pairs_[slot];
-    model->visits[pair] = pair_visits_[slot];
-    model->reward_sum[pair] = pair_reward_sum_[slot];
-    if (pair_visits_[slot] > 0) {
-      model->mean_reward[pair] = pair_reward_sum_[slot] / static_cast<double>(pair_visits_[slot]);
-    }
-  }
 
-  // Counting sort of the table's keys by pair, then a small sort within each pair; the
-  // terminated and continuing keys of one (s, a, s') merge into one edge.
+  // Counting sort of the counters by pair, then a small sort within each pair; the terminated
+  // and continuing counters of one (s, a, s') merge into one edge.
+  constexpr uint64_t kEmptyKey = CounterTable::kEmptyKey;
   std::vector<int64_t> bucket(num_pairs + 1, 0);
-  for (const Slot& slot : table_) {
-    if (slot.key != kEmptyKey) ++bucket[((slot.key & ~kTerminalBit) / S) + 1];
+  int64_t num_keys = 0;
+  for (const CounterTable& shard : shards_) {
+    for (const auto& slot : shard.slots()) {
+      if (slot.key != kEmptyKey) ++bucket[((slot.key & ~kTerminalBit) / S) + 1];
+    }
+    num_keys += shard.size();
   }
   std::partial_sum(bucket.begin(), bucket.end(), bucket.begin());
-  std::vector<Slot> grouped(table_size_);
+  std::vector<CounterTable::Slot> grouped(num_keys);
   {
     std::vector<int64_t> fill(bucket.begin(), bucket.end() - 1);
-    for (const Slot& slot : table_) {
-      if (slot.key != kEmptyKey) grouped[fill[(slot.key & ~kTerminalBit) / S]++] = slot;
+    for (const CounterTable& shard : shards_) {
+      for (const auto& slot : shard.slots()) {
+        if (slot.key != kEmptyKey) grouped[fill[(slot.key & ~kTerminalBit) / S]++] = slot;
+      }
     }
   }
   model->pair_offsets.assign(num_pairs + 1, 0);
-  model->next_state.reserve(table_size_);
-  model->count.reserve(table_size_);
-  model->terminal_count.reserve(table_size_);
+  model->next_state.reserve(num_keys);
+  model->count.reserve(num_keys);
+  model->terminal_count.reserve(num_keys);
+  model->edge_reward_sum.reserve(num_keys);
   for (int64_t pair = 0; pair < num_pairs; ++pair) {
     auto first = grouped.begin() + bucket[pair], last = grouped.begin() + bucket[pair + 1];
-    std::sort(first, last, [](const Slot& x, const Slot& y) {
+    std::sort(first, last, [](const auto& x, const auto& y) {
       const uint64_t x_edge = x.key & ~kTerminalBit, y_edge = y.key & ~kTerminalBit;
       return x_edge != y_edge ? x_edge < y_edge : x.key < y.key;
     });
     for (auto it = first; it != last; ++it) {
       const int32_t next = static_cast<int32_t>((it->key & ~kTerminalBit) % S);
-      const bool terminal = (it->key & kTerminalBit) != 0;
-      const bool same_edge = model->next_state.size() >
-                                 static_cast<size_t>(model->pair_offsets[pair]) &&
+      const bool same_edge = model->num_edges() > model->pair_offsets[pair] &&
                              model->next_state.back() == next;
       if (!same_edge) {
         model->next_state.push_back(next);
         model->count.push_back(0);
         model->terminal_count.push_back(0);
+        model->edge_reward_sum.push_back(0.0);
       }
       model->count.back() += it->count;
-      if (terminal) model->terminal_count.back() += it->count;
+      if (it->key & kTerminalBit) model->terminal_count.back() += it->count;
+      model->edge_reward_sum.back() += it->reward_sum;
+      model->visits[pair] += it->count;
+      model->reward_sum[pair] += it->reward_sum;
     }
-    model->pair_offsets[pair + 1] = static_cast<int64_t>(model->next_state.size());
+    model->pair_offsets[pair + 1] = model->num_edges();
+    if (model->visits[pair] > 0) {
+      model->mean_reward[pair] = model->reward_sum[pair] / static_cast<double>(model->visits[pair]);
+    }
   }
   compiled_ = std::move(model);
   return compiled_;
@@ -304,7 +372,9 @@ void SampleTransitions(const CompiledModel& model, const int64_t* states, const 
       next_states[i] = std::min<int64_t>(S - 1, static_cast<int64_t>(mass / model.prior));
       terminated[i] = 0;
     }
-    rewards[i] = model.mean_reward[pair];
+    rewards[i] = chosen_edge >= 0 ? model.edge_reward_sum[chosen_edge] /
+                                        static_cast<double>(model.count[chosen_edge])
+                                  : model.mean_reward[pair];
   }
 }
 

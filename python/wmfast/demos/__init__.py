@@ -11,6 +11,13 @@ def _frozenlake(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _pendulum(argv: Sequence[str]) -> int:
+    from wmfast.demos.pendulum import main
+
+    return main(argv)
+
+
 DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
     "frozenlake": _frozenlake,
+    "pendulum": _pendulum,
 }

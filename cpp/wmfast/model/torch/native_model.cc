@@ -1,0 +1,134 @@
+#include "wmfast/model/torch/native_model.h"
+
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+
+#include <sstream>
+#include <stdexcept>
+
+#include "wmfast/common/check.h"
+
+namespace wmfast::model {
+namespace {
+
+struct DtypeName {
+  const char* name;
+  c10::ScalarType type;
+};
+constexpr DtypeName kDtypes[] = {
+    {"float32", c10::kFloat}, {"float64", c10::kDouble}, {"float16", c10::kHalf},
+    {"bfloat16", c10::kBFloat16}, {"int64", c10::kLong}, {"int32", c10::kInt},
+    {"int16", c10::kShort}, {"int8", c10::kChar}, {"uint8", c10::kByte}, {"bool", c10::kBool},
+};
+
+c10::ScalarType DtypeFromName(const std::string& name) {
+  for (const auto& entry : kDtypes) {
+    if (name == entry.name) return entry.type;
+  }
+  throw std::invalid_argument(StrCat("unsupported dtype '", name, "' in a native model's specs"));
+}
+
+std::string NameOf(c10::ScalarType type) {
+  for (const auto& entry : kDtypes) {
+    if (type == entry.type) return entry.name;
+  }
+  return c10::toString(type);
+}
+
+std::string ShapeString(at::IntArrayRef sizes) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
+  out << "]";
+  return out.str();
+}
+
+}  // namespace
+
+std::string TensorSpec::ToString() const {
+  std::ostringstream out;
+  out << NameOf(dtype) << "[B";
+  for (int64_t d : shape) out << ", " << d;
+  out << "]";
+  return out.str();
+}
+
+std::vector<TensorSpec> ParseSpecs(const std::string& text) {
+  std::vector<TensorSpec> specs;
+  std::stringstream entries(text);
+  std::string entry;
+  while (std::getline(entries, entry, ';')) {
+    const size_t colon = entry.find(':');
+    WMFAST_CHECK_ARG(colon != std::string::npos, "malformed tensor spec '", entry, "'");
+    TensorSpec spec{{}, DtypeFromName(entry.substr(0, colon))};
+    std::stringstream dims(entry.substr(colon + 1));
+    std::string dim;
+    while (std::getline(dims, dim, ',')) {
+      if (!dim.empty()) spec.shape.push_back(std::stoll(dim));
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+NativeModel::NativeModel(const std::string& path, int num_runners) : path_(path) {
+  WMFAST_CHECK_ARG(num_runners >= 1, "num_runners must be >= 1, got ", num_runners);
+  for (const auto& [key, value] :
+       torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, "model")) {
+    metadata_[key] = value;
+  }
+  auto inputs = metadata_.find("wmfast_inputs"), outputs = metadata_.find("wmfast_outputs");
+  WMFAST_CHECK_ARG(inputs != metadata_.end() && outputs != metadata_.end(), "'", path,
+                   "' is an AOTInductor package without wmfast's metadata: export it with "
+                   "wmfast.NativeModel.export");
+  input_specs_ = ParseSpecs(inputs->second);
+  output_specs_ = ParseSpecs(outputs->second);
+  auto device = metadata_.find("wmfast_device");
+  if (device != metadata_.end()) device_ = c10::Device(device->second);
+  loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+      path, "model", /*run_single_threaded=*/false, static_cast<size_t>(num_runners),
+      device_.has_index() ? device_.index() : c10::DeviceIndex(-1));
+}
+
+NativeModel::~NativeModel() = default;
+
+std::vector<at::Tensor> NativeModel::Run(const std::vector<at::Tensor>& inputs) const {
+  WMFAST_CHECK_ARG(inputs.size() == input_specs_.size(), "the native model takes ",
+                   input_specs_.size(), " inputs, got ", inputs.size());
+  const int64_t batch = inputs.empty() ? 0 : inputs[0].size(0);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const TensorSpec& spec = input_specs_[i];
+    const at::Tensor& x = inputs[i];
+    const bool shape_ok = x.dim() == static_cast<int64_t>(spec.shape.size()) + 1 &&
+                          x.size(0) == batch &&
+                          std::equal(spec.shape.begin(), spec.shape.end(), x.sizes().begin() + 1);
+    WMFAST_CHECK_ARG(shape_ok, "native model input ", i, " has shape ", ShapeString(x.sizes()),
+                     ": expected ", spec.ToString(), " with B = ", batch);
+    WMFAST_CHECK_ARG(x.scalar_type() == spec.dtype, "native model input ", i, " has dtype ",
+                     NameOf(x.scalar_type()), ": expected ", NameOf(spec.dtype));
+    WMFAST_CHECK_ARG(x.device() == device_ || (x.device().type() == device_.type() &&
+                                               !device_.has_index()),
+                     "native model input ", i, " is on ", x.device().str(),
+                     ": the model was exported for ", device_.str());
+  }
+  std::vector<at::Tensor> contiguous;
+  contiguous.reserve(inputs.size());
+  for (const at::Tensor& x : inputs) contiguous.push_back(x.contiguous());
+  std::vector<at::Tensor> outputs = loader_->run(contiguous);
+  if (outputs.size() != output_specs_.size()) {
+    throw std::runtime_error(StrCat("native model '", path_, "' returned ", outputs.size(),
+                                    " outputs: its metadata promises ", output_specs_.size()));
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const TensorSpec& spec = output_specs_[i];
+    const bool ok = outputs[i].dim() == static_cast<int64_t>(spec.shape.size()) + 1 &&
+                    outputs[i].size(0) == batch && outputs[i].scalar_type() == spec.dtype;
+    if (!ok) {
+      throw std::runtime_error(StrCat("native model output ", i, " has shape ",
+                                      ShapeString(outputs[i].sizes()), ": expected ",
+                                      spec.ToString(), " with B = ", batch));
+    }
+  }
+  return outputs;
+}
+
+}  // namespace wmfast::model

@@ -1,0 +1,237 @@
+"""NativeModel: a torch model compiled ahead of time, run by wmfast's C++ core without Python.
+
+``NativeModel.export`` traces a module or function with ``torch.export`` (with a dynamic batch
+dimension), compiles it with AOTInductor into a ``.pt2`` package and loads it in C++ through
+libtorch. Packages are cached by content, so exporting the same model twice does not recompile,
+and can be saved and shipped: ``NativeModel.load(path)`` needs no Python source of the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wmfast import _torch_ext
+
+__all__ = ["NativeModel", "ExportError"]
+
+_MAX_BATCH = 1 << 20
+
+
+class ExportError(RuntimeError):
+    """A model could not be exported (torch.export or AOTInductor failed)."""
+
+
+def default_cache_dir() -> Path:
+    """$WMFAST_CACHE, else ~/.cache/wmfast: where exported packages are kept."""
+    root = os.environ.get("WMFAST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wmfast")
+    return Path(root) / "native"
+
+
+class _Forward(nn.Module):
+    """Wraps a module, a bound method of a module or a function as the module torch.export
+    traces, flattening a dataclass/tuple output into a tuple of tensors."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.method = None
+        if isinstance(fn, nn.Module):
+            self.inner, self.method = fn, "forward"
+        elif inspect.ismethod(fn) and isinstance(fn.__self__, nn.Module):
+            self.inner, self.method = fn.__self__, fn.__name__
+        else:
+            self.fn = fn
+
+    def call(self, *inputs: torch.Tensor) -> Any:
+        if self.method is not None:
+            return getattr(self.inner, self.method)(*inputs)
+        return self.fn(*inputs)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t for t in _flatten(self.call(*inputs))[0] if t is not None)
+
+
+def _flatten(output: Any) -> tuple[list[torch.Tensor | None], str, list[str]]:
+    """(tensors, type path, field names) of a model output."""
+    if isinstance(output, torch.Tensor):
+        return [output], "tensor", []
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        fields = [f.name for f in dataclasses.fields(output)]
+        kind = f"{type(output).__module__}:{type(output).__qualname__}"
+        return [getattr(output, name) for name in fields], kind, fields
+    if isinstance(output, (tuple, list)):
+        return list(output), "tuple", []
+    raise ExportError(f"the model must return a tensor, a tuple of tensors or a dataclass of "
+                      f"tensors, got {type(output).__name__}")
+
+
+def _spec(tensors: Sequence[torch.Tensor]) -> str:
+    return ";".join(f"{str(t.dtype).removeprefix('torch.')}:{','.join(map(str, t.shape[1:]))}"
+                    for t in tensors)
+
+
+def _fingerprint(wrapper: _Forward, example_inputs: Sequence[torch.Tensor]) -> str:
+    """A key that changes when the code, the weights, the input specs or torch change."""
+    digest = hashlib.sha256()
+    digest.update(f"{torch.__version__}|{_spec(example_inputs)}|".encode())
+    digest.update(str([x.device for x in example_inputs]).encode())
+    target = getattr(wrapper.inner, wrapper.method) if wrapper.method else wrapper.fn
+    try:
+        digest.update(inspect.getsource(target).encode())
+        if wrapper.method:
+            digest.update(inspect.getsource(type(wrapper.inner)).encode())
+    except (OSError, TypeError):
+        digest.update(repr(target).encode())
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in wrapper.state_dict().items()}, buffer)
+    digest.update(buffer.getvalue())
+    return digest.hexdigest()[:32]
+
+
+class NativeModel:
+    """A model exported with AOTInductor that the C++ core runs without the GIL.
+
+    Attributes:
+      path: the ``.pt2`` package.
+      device: where the model runs ("cpu", "cuda:0").
+      input_specs / output_specs: per-input/output dtype and shape, e.g. "float32[B, 64]".
+    """
+
+    def __init__(self, path: str | os.PathLike, *, num_runners: int = 1) -> None:
+        """Loads a package written by ``export`` (or ``save``)."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no native model package at {path!r}")
+        ext = _torch_ext.load()
+        self._native = ext.NativeModel(path, num_runners)
+        metadata = self._native.metadata
+        self._output_type = metadata.get("wmfast_output_type", "tuple")
+        self._output_fields = [f for f in metadata.get("wmfast_output_fields", "").split(",") if f]
+        self._output_none = {f for f in metadata.get("wmfast_output_none", "").split(",") if f}
+
+    load = classmethod(lambda cls, path, *, num_runners=1: cls(path, num_runners=num_runners))
+
+    @classmethod
+    def export(cls, fn: Callable[..., Any], example_inputs: Sequence[torch.Tensor], *,
+               cache_dir: str | os.PathLike | None = None, num_runners: int = 1,
+               max_batch: int = _MAX_BATCH) -> NativeModel:
+        """Exports ``fn`` (a module, a bound method of a module such as
+        ``model.recurrent_inference``, or a function of tensors) for inputs shaped like
+        ``example_inputs`` with any batch size from 1 to ``max_batch``.
+
+        The package is cached under ``cache_dir`` (default: $WMFAST_CACHE or ~/.cache/wmfast)
+        by a fingerprint of the code, the weights, the input specs and the torch version.
+        Raises ExportError, with torch's reason, when the model cannot be exported; such a model
+        still runs as a Python callback (pass the model itself to the planner).
+        """
+        example_inputs = tuple(example_inputs)
+        if not example_inputs or not all(isinstance(x, torch.Tensor) for x in example_inputs):
+            raise TypeError("example_inputs must be a non-empty sequence of tensors, got "
+                            f"{[type(x).__name__ for x in example_inputs]}")
+        batch = example_inputs[0].shape[0] if example_inputs[0].dim() else 0
+        if any(x.dim() == 0 or x.shape[0] != batch for x in example_inputs):
+            raise ValueError("example_inputs must share a leading batch dimension, got shapes "
+                             f"{[tuple(x.shape) for x in example_inputs]}")
+        devices = {x.device for x in example_inputs}
+        if len(devices) != 1:
+            raise ValueError(f"example_inputs must be on one device, got {sorted(map(str, devices))}")
+        if batch < 2:  # a batch of 1 would be specialised by torch.export
+            example_inputs = tuple(torch.cat([x, x]) for x in example_inputs)
+        wrapper = _Forward(fn)
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = folder / f"{_fingerprint(wrapper, example_inputs)}.pt2"
+        if not path.exists():
+            _compile(wrapper, example_inputs, path, max_batch)
+        return cls(path, num_runners=num_runners)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Copies the package to ``path`` (load it back with ``NativeModel.load``)."""
+        shutil.copyfile(self.path, path)
+
+    @property
+    def path(self) -> str:
+        return self._native.path
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self._native.device)
+
+    @property
+    def input_specs(self) -> list[str]:
+        return list(self._native.input_specs)
+
+    @property
+    def output_specs(self) -> list[str]:
+        return list(self._native.output_specs)
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        """Runs the model from C++ (shapes, dtypes and device checked) and rebuilds the output."""
+        outputs = list(self._native.run(list(inputs)))
+        if self._output_type == "tensor":
+            return outputs[0]
+        if self._output_type == "tuple":
+            return tuple(outputs)
+        module, _, qualname = self._output_type.partition(":")
+        kind: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            kind = getattr(kind, part)
+        values = iter(outputs)
+        return kind(**{f: None if f in self._output_none else next(values)
+                       for f in self._output_fields})
+
+    def __repr__(self) -> str:
+        return (f"NativeModel({self.path!r}, device={self._native.device}, "
+                f"inputs={self.input_specs}, outputs={self.output_specs})")
+
+
+def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: Path,
+             max_batch: int) -> None:
+    with torch.no_grad():
+        tensors, kind, fields = _flatten(wrapper.call(*example_inputs))
+    if not all(t is None or isinstance(t, torch.Tensor) for t in tensors):
+        raise ExportError("every output of the model must be a tensor (or None for an optional "
+                          f"dataclass field), got {[type(t).__name__ for t in tensors]}")
+    present = [t for t in tensors if t is not None]
+    if any(t.dim() == 0 or t.shape[0] != example_inputs[0].shape[0] for t in present):
+        raise ExportError("every output must have the batch dimension first, got shapes "
+                          f"{[tuple(t.shape) for t in present]}")
+    metadata = {
+        "wmfast_inputs": _spec(example_inputs),
+        "wmfast_outputs": _spec(present),
+        "wmfast_device": str(example_inputs[0].device),
+        "wmfast_output_type": kind,
+        "wmfast_output_fields": ",".join(fields),
+        "wmfast_output_none": ",".join(f for f, t in zip(fields, tensors) if t is None),
+    }
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    try:
+        exported = torch.export.export(
+            wrapper, example_inputs,
+            dynamic_shapes=(tuple({0: batch} for _ in example_inputs),))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+            staged = os.path.join(scratch, path.name)
+            torch._inductor.aoti_compile_and_package(
+                exported, package_path=staged,
+                inductor_configs={"aot_inductor.metadata": metadata})
+            os.replace(staged, path)  # atomic: a concurrent export never sees half a file
+    except ExportError:
+        raise
+    except Exception as error:  # torch raises many kinds; all mean "cannot export"
+        raise ExportError(
+            f"could not export the model with torch.export/AOTInductor: "
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+            f". Pass the model itself to run it as a Python callback instead.") from error

@@ -1,0 +1,40 @@
+// Bindings of wmfast::model::NativeModel: loading an AOTInductor package and running it.
+#include <torch/csrc/utils/pybind.h>
+
+#include <pybind11/stl.h>
+
+#include "torch_bindings.h"
+#include "wmfast/model/torch/native_model.h"
+
+namespace wmfast {
+
+void InitNativeModel(pybind11::module_& m) {
+  namespace py = pybind11;
+  using model::NativeModel;
+  py::class_<NativeModel>(m, "NativeModel", "An AOTInductor package run from C++.")
+      .def(py::init<const std::string&, int>(), py::arg("path"), py::arg("num_runners") = 1,
+           py::call_guard<py::gil_scoped_release>())
+      .def("run", &NativeModel::Run, py::arg("inputs"),
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("path", &NativeModel::path)
+      .def_property_readonly("device", [](const NativeModel& model) { return model.device().str(); })
+      .def_property_readonly("input_specs",
+                             [](const NativeModel& model) {
+                               std::vector<std::string> specs;
+                               for (const auto& spec : model.input_specs()) {
+                                 specs.push_back(spec.ToString());
+                               }
+                               return specs;
+                             })
+      .def_property_readonly("output_specs",
+                             [](const NativeModel& model) {
+                               std::vector<std::string> specs;
+                               for (const auto& spec : model.output_specs()) {
+                                 specs.push_back(spec.ToString());
+                               }
+                               return specs;
+                             })
+      .def_property_readonly("metadata", &NativeModel::metadata);
+}
+
+}  // namespace wmfast

@@ -1,0 +1,16 @@
+// The Init functions of wmfast._torch, one per capability, each in its own file. These files
+// include torch's pybind11 (torch/csrc/utils/pybind.h) for the tensor casters.
+#ifndef WMFAST_SRC_TORCH_BINDINGS_H_
+#define WMFAST_SRC_TORCH_BINDINGS_H_
+
+#include <pybind11/pybind11.h>
+
+namespace wmfast {
+
+void InitCem(pybind11::module_& m);          // CEM, MPPI, ICEM
+void InitMcts(pybind11::module_& m);         // MCTS, GumbelMCTS
+void InitNativeModel(pybind11::module_& m);  // NativeModel
+
+}  // namespace wmfast
+
+#endif  // WMFAST_SRC_TORCH_BINDINGS_H_
