@@ -18,9 +18,8 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_mcts import LATENT, MLPModel, _root, _time  # noqa: E402
-
-import wmfast as wm  # noqa: E402
+import wmfast as wm
+from bench_mcts import LATENT, MLPModel, _root, _time
 
 B, A, N = 256, 18, 50
 

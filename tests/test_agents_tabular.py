@@ -3,7 +3,6 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-
 from wmfast.agents import TabularAgent
 from wmfast.demos import frozenlake as demo
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import wmfast
 from wmfast import _build_info, _torch_ext
 
@@ -60,6 +59,6 @@ def test_cpp_unit_tests_pass(tmp_path_factory):
     subprocess.run(["cmake", "--build", str(build), "-j", "2"], check=True, capture_output=True,
                    text=True)
     result = subprocess.run(["ctest", "--test-dir", str(build), "--output-on-failure"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "100% tests passed" in result.stdout

@@ -6,9 +6,8 @@ import time
 
 import pytest
 import torch
-from torch import nn
-
 import wmfast as wm
+from torch import nn
 
 
 @dataclasses.dataclass
@@ -69,7 +68,7 @@ def test_second_export_hits_the_cache(exported):
 
 
 def test_save_and_load_round_trip(exported, tmp_path):
-    model, native, *_ = exported
+    _, native, *_ = exported
     native.save(tmp_path / "dynamics.pt2")
     loaded = wm.NativeModel.load(tmp_path / "dynamics.pt2")
     latent, action = torch.randn(7, 16), torch.randint(0, 5, (7,))

@@ -6,9 +6,8 @@ import threading
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 import wmfast as wm
+from torch import nn
 
 NUM_ACTIONS, LATENT = 6, 16
 

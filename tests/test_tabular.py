@@ -1,16 +1,15 @@
 """wmfast.TabularModel against numpy references: counting, estimates, planning, sampling."""
 
-import threading
 import _thread
+import threading
 
 import numpy as np
 import pytest
 import torch
+import wmfast as wm
 from conftest import dense_true_model, reference_value_iteration
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import wmfast as wm
 
 
 def reference_counts(S, A, s, a, r, s2, d):

@@ -40,8 +40,8 @@ def info(args: argparse.Namespace) -> int:
         ("torch CUDA", f"{torch.version.cuda or 'none'} (available: {cuda})"),
         ("devices", ", ".join(devices)),
         ("cpu cores", str(os.cpu_count())),
-        ("torch threads", f"{torch.get_num_threads()} intra-op, "
-                          f"{torch.get_num_interop_threads()} inter-op"),
+        ("torch threads", (f"{torch.get_num_threads()} intra-op, "
+                           f"{torch.get_num_interop_threads()} inter-op")),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

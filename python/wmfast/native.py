@@ -25,7 +25,7 @@ from torch import nn
 
 from wmfast import _torch_ext
 
-__all__ = ["NativeModel", "ExportError"]
+__all__ = ["ExportError", "NativeModel"]
 
 _MAX_BATCH = 1 << 20
 

@@ -13,9 +13,9 @@ from typing import Any, Literal
 import numpy as np
 
 from wmfast import _core
-from wmfast._convert import to_numpy, to_vector
+from wmfast._convert import to_vector
 
-__all__ = ["TabularModel", "PlanningSolution", "TransitionMatrix"]
+__all__ = ["PlanningSolution", "TabularModel", "TransitionMatrix"]
 
 # Dense read-outs allocate S*A*S numbers; past this they are refused (use the sparse form).
 MAX_DENSE_ENTRIES = 50_000_000

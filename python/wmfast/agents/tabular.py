@@ -9,7 +9,7 @@ import numpy as np
 
 from wmfast.tabular import PlanningSolution, TabularModel
 
-__all__ = ["TabularAgent", "EpisodeStats"]
+__all__ = ["EpisodeStats", "TabularAgent"]
 
 
 @dataclass(frozen=True)

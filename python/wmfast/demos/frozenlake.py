@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"FrozenLake-v1 {args.map} (slippery), {limit}-step limit: the best policy reaches the "
           f"goal with probability {optimum:.4f}")
     print(f"{'round':>5} {'real steps':>10} {'success (exact)':>15} "
-          f"{'success ({} eps)'.format(args.eval_episodes):>18} {'optimal':>8} {'gap':>7}")
+          f"{f'success ({args.eval_episodes} eps)':>18} {'optimal':>8} {'gap':>7}")
     history, reached_at = [], None
     episode_seed = args.seed * 1_000_003
     plan_seconds = 0.0
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     curve.set(xlabel="real environment steps", ylabel="success rate",
               title=f"FrozenLake {args.map}: learn, plan, act")
     curve.legend(loc="lower right", fontsize=8)
-    side = int(round(np.sqrt(S)))
+    side = round(np.sqrt(S))
     solution = agent.greedy_solution()
     image = value_map.imshow(solution.values.reshape(side, side), cmap="viridis")
     desc = unwrapped.desc.astype(str)
