@@ -29,8 +29,10 @@ inline std::string DtypeName(const py::array& array) {
   return py::str(array.dtype()).cast<std::string>();
 }
 
-// Checks that `array` is 1-D (and of `length` when length >= 0); names `name` otherwise.
-void CheckVector(const py::array& array, const char* name, int64_t length = -1);
+// Checks that `array` is 1-D (and, when length >= 0, as long as the array named `like`); names
+// `name` otherwise.
+void CheckVector(const py::array& array, const char* name, int64_t length = -1,
+                 const char* like = "states");
 
 // Integer index arrays: returned as contiguous int64 (a view when they already are).
 // Floats, bools and other kinds raise TypeError naming `name`.

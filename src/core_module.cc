@@ -6,15 +6,15 @@
 
 namespace wmfast {
 
-void CheckVector(const py::array& array, const char* name, int64_t length) {
+void CheckVector(const py::array& array, const char* name, int64_t length, const char* like) {
   if (array.ndim() != 1) {
     throw py::value_error(std::string(name) + " must be 1-D, got an array of " +
                           std::to_string(array.ndim()) + " dimensions");
   }
   if (length >= 0 && array.shape(0) != length) {
     throw py::value_error(std::string(name) + " has length " + std::to_string(array.shape(0)) +
-                          ": expected length " + std::to_string(length) +
-                          " (the length of states)");
+                          ": expected length " + std::to_string(length) + " (the length of " +
+                          like + ")");
   }
 }
 

@@ -196,10 +196,10 @@ void AddEntries(TabularModel& model, const py::array& pairs, const py::array& ne
                 const py::array& reward_sums) {
   CheckVector(pairs, "pairs");
   const int64_t size = pairs.shape(0);
-  CheckVector(next_states, "next_states", size);
-  CheckVector(terminated, "terminated", size);
-  CheckVector(counts, "counts", size);
-  CheckVector(reward_sums, "reward_sums", size);
+  CheckVector(next_states, "next_states", size, "pairs");
+  CheckVector(terminated, "terminated", size, "pairs");
+  CheckVector(counts, "counts", size, "pairs");
+  CheckVector(reward_sums, "reward_sums", size, "pairs");
   auto p = AsIndexArray(pairs, "pairs"), n = AsIndexArray(next_states, "next_states"),
        c = AsIndexArray(counts, "counts");
   auto r = AsRealArray(reward_sums, "reward_sums");

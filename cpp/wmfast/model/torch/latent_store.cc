@@ -10,17 +10,10 @@
 
 #include "wmfast/common/check.h"
 #include "wmfast/model/evaluator.h"
+#include "wmfast/model/torch/tensor_text.h"
 
 namespace wmfast::model {
 namespace {
-
-std::string ShapeString(at::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
-  out << "]";
-  return out.str();
-}
 
 bool CpuFastPath(const at::Tensor& t) { return t.device().is_cpu() && t.is_contiguous(); }
 

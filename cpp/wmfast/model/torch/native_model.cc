@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "wmfast/common/check.h"
+#include "wmfast/model/torch/tensor_text.h"
 
 namespace wmfast::model {
 namespace {
@@ -34,14 +35,6 @@ std::string NameOf(c10::ScalarType type) {
     if (type == entry.type) return entry.name;
   }
   return c10::toString(type);
-}
-
-std::string ShapeString(at::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
-  out << "]";
-  return out.str();
 }
 
 }  // namespace
