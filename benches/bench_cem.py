@@ -80,6 +80,10 @@ def make(impl, name):
     if impl == "wmfast_cem":
         planner = wm.CEM(elites=ELITES, **budget, **ens)
         return lambda: planner.plan(model, state)
+    if impl == "wmfast_cem_native":  # the same model exported with AOTInductor: no Python calls
+        native = wm.NativeModel.export(model, (torch.zeros(8, obs), torch.zeros(8, A)))
+        planner = wm.CEM(elites=ELITES, **budget, **ens)
+        return lambda: planner.plan(native, state)
     if impl == "wmfast_icem":
         planner = wm.ICEM(elites=ELITES, **budget, **ens)
         return lambda: planner.plan(model, state)
@@ -113,7 +117,7 @@ def make(impl, name):
     raise KeyError(impl)
 
 
-IMPLS = ["wmfast_cem", "wmfast_icem", "wmfast_mppi", "torch_cem", "torchrl_cem", "torchrl_mppi",
+IMPLS = ["wmfast_cem", "wmfast_cem_native", "wmfast_icem", "wmfast_mppi", "torch_cem", "torchrl_cem", "torchrl_mppi",
          "mbrl_cem"]
 
 
@@ -122,6 +126,8 @@ def available(impl, name):
         return "TorchRL is not installed"
     if impl.startswith("mbrl") and not mbrl_available():
         return "mbrl-lib is not installed"
+    if impl == "wmfast_cem_native" and WORKLOADS[name]["model"] == "pets":
+        return "the native model is shown on the analytic model"
     if impl.startswith(("torchrl", "mbrl")) and WORKLOADS[name]["model"] == "pets":
         return "peers run on the analytic model only here (the PETS model is compute-bound)"
     return None
