@@ -2,7 +2,8 @@
 
 MCTS over the MLP MuZero model of bench_mcts.py (latent 64, hidden 128), B=256, A=18, N=50, one
 torch thread: the search with the model as a Python callback, the search with the same model as
-a wm.NativeModel, and the model's own calls alone (N batched calls of B, eager and native).
+a wm.NativeModel (1 and 2 threads: each thread its own shard of trees and model calls), and the
+model's own calls alone (N batched calls of B, eager and native).
 
   python benches/bench_native.py                  # ratios table
   pytest benches/bench_native.py --benchmark-only # pytest-benchmark
@@ -28,13 +29,15 @@ def setup():
     model = MLPModel(A)
     example = (torch.randn(8, LATENT), torch.randint(0, A, (8,)))
     start = time.perf_counter()
-    native = wm.NativeModel.export(model.recurrent_inference, example)
+    native = wm.NativeModel.export(model.recurrent_inference, example, num_threads=1)
     export_seconds = time.perf_counter() - start
     latents = torch.randn(B, LATENT)
     actions = torch.randint(0, A, (B,))
     contenders = {
         "search, Python callback": lambda: wm.MCTS(A, N, seed=0).search(model, _root(B, A)),
         "search, NativeModel": lambda: wm.MCTS(A, N, seed=0).search(native, _root(B, A)),
+        "search, NativeModel, 2 threads": lambda: wm.MCTS(A, N, seed=0, num_threads=2).search(
+            native, _root(B, A)),
         "model calls alone, eager": lambda: [model.recurrent_inference(latents, actions)
                                              for _ in range(N)],
         "model calls alone, native": lambda: [native(latents, actions) for _ in range(N)],
@@ -48,6 +51,7 @@ def contenders():
 
 
 @pytest.mark.parametrize("name", ["search, Python callback", "search, NativeModel",
+                                  "search, NativeModel, 2 threads",
                                   "model calls alone, eager", "model calls alone, native"])
 def test_native_vs_callback(benchmark, contenders, name):
     benchmark.group = f"MCTS with an MLP model, B={B}, A={A}, N={N}"
@@ -65,6 +69,8 @@ def main() -> None:
         print(f"  {name:<28} {seconds * 1e3:8.2f} ms")
     native, callback = times["search, NativeModel"], times["search, Python callback"]
     print(f"native search speed-up over the callback search: {callback / native:.2f}x")
+    print(f"2 threads over 1 thread (native): "
+          f"{native / times['search, NativeModel, 2 threads']:.2f}x")
     print(f"native search / native model calls alone: "
           f"{native / times['model calls alone, native']:.3f}")
 

@@ -134,7 +134,15 @@ std::unique_ptr<SearchState> RunSearch(
     for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());
   }
-  model::CallbackEvaluator evaluator(state->latents.get(), A, RecurrentFnOf(std::move(model_fn)));
+  // A CPU NativeModel with several runners lets the search's threads each run their own shard of
+  // trees, model calls included.
+  int concurrent_calls = 1;
+  if (py::isinstance<model::NativeModel>(model_fn)) {
+    const auto& native = model_fn.cast<const model::NativeModel&>();
+    if (native.device().is_cpu()) concurrent_calls = native.num_runners();
+  }
+  model::CallbackEvaluator evaluator(state->latents.get(), A, RecurrentFnOf(std::move(model_fn)),
+                                     concurrent_calls);
   {
     py::gil_scoped_release release;
     state->search->Run(evaluator, nullptr);

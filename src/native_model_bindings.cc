@@ -17,6 +17,7 @@ void InitNativeModel(pybind11::module_& m) {
       .def("run", &NativeModel::Run, py::arg("inputs"),
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("path", &NativeModel::path)
+      .def_property_readonly("num_runners", &NativeModel::num_runners)
       .def_property_readonly("device", [](const NativeModel& model) { return model.device().str(); })
       .def_property_readonly("input_specs",
                              [](const NativeModel& model) {

@@ -133,3 +133,24 @@ def test_native_plan_releases_the_gil(tmp_path):
     finally:
         stop.set()
         thread.join()
+
+
+def test_sharded_native_search_equals_one_shard(muzero):
+    """With num_threads=2 each thread searches its own trees with its own model calls."""
+    model, native = muzero
+    assert native._native.num_runners >= 1
+    root = _root(160)
+    with torch.no_grad():
+        callback = wm.MCTS(num_actions=NUM_ACTIONS, num_simulations=30, seed=4).search(model, root)
+    two = wm.NativeModel(native.path, num_runners=2)
+    sharded = wm.MCTS(num_actions=NUM_ACTIONS, num_simulations=30, seed=4,
+                      num_threads=2).search(two, root)
+    np.testing.assert_array_equal(sharded.visit_counts, callback.visit_counts)
+    np.testing.assert_array_equal(sharded.action, callback.action)
+    np.testing.assert_allclose(sharded.q_values, callback.q_values, rtol=1e-4, atol=1e-5)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        wm.MCTS(num_actions=NUM_ACTIONS, num_simulations=100_000, seed=0,
+                num_threads=2).search(two, _root(256))
+    timer.join()

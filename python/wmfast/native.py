@@ -83,10 +83,12 @@ def _spec(tensors: Sequence[torch.Tensor]) -> str:
                     for t in tensors)
 
 
-def _fingerprint(wrapper: _Forward, example_inputs: Sequence[torch.Tensor]) -> str:
-    """A key that changes when the code, the weights, the input specs or torch change."""
+def _fingerprint(wrapper: _Forward, example_inputs: Sequence[torch.Tensor],
+                 num_threads: int) -> str:
+    """A key that changes when the code, the weights, the input specs, the threads or torch
+    change."""
     digest = hashlib.sha256()
-    digest.update(f"{torch.__version__}|{_spec(example_inputs)}|".encode())
+    digest.update(f"{torch.__version__}|{_spec(example_inputs)}|{num_threads}|".encode())
     digest.update(str([x.device for x in example_inputs]).encode())
     target = getattr(wrapper.inner, wrapper.method) if wrapper.method else wrapper.fn
     try:
@@ -110,8 +112,15 @@ class NativeModel:
       input_specs / output_specs: per-input/output dtype and shape, e.g. "float32[B, 64]".
     """
 
-    def __init__(self, path: str | os.PathLike, *, num_runners: int = 1) -> None:
-        """Loads a package written by ``export`` (or ``save``)."""
+    def __init__(self, path: str | os.PathLike, *, num_runners: int | None = None) -> None:
+        """Loads a package written by ``export`` (or ``save``).
+
+        ``num_runners`` model instances (default: the CPU count, at most 4) let that many threads
+        call the model at once: ``MCTS(num_threads=k)`` gives each thread its own shard of trees
+        and model calls when k <= num_runners.
+        """
+        if num_runners is None:
+            num_runners = min(4, os.cpu_count() or 1)
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no native model package at {path!r}")
@@ -122,21 +131,30 @@ class NativeModel:
         self._output_fields = [f for f in metadata.get("wmfast_output_fields", "").split(",") if f]
         self._output_none = {f for f in metadata.get("wmfast_output_none", "").split(",") if f}
 
-    load = classmethod(lambda cls, path, *, num_runners=1: cls(path, num_runners=num_runners))
+    load = classmethod(lambda cls, path, *, num_runners=None: cls(path, num_runners=num_runners))
 
     @classmethod
     def export(cls, fn: Callable[..., Any], example_inputs: Sequence[torch.Tensor], *,
-               cache_dir: str | os.PathLike | None = None, num_runners: int = 1,
-               max_batch: int = _MAX_BATCH) -> NativeModel:
+               cache_dir: str | os.PathLike | None = None, num_runners: int | None = None,
+               num_threads: int | None = None, max_batch: int = _MAX_BATCH) -> NativeModel:
         """Exports ``fn`` (a module, a bound method of a module such as
         ``model.recurrent_inference``, or a function of tensors) for inputs shaped like
         ``example_inputs`` with any batch size from 1 to ``max_batch``.
 
         The package is cached under ``cache_dir`` (default: $WMFAST_CACHE or ~/.cache/wmfast)
         by a fingerprint of the code, the weights, the input specs and the torch version.
+        AOTInductor compiles the number of CPU threads of each kernel into the package:
+        ``num_threads`` (default: ``torch.get_num_threads()`` now) is part of the fingerprint.
+        Export with ``num_threads=1`` to run one shard of trees per thread
+        (``MCTS(num_threads=k)``).
+
         Raises ExportError, with torch's reason, when the model cannot be exported; such a model
         still runs as a Python callback (pass the model itself to the planner).
         """
+        if num_threads is None:
+            num_threads = torch.get_num_threads()
+        if not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
         example_inputs = tuple(example_inputs)
         if not example_inputs or not all(isinstance(x, torch.Tensor) for x in example_inputs):
             raise TypeError("example_inputs must be a non-empty sequence of tensors, got "
@@ -152,9 +170,9 @@ class NativeModel:
             example_inputs = tuple(torch.cat([x, x]) for x in example_inputs)
         wrapper = _Forward(fn)
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = folder / f"{_fingerprint(wrapper, example_inputs)}.pt2"
+        path = folder / f"{_fingerprint(wrapper, example_inputs, num_threads)}.pt2"
         if not path.exists():
-            _compile(wrapper, example_inputs, path, max_batch)
+            _compile(wrapper, example_inputs, path, max_batch, num_threads)
         return cls(path, num_runners=num_runners)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -198,7 +216,7 @@ class NativeModel:
 
 
 def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: Path,
-             max_batch: int) -> None:
+             max_batch: int, num_threads: int) -> None:
     with torch.no_grad():
         tensors, kind, fields = _flatten(wrapper.call(*example_inputs))
     if not all(t is None or isinstance(t, torch.Tensor) for t in tensors):
@@ -215,6 +233,7 @@ def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: 
         "wmfast_output_type": kind,
         "wmfast_output_fields": ",".join(fields),
         "wmfast_output_none": ",".join(f for f, t in zip(fields, tensors) if t is None),
+        "wmfast_num_threads": str(num_threads),
     }
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     try:
@@ -226,7 +245,8 @@ def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: 
             staged = os.path.join(scratch, path.name)
             torch._inductor.aoti_compile_and_package(
                 exported, package_path=staged,
-                inductor_configs={"aot_inductor.metadata": metadata})
+                inductor_configs={"aot_inductor.metadata": metadata,
+                                  "cpp.threads": num_threads})
             os.replace(staged, path)  # atomic: a concurrent export never sees half a file
     except ExportError:
         raise

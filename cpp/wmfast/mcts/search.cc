@@ -1,6 +1,7 @@
 #include "wmfast/mcts/search.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -632,6 +633,10 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
   const int64_t threads =
       std::clamp<int64_t>(B / kMinTreesPerThread, 1, std::max(config_.num_threads, 1));
   ThreadPool pool(static_cast<int>(threads));
+  if (threads > 1 && evaluator.max_concurrent_calls() >= threads) {
+    RunSharded(evaluator, poll, pool);
+    return;
+  }
   const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data()};
   const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
                                    out_values_.data()};
@@ -651,6 +656,42 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
     for (int64_t b = begin; b < end; ++b) {
       ExpandAndBackup(b);
       Finalize(b);
+    }
+  });
+}
+
+void Search::RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
+                        ThreadPool& pool) {
+  // Each thread searches its own shard of trees from start to end, with its own model call per
+  // simulation: no barrier between simulations, and the model calls of the shards overlap.
+  // Trees are independent, so the results equal the unsharded search's. A failing shard (e.g.
+  // Ctrl-C seen by the polling shard 0) makes the others stop at their next simulation.
+  std::atomic<bool> failed{false};
+  const int64_t A = config_.num_actions;
+  pool.ParallelFor(tree_.batch_size, [&](int shard, int64_t begin, int64_t end) {
+    const int64_t n = end - begin;
+    const model::LeafBatch leaves{n, source_slots_.data() + begin, actions_.data() + begin,
+                                  target_slots_.data() + begin};
+    const model::LeafOutputs outputs{out_rewards_.data() + begin, out_discounts_.data() + begin,
+                                     out_logits_.data() + begin * A, out_values_.data() + begin};
+    try {
+      for (int sim = 0; sim < config_.num_simulations; ++sim) {
+        for (int64_t b = begin; b < end; ++b) {
+          if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
+          if (sim > 0) ExpandAndBackup(b);
+          Select(b, sim);
+        }
+        if (shard == 0 && poll) poll();
+        if (failed.load(std::memory_order_relaxed)) return;
+        evaluator.Evaluate(leaves, outputs);
+      }
+      for (int64_t b = begin; b < end; ++b) {
+        ExpandAndBackup(b);
+        Finalize(b);
+      }
+    } catch (...) {
+      failed.store(true, std::memory_order_relaxed);
+      throw;
     }
   });
 }

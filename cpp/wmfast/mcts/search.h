@@ -30,6 +30,7 @@
 #include <functional>
 #include <vector>
 
+#include "wmfast/common/thread_pool.h"
 #include "wmfast/mcts/tree.h"
 #include "wmfast/model/evaluator.h"
 
@@ -102,6 +103,8 @@ class Search {
 
   // Runs num_simulations simulations, then computes the results. `poll` (may be empty) runs
   // between simulations on the calling thread and may throw to stop the search.
+  // With an evaluator that takes concurrent calls (and num_threads > 1), each thread searches
+  // its shard of trees with its own model calls.
   void Run(model::Evaluator& evaluator, const std::function<void()>& poll);
 
   // The evaluator's latent slot of node n of tree b.
@@ -137,6 +140,8 @@ class Search {
   void ExpandAndBackup(int64_t b);
   void Prefetch(int64_t b, bool backup) const;
   void Finalize(int64_t b);
+  void RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
+                  ThreadPool& pool);
 
   SearchConfig config_;
   Tree tree_;

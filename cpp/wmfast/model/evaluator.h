@@ -9,7 +9,9 @@
 // callback, libtorch eager, AOTInductor packages) implement this interface; the search never
 // knows which one it talks to, in the spirit of KataGo's NNEvaluator.
 //
-// Threading: Evaluate is called from one thread at a time (the search's driving thread).
+// Threading: Evaluate is called from one thread at a time (the search's driving thread), unless
+// the evaluator's max_concurrent_calls() says it takes more: then a search may split its trees
+// into that many shards and evaluate their (disjoint) leaves concurrently, one call per shard.
 #ifndef WMFAST_MODEL_EVALUATOR_H_
 #define WMFAST_MODEL_EVALUATOR_H_
 
@@ -50,6 +52,9 @@ class Evaluator {
   // `outputs`. Throws std::invalid_argument (or InvalidType) naming the offending output field
   // when the model returns something malformed or non-finite.
   virtual void Evaluate(const LeafBatch& leaves, const LeafOutputs& outputs) = 0;
+
+  // How many Evaluate calls on disjoint leaves may run at once (1: one at a time).
+  virtual int max_concurrent_calls() const { return 1; }
 };
 
 }  // namespace wmfast::model

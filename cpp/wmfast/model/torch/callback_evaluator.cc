@@ -1,5 +1,6 @@
 #include "wmfast/model/torch/callback_evaluator.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
@@ -68,7 +69,19 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
   }
 }
 
+CallbackEvaluator::CallbackEvaluator(LatentStore* store, int num_actions, RecurrentFn fn,
+                                     int max_concurrent_calls)
+    : store_(store), num_actions_(num_actions), fn_(std::move(fn)),
+      max_concurrent_calls_(max_concurrent_calls), intra_op_threads_(at::get_num_threads()) {}
+
 void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& outputs) {
+  // A search thread other than the caller's starts with OpenMP's default team size (all cores),
+  // so the model's kernels there would oversubscribe the cores: give it the caller's setting.
+  thread_local int configured_threads = 0;
+  if (max_concurrent_calls_ > 1 && configured_threads != intra_op_threads_) {
+    at::set_num_threads(intra_op_threads_);
+    configured_threads = intra_op_threads_;
+  }
   const int64_t n = leaves.size;
   const at::Tensor latent = store_->Read(leaves.source_slots, n);
   at::Tensor action = at::empty({n}, at::TensorOptions().dtype(at::kLong));

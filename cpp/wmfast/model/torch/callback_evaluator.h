@@ -32,15 +32,20 @@ using RecurrentFn = std::function<StepTensors(const at::Tensor& latent, const at
 class CallbackEvaluator : public Evaluator {
  public:
   // Borrows `store`, which must outlive the evaluator.
-  CallbackEvaluator(LatentStore* store, int num_actions, RecurrentFn fn)
-      : store_(store), num_actions_(num_actions), fn_(std::move(fn)) {}
+  // `max_concurrent_calls` > 1 promises that `fn` may run concurrently that many times (a native
+  // model with as many runners); the store's CPU rows are then read and written concurrently.
+  CallbackEvaluator(LatentStore* store, int num_actions, RecurrentFn fn,
+                    int max_concurrent_calls = 1);
 
   void Evaluate(const LeafBatch& leaves, const LeafOutputs& outputs) override;
+  int max_concurrent_calls() const override { return max_concurrent_calls_; }
 
  private:
   LatentStore* store_;
   int num_actions_;
   RecurrentFn fn_;
+  int max_concurrent_calls_;
+  int intra_op_threads_;  // the creating thread's; other calling threads are set to match
 };
 
 // Copies a [n] or [n, width] (width > 0) floating-point tensor to `out` as float32, checking its

@@ -65,7 +65,8 @@ std::vector<TensorSpec> ParseSpecs(const std::string& text) {
   return specs;
 }
 
-NativeModel::NativeModel(const std::string& path, int num_runners) : path_(path) {
+NativeModel::NativeModel(const std::string& path, int num_runners)
+    : path_(path), num_runners_(num_runners) {
   WMFAST_CHECK_ARG(num_runners >= 1, "num_runners must be >= 1, got ", num_runners);
   for (const auto& [key, value] :
        torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, "model")) {

@@ -52,6 +52,7 @@ class NativeModel {
   std::vector<at::Tensor> Run(const std::vector<at::Tensor>& inputs) const;
 
   const std::string& path() const { return path_; }
+  int num_runners() const { return num_runners_; }
   c10::Device device() const { return device_; }
   const std::vector<TensorSpec>& input_specs() const { return input_specs_; }
   const std::vector<TensorSpec>& output_specs() const { return output_specs_; }
@@ -59,6 +60,7 @@ class NativeModel {
 
  private:
   std::string path_;
+  int num_runners_;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   c10::Device device_ = c10::Device(c10::kCPU);
   std::vector<TensorSpec> input_specs_, output_specs_;
