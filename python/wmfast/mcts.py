@@ -560,7 +560,9 @@ class MCTS(_Planner):
       max_depth: maximum edges from the root to a leaf (None: unlimited).
       temperature: action ~ visit_counts^(1/temperature); 0 takes the most visited action.
       num_threads: threads sharing the trees for selection and backup (at most one per 32
-        trees: below that, waking a thread costs more than the work it takes over).
+        trees: below that, waking a thread costs more than the work it takes over). With a CPU
+        wm.NativeModel (num_runners >= num_threads) each thread searches its own shard of trees,
+        model calls included.
     """
 
     def __init__(
@@ -578,11 +580,8 @@ class MCTS(_Planner):
         temperature: float = 1.0,
         num_threads: int = 1,
     ) -> None:
-        if isinstance(qtransform, QTransform) and qtransform.kind == "completed_by_mix_value":
-            raise ValueError(
-                "qtransform: completed_by_mix_value is Gumbel MuZero's transform; use GumbelMCTS"
-            )
-        if qtransform == "completed_by_mix_value":
+        kind = qtransform.kind if isinstance(qtransform, QTransform) else qtransform
+        if kind == "completed_by_mix_value":
             raise ValueError(
                 "qtransform: completed_by_mix_value is Gumbel MuZero's transform; use GumbelMCTS"
             )
