@@ -75,16 +75,23 @@ model::RecurrentFn PythonRecurrentFn(py::object fn) {
   };
 }
 
-// The model's recurrent function: a NativeModel runs in C++ without the GIL (taking it only to
-// poll Ctrl-C); anything else is called back in Python.
-model::RecurrentFn RecurrentFnOf(py::object model_fn) {
+// The evaluator of a model: a NativeModel runs in C++ without the GIL (taking it only to poll
+// Ctrl-C), and on the CPU with several runners it lets each search thread run its own shard of
+// trees, model calls included; anything else is called back in Python, one call at a time.
+model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions,
+                                      py::object model_fn) {
   if (py::isinstance<model::NativeModel>(model_fn)) {
-    return model::NativeRecurrentFn(model_fn.cast<std::shared_ptr<model::NativeModel>>(), [] {
+    auto native = model_fn.cast<std::shared_ptr<model::NativeModel>>();
+    const int concurrent_calls = native->device().is_cpu() ? native->num_runners() : 1;
+    auto poll = [] {
       py::gil_scoped_acquire gil;
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    });
+    };
+    return model::CallbackEvaluator(store, num_actions,
+                                    model::NativeRecurrentFn(std::move(native), poll),
+                                    concurrent_calls);
   }
-  return PythonRecurrentFn(std::move(model_fn));
+  return model::CallbackEvaluator(store, num_actions, PythonRecurrentFn(std::move(model_fn)));
 }
 
 std::unique_ptr<SearchState> RunSearch(
@@ -134,15 +141,7 @@ std::unique_ptr<SearchState> RunSearch(
     for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());
   }
-  // A CPU NativeModel with several runners lets the search's threads each run their own shard of
-  // trees, model calls included.
-  int concurrent_calls = 1;
-  if (py::isinstance<model::NativeModel>(model_fn)) {
-    const auto& native = model_fn.cast<const model::NativeModel&>();
-    if (native.device().is_cpu()) concurrent_calls = native.num_runners();
-  }
-  model::CallbackEvaluator evaluator(state->latents.get(), A, RecurrentFnOf(std::move(model_fn)),
-                                     concurrent_calls);
+  model::CallbackEvaluator evaluator = EvaluatorFor(state->latents.get(), A, std::move(model_fn));
   {
     py::gil_scoped_release release;
     state->search->Run(evaluator, nullptr);

@@ -7,6 +7,15 @@
 #include "wmfast/model/torch/native_model.h"
 
 namespace wmfast {
+namespace {
+
+std::vector<std::string> SpecStrings(const std::vector<model::TensorSpec>& specs) {
+  std::vector<std::string> text;
+  for (const auto& spec : specs) text.push_back(spec.ToString());
+  return text;
+}
+
+}  // namespace
 
 void InitNativeModel(pybind11::module_& m) {
   namespace py = pybind11;
@@ -20,21 +29,9 @@ void InitNativeModel(pybind11::module_& m) {
       .def_property_readonly("num_runners", &NativeModel::num_runners)
       .def_property_readonly("device", [](const NativeModel& model) { return model.device().str(); })
       .def_property_readonly("input_specs",
-                             [](const NativeModel& model) {
-                               std::vector<std::string> specs;
-                               for (const auto& spec : model.input_specs()) {
-                                 specs.push_back(spec.ToString());
-                               }
-                               return specs;
-                             })
+                             [](const NativeModel& model) { return SpecStrings(model.input_specs()); })
       .def_property_readonly("output_specs",
-                             [](const NativeModel& model) {
-                               std::vector<std::string> specs;
-                               for (const auto& spec : model.output_specs()) {
-                                 specs.push_back(spec.ToString());
-                               }
-                               return specs;
-                             })
+                             [](const NativeModel& model) { return SpecStrings(model.output_specs()); })
       .def_property_readonly("metadata", &NativeModel::metadata);
 }
 

@@ -131,7 +131,10 @@ class NativeModel:
         self._output_fields = [f for f in metadata.get("wmfast_output_fields", "").split(",") if f]
         self._output_none = {f for f in metadata.get("wmfast_output_none", "").split(",") if f}
 
-    load = classmethod(lambda cls, path, *, num_runners=None: cls(path, num_runners=num_runners))
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, num_runners: int | None = None) -> NativeModel:
+        """Loads a package written by ``export`` or ``save`` (the same as the constructor)."""
+        return cls(path, num_runners=num_runners)
 
     @classmethod
     def export(cls, fn: Callable[..., Any], example_inputs: Sequence[torch.Tensor], *,

@@ -641,23 +641,27 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
   const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
                                    out_values_.data()};
   for (int sim = 0; sim < config_.num_simulations; ++sim) {
-    // Backing up simulation sim - 1 and selecting for sim share one pass over the trees.
-    pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
-        if (sim > 0) ExpandAndBackup(b);
-        Select(b, sim);
-      }
-    });
+    pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) { Advance(begin, end, sim); });
     if (poll) poll();
     evaluator.Evaluate(leaves, outputs);
   }
-  pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      ExpandAndBackup(b);
-      Finalize(b);
-    }
-  });
+  pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) { Finish(begin, end); });
+}
+
+void Search::Advance(int64_t begin, int64_t end, int sim) {
+  // Backing up simulation sim - 1 and selecting for sim share one pass over the trees.
+  for (int64_t b = begin; b < end; ++b) {
+    if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
+    if (sim > 0) ExpandAndBackup(b);
+    Select(b, sim);
+  }
+}
+
+void Search::Finish(int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; ++b) {
+    ExpandAndBackup(b);
+    Finalize(b);
+  }
 }
 
 void Search::RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
@@ -676,19 +680,12 @@ void Search::RunSharded(model::Evaluator& evaluator, const std::function<void()>
                                      out_logits_.data() + begin * A, out_values_.data() + begin};
     try {
       for (int sim = 0; sim < config_.num_simulations; ++sim) {
-        for (int64_t b = begin; b < end; ++b) {
-          if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
-          if (sim > 0) ExpandAndBackup(b);
-          Select(b, sim);
-        }
+        Advance(begin, end, sim);
         if (shard == 0 && poll) poll();
         if (failed.load(std::memory_order_relaxed)) return;
         evaluator.Evaluate(leaves, outputs);
       }
-      for (int64_t b = begin; b < end; ++b) {
-        ExpandAndBackup(b);
-        Finalize(b);
-      }
+      Finish(begin, end);
     } catch (...) {
       failed.store(true, std::memory_order_relaxed);
       throw;

@@ -140,6 +140,10 @@ class Search {
   void ExpandAndBackup(int64_t b);
   void Prefetch(int64_t b, bool backup) const;
   void Finalize(int64_t b);
+  // Backs up the last simulation (sim > 0) and selects the leaves of simulation sim, for the
+  // trees [begin, end); Finish backs up the last simulation and computes their results.
+  void Advance(int64_t begin, int64_t end, int sim);
+  void Finish(int64_t begin, int64_t end);
   void RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
                   ThreadPool& pool);
 

@@ -1,7 +1,6 @@
 #include "wmfast/tabular/planning.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -84,8 +83,7 @@ bool CountsFitUint32(const CompiledModel& model) {
   return true;
 }
 
-void CheckOptions(const CompiledModel& model, const PlanningOptions& options) {
-  (void)model;
+void CheckOptions(const PlanningOptions& options) {
   WMFAST_CHECK_ARG(options.gamma >= 0.0 && options.gamma <= 1.0,
                    "gamma must be in [0, 1], got ", options.gamma);
   WMFAST_CHECK_ARG(options.tol > 0.0, "tol must be positive, got ", options.tol);
@@ -257,13 +255,13 @@ Solution RunPolicyIteration(const CompiledModel& model, const PlanningOptions& o
 }  // namespace
 
 Solution ValueIteration(const CompiledModel& model, const PlanningOptions& options) {
-  CheckOptions(model, options);
+  CheckOptions(options);
   return CountsFitUint32(model) ? RunValueIteration<uint32_t>(model, options)
                                 : RunValueIteration<double>(model, options);
 }
 
 Solution PolicyIteration(const CompiledModel& model, const PlanningOptions& options) {
-  CheckOptions(model, options);
+  CheckOptions(options);
   return CountsFitUint32(model) ? RunPolicyIteration<uint32_t>(model, options)
                                 : RunPolicyIteration<double>(model, options);
 }
