@@ -113,8 +113,9 @@ class Search {
   const SearchConfig& config() const { return config_; }
   const Tree& tree() const { return tree_; }
 
-  // Fills children_priors of the nodes never searched from (for inspecting the tree).
-  void CompletePriors();
+  // Makes every field of the arena defined, for inspecting the trees: fills the priors of the
+  // nodes never searched from and the records of the nodes never created.
+  void CompleteForInspection();
   int64_t batch_size() const { return tree_.batch_size; }
 
   // Results, valid after Run.
