@@ -35,18 +35,22 @@ BATCHES, ACTIONS, SIMULATIONS = (16, 256, 1024), (4, 18), (50, 200)
 
 
 class FreeModel:
-    """Near-zero-cost model: returns preallocated constant tensors."""
+    """Near-zero-cost model: returns preallocated constant tensors (one set per batch size: a
+    search with num_threads=k calls it with B/k rows)."""
 
     def __init__(self, batch_size, num_actions):
-        self.step = wm.Step(
-            torch.zeros(batch_size, LATENT),
-            torch.zeros(batch_size),
-            torch.zeros(batch_size, num_actions),
-            torch.zeros(batch_size),
-        )
+        self.num_actions = num_actions
+        self.steps = {}
 
     def recurrent_inference(self, latent, action):
-        return self.step
+        n = latent.shape[0]
+        step = self.steps.get(n)
+        if step is None:
+            A = self.num_actions
+            step = self.steps[n] = wm.Step(
+                torch.zeros(n, LATENT), torch.zeros(n), torch.zeros(n, A), torch.zeros(n)
+            )
+        return step
 
 
 class MLPModel(torch.nn.Module):

@@ -98,8 +98,10 @@ model::RecurrentFn PythonRecurrentFn(py::object fn) {
 }
 
 // The evaluator of a model: a NativeModel runs in C++ without the GIL (taking it only to poll
-// Ctrl-C), and on the CPU with several runners it lets each search thread run its own shard of
-// trees, model calls included; anything else is called back in Python, one call at a time.
+// Ctrl-C), on the CPU with one runner per search thread, so each thread searches its own shard
+// of trees with its own model calls. Anything else is called back in Python, once per
+// simulation for all trees: a Python model's fixed cost per call (tens of microseconds per torch
+// op) would double with two half-batch calls, more than the threads win back.
 model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions,
                                       py::object model_fn) {
   if (py::isinstance<model::NativeModel>(model_fn)) {

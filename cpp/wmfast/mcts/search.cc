@@ -650,8 +650,7 @@ void Search::Prefetch(int64_t b, bool backup) const {
 
 void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
   const int64_t B = tree_.batch_size;
-  // A shard wakes its thread once per simulation (microseconds); below ~kMinTreesPerThread trees
-  // per shard that costs more than the tree work it spreads, so small batches use fewer threads.
+  // A shard below ~kMinTreesPerThread trees makes model calls too small to be worth a thread.
   constexpr int64_t kMinTreesPerThread = 32;
   const int64_t threads =
       std::clamp<int64_t>(B / kMinTreesPerThread, 1, std::max(config_.num_threads, 1));
@@ -660,6 +659,8 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
     RunSharded(evaluator, poll, pool);
     return;
   }
+  // One model call per simulation for all trees; the tree work between calls is split over
+  // the threads.
   const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data()};
   const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
                                    out_values_.data()};

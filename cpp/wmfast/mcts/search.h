@@ -19,8 +19,10 @@
 // (mctx adds 1e-7 noise), and Dirichlet noise is spread over the legal root actions only.
 //
 // Trees descend independently (no lock-step over the batch); each simulation makes one batched
-// model call for all B trees. Selection, expansion and backup of the B trees are sharded over a
-// thread pool; results do not depend on the number of threads.
+// model call for all B trees, and the tree work between calls is split over num_threads threads.
+// With an evaluator that takes concurrent calls (a CPU native model with a runner per thread),
+// each thread instead searches its own shard of trees with its own model calls, so one shard's
+// tree work overlaps another's model call. Results do not depend on the number of threads.
 //
 // Thread safety: a Search is used by one thread at a time.
 #ifndef WMFAST_MCTS_SEARCH_H_
