@@ -490,35 +490,41 @@ void Search::CompleteForInspection() {
   }
 }
 
-void Search::Select(int64_t b, int sim) {
-  const int max_depth = config_.max_depth > 0 ? config_.max_depth : INT_MAX;
-  int32_t node = kRootIndex;
-  int action = 0;
-  int32_t child = kUnvisited;
-  int depth = 0;
-  while (true) {
-    EnsurePriors(b, node);
-    if (depth == 0) {
-      int32_t sim_index = 0;
-      if (config_.gumbel) {
-        const int32_t* visits = tree_.visits(tree_.Node(b, kRootIndex));
-        for (int a = 0; a < config_.num_actions; ++a) sim_index += visits[a];
-      }
-      action = config_.gumbel ? SelectGumbelRoot(b, sim_index) : SelectPuct(b, node, true);
-    } else {
-      action = config_.gumbel ? SelectGumbelInterior(b, node) : SelectPuct(b, node, false);
+bool Search::SelectStep(int64_t b, int sim, Descent& d) {
+  EnsurePriors(b, d.node);
+  int action;
+  if (d.depth == 0) {
+    int32_t sim_index = 0;
+    if (config_.gumbel) {
+      const int32_t* visits = tree_.visits(tree_.Node(b, kRootIndex));
+      for (int a = 0; a < config_.num_actions; ++a) sim_index += visits[a];
     }
-    child = tree_.children(tree_.Node(b, node))[action];
-    ++depth;
-    if (child == kUnvisited || depth >= max_depth) break;
-    node = child;
+    action = config_.gumbel ? SelectGumbelRoot(b, sim_index) : SelectPuct(b, d.node, true);
+  } else {
+    action = config_.gumbel ? SelectGumbelInterior(b, d.node) : SelectPuct(b, d.node, false);
   }
-  leaf_parent_[b] = node;
+  const int32_t child = tree_.children(tree_.Node(b, d.node))[action];
+  ++d.depth;
+  const int max_depth = config_.max_depth > 0 ? config_.max_depth : INT_MAX;
+  if (child != kUnvisited && d.depth < max_depth) {
+    d.node = child;
+    PrefetchSelection(tree_.Node(b, child));
+    return false;
+  }
+  leaf_parent_[b] = d.node;
   leaf_action_[b] = action;
   leaf_node_[b] = child == kUnvisited ? first_new_[b] + sim : child;
-  source_slots_[b] = Slot(b, node);
+  source_slots_[b] = Slot(b, d.node);
   actions_[b] = action;
   target_slots_[b] = Slot(b, leaf_node_[b]);
+  return true;
+}
+
+void Search::PrefetchSelection(int64_t id) const {
+  // The node's statistics, Q, priors and edge visits: one run of lines at the record's start.
+  const char* record = static_cast<const char*>(tree_.data()) + id * tree_.record_bytes();
+  const int64_t bytes = (Tree::kHeaderWords + (Tree::kVisits + 1) * config_.num_actions) * 4;
+  for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(record + offset);
 }
 
 void Search::ExpandAndBackup(int64_t b) {
@@ -632,12 +638,7 @@ void Search::Prefetch(int64_t b, bool backup) const {
   // and visits; the parent edge being backed up and the new leaf's record) while this tree is
   // worked on.
   const int A = config_.num_actions;
-  const int64_t root = tree_.Node(b, kRootIndex);
-  const char* record = static_cast<const char*>(tree_.data()) + root * tree_.record_bytes();
-  const int64_t selection_bytes = (Tree::kHeaderWords + (Tree::kVisits + 1) * A) * 4;
-  for (int64_t offset = 0; offset < selection_bytes; offset += 64) {
-    __builtin_prefetch(record + offset);
-  }
+  PrefetchSelection(tree_.Node(b, kRootIndex));
   if (backup) {
     const int64_t parent = tree_.Node(b, leaf_parent_[b]);
     const int action = leaf_action_[b];
@@ -673,11 +674,28 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
 }
 
 void Search::Advance(int64_t begin, int64_t end, int sim) {
-  // Backing up simulation sim - 1 and selecting for sim share one pass over the trees.
-  for (int64_t b = begin; b < end; ++b) {
-    if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
-    if (sim > 0) ExpandAndBackup(b);
-    Select(b, sim);
+  // Backing up simulation sim - 1 and selecting for sim share one pass over the trees, a group
+  // at a time. The trees of a group descend in rounds, one level each per round: each level is
+  // a dependent load (a likely cache miss in a large batch), so while one tree's next node is
+  // fetched the others are worked on.
+  constexpr int64_t kGroup = 8;
+  Descent descents[kGroup];
+  for (int64_t group = begin; group < end; group += kGroup) {
+    const int64_t size = std::min(kGroup, end - group);
+    for (int64_t b = group; b < group + size; ++b) {
+      if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
+      if (sim > 0) ExpandAndBackup(b);
+    }
+    int64_t pending = size;
+    for (int64_t i = 0; i < size; ++i) descents[i] = Descent{};
+    bool chosen[kGroup] = {};
+    while (pending > 0) {
+      for (int64_t i = 0; i < size; ++i) {
+        if (chosen[i]) continue;
+        chosen[i] = SelectStep(group + i, sim, descents[i]);
+        pending -= chosen[i] ? 1 : 0;
+      }
+    }
   }
 }
 

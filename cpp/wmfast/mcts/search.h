@@ -134,7 +134,15 @@ class Search {
                  const float* gumbel);
   // Recomputes the root's visits and value from its children (after reuse).
   void RecomputeRoot(int64_t b);
-  void Select(int64_t b, int sim);
+  // Where a tree's selection has got to: the current node and its depth.
+  struct Descent {
+    int32_t node = kRootIndex;
+    int depth = 0;
+  };
+  // One level of tree b's descent in simulation sim; true once the leaf is chosen (and written
+  // to the leaf arrays), else d moves to the child (whose lines are prefetched).
+  bool SelectStep(int64_t b, int sim, Descent& d);
+  void PrefetchSelection(int64_t id) const;
   void EnsurePriors(int64_t b, int64_t node);
   int SelectPuct(int64_t b, int64_t node, bool at_root) const;
   int SelectGumbelRoot(int64_t b, int sim_index) const;
