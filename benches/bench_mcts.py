@@ -17,6 +17,8 @@ is found in an installed ``lzero`` or in $WMFAST_LIGHTZERO_DIR (a folder holding
 from __future__ import annotations
 
 import one_thread  # noqa: F401  (first: sets the thread counts of numpy's BLAS and jax)
+
+# isort: split
 import argparse
 import itertools
 import os
