@@ -9,7 +9,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bindings.h"
@@ -108,10 +107,7 @@ model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions
   if (py::isinstance<model::NativeModel>(model_fn)) {
     auto native = model_fn.cast<std::shared_ptr<model::NativeModel>>();
     const int concurrent_calls = native->device().is_cpu() ? native->num_runners() : 1;
-    // Python handles signals on its main thread only: other search threads need not take the
-    // GIL (a thread new to Python pays for a thread state each time it does).
-    auto poll = [caller = std::this_thread::get_id()] {
-      if (std::this_thread::get_id() != caller) return;
+    auto poll = [] {
       py::gil_scoped_acquire gil;
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     };
