@@ -16,6 +16,9 @@ is found in an installed ``lzero`` or in $WMFAST_LIGHTZERO_DIR (a folder holding
 
 from __future__ import annotations
 
+import one_thread  # noqa: F401  (first: sets the thread counts of numpy's BLAS and jax)
+
+# isort: split
 import argparse
 import itertools
 import os
@@ -34,18 +37,22 @@ BATCHES, ACTIONS, SIMULATIONS = (16, 256, 1024), (4, 18), (50, 200)
 
 
 class FreeModel:
-    """Near-zero-cost model: returns preallocated constant tensors."""
+    """Near-zero-cost model: returns preallocated constant tensors (one set per batch size: a
+    search with num_threads=k calls it with B/k rows)."""
 
     def __init__(self, batch_size, num_actions):
-        self.step = wm.Step(
-            torch.zeros(batch_size, LATENT),
-            torch.zeros(batch_size),
-            torch.zeros(batch_size, num_actions),
-            torch.zeros(batch_size),
-        )
+        self.num_actions = num_actions
+        self.steps = {}
 
     def recurrent_inference(self, latent, action):
-        return self.step
+        n = latent.shape[0]
+        step = self.steps.get(n)
+        if step is None:
+            A = self.num_actions
+            step = self.steps[n] = wm.Step(
+                torch.zeros(n, LATENT), torch.zeros(n), torch.zeros(n, A), torch.zeros(n)
+            )
+        return step
 
 
 class MLPModel(torch.nn.Module):

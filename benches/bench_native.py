@@ -11,6 +11,9 @@ model's own calls alone (N batched calls of B, eager and native).
 
 from __future__ import annotations
 
+import one_thread  # noqa: F401  (first: sets the thread counts of numpy's BLAS and jax)
+
+# isort: split
 import os
 import sys
 import time

@@ -33,14 +33,36 @@ using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 struct SearchState {
   std::unique_ptr<Search> search;
   std::unique_ptr<model::LatentStore> latents;
+  bool unwritten_latents_cleared = false;
+
+  // The store, its slots of nodes never evaluated zeroed (they are left unwritten during the
+  // search).
+  const at::Tensor& InspectableLatents() {
+    if (!unwritten_latents_cleared) {
+      const mcts::Tree& t = search->tree();
+      std::vector<int64_t> unwritten;
+      for (int64_t b = 0; b < t.batch_size; ++b) {
+        for (int64_t n = 0; n < t.num_nodes; ++n) {
+          const int64_t id = t.Node(b, n);
+          if (!t.created(id) || t.node_visits(id) == 0) unwritten.push_back(search->Slot(b, n));
+        }
+      }
+      latents->Clear(unwritten);
+      unwritten_latents_cleared = true;
+    }
+    return latents->tensor();
+  }
 };
+
+py::array ReadOnly(py::array array) {
+  py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return array;
+}
 
 // A read-only numpy view of `values` (shape `shape`) that keeps `owner` alive.
 template <typename T>
 py::array View(const std::vector<T>& values, std::vector<py::ssize_t> shape, py::handle owner) {
-  py::array array(py::dtype::of<T>(), shape, {}, values.data(), owner);
-  py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  return array;
+  return ReadOnly(py::array(py::dtype::of<T>(), shape, {}, values.data(), owner));
 }
 
 at::Tensor FieldTensor(const py::object& step, const char* field, const char* name,
@@ -76,8 +98,10 @@ model::RecurrentFn PythonRecurrentFn(py::object fn) {
 }
 
 // The evaluator of a model: a NativeModel runs in C++ without the GIL (taking it only to poll
-// Ctrl-C), and on the CPU with several runners it lets each search thread run its own shard of
-// trees, model calls included; anything else is called back in Python, one call at a time.
+// Ctrl-C), on the CPU with one runner per search thread, so each thread searches its own shard
+// of trees with its own model calls. Anything else is called back in Python, once per
+// simulation for all trees: a Python model's fixed cost per call (tens of microseconds per torch
+// op) would double with two half-batch calls, more than the threads win back.
 model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions,
                                       py::object model_fn) {
   if (py::isinstance<model::NativeModel>(model_fn)) {
@@ -199,8 +223,8 @@ void InitMcts(py::module_& m) {
                           "A finished batched search: trees, node latents and results.")
       .def_property_readonly("batch_size", [](const SearchState& s) { return s.search->batch_size(); })
       .def_property_readonly("num_nodes", [](const SearchState& s) { return s.search->tree().num_nodes; })
-      .def_property_readonly("latents", [](const SearchState& s) {
-        const at::Tensor& t = s.latents->tensor();
+      .def_property_readonly("latents", [](SearchState& s) {
+        const at::Tensor& t = s.InspectableLatents();
         std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
         shape[0] = s.search->tree().num_nodes;
         shape.insert(shape.begin(), s.search->batch_size());
@@ -208,22 +232,23 @@ void InitMcts(py::module_& m) {
       }, "[B, num_nodes, ...] latent of every node (a view of the store)")
       .def("tree_arrays", [](py::object self) {
         SearchState& s = self.cast<SearchState&>();
-        s.search->CompletePriors();
+        s.search->CompleteForInspection();
         const mcts::Tree& t = s.search->tree();
         const py::ssize_t B = t.batch_size, N = t.num_nodes, A = t.num_actions;
+        const py::ssize_t record = t.record_bytes();
         py::dict d;
-        d["node_visits"] = View(t.node_visits, {B, N}, self);
-        d["raw_values"] = View(t.raw_values, {B, N}, self);
-        d["node_values"] = View(t.node_values, {B, N}, self);
-        d["parents"] = View(t.parents, {B, N}, self);
-        d["action_from_parent"] = View(t.action_from_parent, {B, N}, self);
-        d["children_index"] = View(t.children_index, {B, N, A}, self);
-        d["children_prior_logits"] = View(t.children_prior_logits, {B, N, A}, self);
-        d["children_priors"] = View(t.children_priors, {B, N, A}, self);
-        d["children_visits"] = View(t.children_visits, {B, N, A}, self);
-        d["children_values"] = View(t.children_values, {B, N, A}, self);
-        d["children_rewards"] = View(t.children_rewards, {B, N, A}, self);
-        d["children_discounts"] = View(t.children_discounts, {B, N, A}, self);
+        for (const mcts::TreeField& field : t.Fields()) {
+          // A strided view into the node records: [B, N] or [B, N, A].
+          std::vector<py::ssize_t> shape = {B, N}, strides = {N * record, record};
+          if (field.per_edge) {
+            shape.push_back(A);
+            strides.push_back(4);
+          }
+          const char* data = static_cast<const char*>(t.data()) + field.word * 4;
+          d[field.name] = ReadOnly(py::array(field.is_float ? py::dtype::of<float>()
+                                                            : py::dtype::of<int32_t>(),
+                                             shape, strides, data, self));
+        }
         py::array invalid = View(t.root_invalid_actions, {B, A}, self);
         d["root_invalid_actions"] = invalid.attr("view")("bool");
         return d;

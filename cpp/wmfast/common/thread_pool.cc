@@ -1,8 +1,30 @@
 #include "wmfast/common/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace wmfast {
+namespace {
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace
+
+template <typename Done>
+bool ThreadPool::SpinUntil(const Done& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+  while (!done()) {
+    for (int i = 0; i < 64; ++i) CpuRelax();
+    if (std::chrono::steady_clock::now() > deadline) return done();
+  }
+  return true;
+}
 
 ThreadPool::ThreadPool(int num_threads) {
   for (int shard = 1; shard < std::max(num_threads, 1); ++shard) {
@@ -14,6 +36,7 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   for (auto& worker : workers_) worker.join();
@@ -30,9 +53,9 @@ void ThreadPool::ParallelFor(int64_t n,
     std::lock_guard<std::mutex> lock(mutex_);
     task_ = &fn;
     task_size_ = n;
-    pending_ = shards - 1;
+    pending_.store(shards - 1, std::memory_order_relaxed);
     error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   std::exception_ptr local_error;
@@ -42,8 +65,14 @@ void ThreadPool::ParallelFor(int64_t n,
   } catch (...) {
     local_error = std::current_exception();
   }
+  auto done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
   std::unique_lock<std::mutex> lock(mutex_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  if (!done()) {
+    lock.unlock();
+    SpinUntil(done);
+    lock.lock();
+    done_cv_.wait(lock, done);
+  }
   task_ = nullptr;
   if (local_error) std::rethrow_exception(local_error);
   if (error_) std::rethrow_exception(error_);
@@ -52,13 +81,15 @@ void ThreadPool::ParallelFor(int64_t n,
 void ThreadPool::WorkerLoop(int shard) {
   uint64_t seen_generation = 0;
   while (true) {
+    auto started = [&] { return generation_.load(std::memory_order_acquire) != seen_generation; };
     const std::function<void(int, int64_t, int64_t)>* task;
     int64_t n;
     {
+      SpinUntil(started);
       std::unique_lock<std::mutex> lock(mutex_);
-      start_cv_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
+      start_cv_.wait(lock, started);
       if (stopping_) return;
-      seen_generation = generation_;
+      seen_generation = generation_.load(std::memory_order_relaxed);
       task = task_;
       n = task_size_;
     }
@@ -69,11 +100,9 @@ void ThreadPool::WorkerLoop(int shard) {
     } catch (...) {
       error = std::current_exception();
     }
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (error && !error_) error_ = error;
-      if (--pending_ == 0) done_cv_.notify_all();
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (error && !error_) error_ = error;
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_cv_.notify_all();
   }
 }
 

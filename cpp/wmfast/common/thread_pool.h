@@ -2,10 +2,16 @@
 // states). The core never uses OpenMP: torch ships its own libgomp, and two runtimes in one
 // process fight over the cores.
 //
+// A search calls ParallelFor once per simulation, between model calls; waking a sleeping thread
+// takes tens of microseconds, as long as the tree work it shares. So waiting threads first spin
+// for kSpinMicros (a free model's calls are shorter than that), then sleep (a real model's calls
+// are long, and a spinning thread would take a core from the model).
+//
 // Thread safety: ParallelFor may be called from one thread at a time per pool.
 #ifndef WMFAST_COMMON_THREAD_POOL_H_
 #define WMFAST_COMMON_THREAD_POOL_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -32,14 +38,19 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int shard);
+  // Spins until done() or kSpinMicros pass; returns done().
+  template <typename Done>
+  static bool SpinUntil(const Done& done);
+
+  static constexpr int kSpinMicros = 50;
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable start_cv_, done_cv_;
   const std::function<void(int, int64_t, int64_t)>* task_ = nullptr;
   int64_t task_size_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
+  std::atomic<uint64_t> generation_{0};  // bumped (under mutex_) for each task
+  std::atomic<int> pending_{0};          // workers still running the task
   bool stopping_ = false;
   std::exception_ptr error_;
 };

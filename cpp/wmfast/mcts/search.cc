@@ -108,7 +108,7 @@ Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes
 void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_t* invalid,
                        const float* gumbel) {
   const int A = config_.num_actions;
-  const int64_t edges = tree_.Edges(b, kRootIndex);
+  const int64_t root = tree_.Node(b, kRootIndex);
   int num_legal = A;
   if (invalid != nullptr) {
     num_legal = 0;
@@ -120,8 +120,8 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
   WMFAST_CHECK_ARG(num_legal > 0, "legal_actions: every action is illegal at the root of tree ",
                    b, " (batch index); at least one action must be legal");
   Rng rng(config_.seed, 2 * stream_, static_cast<uint64_t>(b));
-  float* row = &tree_.children_prior_logits[edges];
-  float* priors = &tree_.children_priors[edges];
+  float* row = tree_.prior_logits(root);
+  float* priors = tree_.priors(root);
   std::copy(logits, logits + A, row);
   if (!config_.gumbel && config_.dirichlet_fraction > 0.0f) {
     // AlphaZero root noise: (1 - f) * softmax(logits) + f * Dirichlet(alpha) over legal actions.
@@ -144,8 +144,8 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
     for (int a = 0; a < A; ++a) row[a] = invalid[a] ? kMaskedLogit : row[a] - max_logit;
   }
   Softmax(row, A, priors);
-  tree_.priors_ready[tree_.Node(b, kRootIndex)] = 1;
-  tree_.raw_values[tree_.Node(b, kRootIndex)] = value;
+  tree_.priors_ready(root) = 1;
+  tree_.raw_value(root) = value;
   if (config_.gumbel) {
     for (int a = 0; a < A; ++a) {
       gumbel_[b * A + a] = gumbel != nullptr
@@ -159,12 +159,13 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
 void Search::InitFromRoots(const RootInput& root) {
   const int A = config_.num_actions;
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
+    const int64_t node = tree_.Node(b, kRootIndex);
+    tree_.Create(node);
     SetupRoot(b, root.logits + b * A, root.values[b],
               root.invalid != nullptr ? root.invalid + b * A : nullptr,
               root.gumbel != nullptr ? root.gumbel + b * A : nullptr);
-    const int64_t node = tree_.Node(b, kRootIndex);
-    tree_.node_visits[node] = 1;
-    tree_.node_values[node] = tree_.raw_values[node];
+    tree_.node_visits(node) = 1;
+    tree_.node_value(node) = tree_.raw_value(node);
     first_new_[b] = 1;
   }
 }
@@ -178,13 +179,13 @@ int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_tak
     const int64_t a = actions_taken[b];
     WMFAST_CHECK_ARG(a >= 0 && a < old.num_actions, "action_taken[", b, "] must be in [0, ",
                      old.num_actions, "), got ", a);
-    const int32_t child = old.children_index[old.Edges(b, kRootIndex) + a];
+    const int32_t child = old.children(old.Node(b, kRootIndex))[a];
     if (child == kUnvisited) continue;
     std::fill(inside.begin(), inside.end(), 0);
     inside[child] = 1;
     int64_t size = 1;
     for (int64_t n = child + 1; n < old.num_nodes; ++n) {
-      const int32_t parent = old.parents[old.Node(b, n)];
+      const int32_t parent = old.created(old.Node(b, n)) ? old.parent(old.Node(b, n)) : kNoParent;
       if (parent >= 0 && inside[parent]) {
         inside[n] = 1;
         ++size;
@@ -208,7 +209,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
   std::vector<float> root_logits(A);
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
     const int64_t taken = actions_taken[b];
-    const int32_t child = old.children_index[old.Edges(b, kRootIndex) + taken];
+    const int32_t child = old.children(old.Node(b, kRootIndex))[taken];
     const uint8_t* invalid =
         root != nullptr && root->invalid != nullptr ? root->invalid + b * A : nullptr;
     const float* gumbel =
@@ -218,10 +219,11 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
                        " was never expanded at the root of tree ", b,
                        " in the previous search, so there is no subtree to continue from; "
                        "pass a root to start that tree afresh");
-      SetupRoot(b, root->logits + b * A, root->values[b], invalid, gumbel);
       const int64_t node = tree_.Node(b, kRootIndex);
-      tree_.node_visits[node] = 1;
-      tree_.node_values[node] = tree_.raw_values[node];
+      tree_.Create(node);
+      SetupRoot(b, root->logits + b * A, root->values[b], invalid, gumbel);
+      tree_.node_visits(node) = 1;
+      tree_.node_value(node) = tree_.raw_value(node);
       first_new_[b] = 1;
       continue;
     }
@@ -230,54 +232,52 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
     old_to_new[child] = 0;
     int32_t next = 1;
     for (int64_t n = child + 1; n < old.num_nodes; ++n) {
-      const int32_t parent = old.parents[old.Node(b, n)];
+      const int64_t id = old.Node(b, n);
+      if (!old.created(id)) continue;
+      const int32_t parent = old.parent(id);
       if (parent < 0 || old_to_new[parent] < 0) continue;
-      if (parent == child && invalid != nullptr && invalid[old.action_from_parent[old.Node(b, n)]])
+      if (parent == child && invalid != nullptr && invalid[old.action_from_parent(id)])
         continue;  // the subtree of an action that is now illegal is dropped
       old_to_new[n] = next++;
     }
     for (int64_t n = child; n < old.num_nodes; ++n) {
       const int32_t k = old_to_new[n];
       if (k < 0) continue;
-      const int64_t src = old.Node(b, n), dst = tree_.Node(b, k);
-      tree_.node_visits[dst] = old.node_visits[src];
-      tree_.raw_values[dst] = old.raw_values[src];
-      tree_.node_values[dst] = old.node_values[src];
-      tree_.priors_ready[dst] = old.priors_ready[src];
-      tree_.parents[dst] = k == 0 ? kNoParent : old_to_new[old.parents[src]];
-      tree_.action_from_parent[dst] = k == 0 ? kNoParent : old.action_from_parent[src];
-      const int64_t se = old.Edges(b, n), de = tree_.Edges(b, k);
+      const int64_t dst = tree_.Node(b, k);
+      tree_.CopyNode(dst, old, old.Node(b, n));
+      tree_.parent(dst) = k == 0 ? kNoParent : old_to_new[tree_.parent(dst)];
+      if (k == 0) tree_.action_from_parent(dst) = kNoParent;
+      int32_t* children = tree_.children(dst);
       for (int a = 0; a < A; ++a) {
-        const int32_t old_child = old.children_index[se + a];
-        const int32_t new_child = old_child == kUnvisited ? kUnvisited : old_to_new[old_child];
-        tree_.children_prior_logits[de + a] = old.children_prior_logits[se + a];
-        tree_.children_priors[de + a] = old.children_priors[se + a];
-        if (old_child != kUnvisited && new_child == kUnvisited) continue;  // dropped subtree
-        tree_.children_index[de + a] = new_child;
-        tree_.children_visits[de + a] = old.children_visits[se + a];
-        tree_.children_values[de + a] = old.children_values[se + a];
-        tree_.children_q[de + a] = old.children_q[se + a];
-        tree_.children_rewards[de + a] = old.children_rewards[se + a];
-        tree_.children_discounts[de + a] = old.children_discounts[se + a];
+        if (children[a] == kUnvisited || old_to_new[children[a]] >= 0) {
+          if (children[a] != kUnvisited) children[a] = old_to_new[children[a]];
+          continue;
+        }
+        // A dropped subtree: the edge becomes unexpanded (its prior stays).
+        children[a] = kUnvisited;
+        tree_.visits(dst)[a] = 0;
+        tree_.values(dst)[a] = tree_.q(dst)[a] = 0.0f;
+        tree_.rewards(dst)[a] = tree_.discounts(dst)[a] = 0.0f;
       }
       (*slot_map)[Slot(b, k)] = previous.Slot(b, n);
     }
     first_new_[b] = next;
-    const int64_t root_edges = tree_.Edges(b, kRootIndex);
-    std::copy(&tree_.children_prior_logits[root_edges],
-              &tree_.children_prior_logits[root_edges] + A, root_logits.begin());
+    const int64_t new_root = tree_.Node(b, kRootIndex);
+    std::copy_n(tree_.prior_logits(new_root), A, root_logits.begin());
     if (root != nullptr) {
       SetupRoot(b, root->logits + b * A, root->values[b], invalid, gumbel);
     } else {
-      SetupRoot(b, root_logits.data(), old.raw_values[old.Node(b, child)], nullptr, nullptr);
+      SetupRoot(b, root_logits.data(), old.raw_value(old.Node(b, child)), nullptr, nullptr);
     }
     RecomputeRoot(b);
     if (config_.qtransform == QTransform::kRunningMinMax) {
-      for (int64_t e = tree_.Edges(b, 0); e < tree_.Edges(b, next); ++e) {
-        if (tree_.children_visits[e] == 0) continue;
-        const float q = tree_.children_q[e];
-        running_min_[b] = std::min(running_min_[b], q);
-        running_max_[b] = std::max(running_max_[b], q);
+      for (int64_t n = 0; n < next; ++n) {
+        const int64_t id = tree_.Node(b, n);
+        for (int a = 0; a < A; ++a) {
+          if (tree_.visits(id)[a] == 0) continue;
+          running_min_[b] = std::min(running_min_[b], tree_.q(id)[a]);
+          running_max_[b] = std::max(running_max_[b], tree_.q(id)[a]);
+        }
       }
     }
   }
@@ -285,26 +285,26 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
 
 void Search::RecomputeRoot(int64_t b) {
   const int A = config_.num_actions;
-  const int64_t node = tree_.Node(b, kRootIndex), edges = tree_.Edges(b, kRootIndex);
+  const int64_t node = tree_.Node(b, kRootIndex);
   int32_t visits = 1;
-  double sum = tree_.raw_values[node];
+  double sum = tree_.raw_value(node);
   for (int a = 0; a < A; ++a) {
-    const int32_t n = tree_.children_visits[edges + a];
+    const int32_t n = tree_.visits(node)[a];
     if (n == 0) continue;
     visits += n;
-    sum += n * static_cast<double>(tree_.children_q[edges + a]);
+    sum += n * static_cast<double>(tree_.q(node)[a]);
   }
-  tree_.node_visits[node] = visits;
-  tree_.node_values[node] = static_cast<float>(sum / visits);
+  tree_.node_visits(node) = visits;
+  tree_.node_value(node) = static_cast<float>(sum / visits);
 }
 
 int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
   const int A = config_.num_actions;
-  const int64_t e = tree_.Edges(b, node);
-  const int32_t* visits = &tree_.children_visits[e];
-  const float* priors = &tree_.children_priors[e];
-  const float* qs = &tree_.children_q[e];
-  const float node_visit = static_cast<float>(tree_.node_visits[tree_.Node(b, node)]);
+  const int64_t id = tree_.Node(b, node);
+  const int32_t* visits = tree_.visits(id);
+  const float* priors = tree_.priors(id);
+  const float* qs = tree_.q(id);
+  const float node_visit = static_cast<float>(tree_.node_visits(id));
   const float pb_c =
       config_.pb_c_init + std::log((node_visit + config_.pb_c_base + 1.0f) / config_.pb_c_base);
   const float explore = std::sqrt(node_visit) * pb_c;
@@ -314,14 +314,14 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
   float lo = 0.0f, scale = 1.0f;
   switch (config_.qtransform) {
     case QTransform::kParentAndSiblings: {
-      const float node_value = tree_.node_values[tree_.Node(b, node)];
+      const float node_value = tree_.node_value(id);
       float hi = node_value;
       lo = node_value;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
       for (int a = 0; a < A; ++a) {
-        if (visits[a] > 0) {
-          lo = std::min(lo, qs[a]);
-          hi = std::max(hi, qs[a]);
-        }
+        const float q = visits[a] > 0 ? qs[a] : node_value;  // unvisited: no effect
+        lo = std::min(lo, q);
+        hi = std::max(hi, q);
       }
       scale = 1.0f / std::max(hi - lo, config_.epsilon);
       break;
@@ -340,15 +340,35 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
       break;  // rejected by ValidateConfig
   }
   const uint8_t* invalid = at_root ? &tree_.root_invalid_actions[b * A] : nullptr;
+  // Scores of a chunk of actions in a vectorisable loop, then the first maximum; illegal root
+  // actions score -inf (every score of a legal action is finite).
+  constexpr int kChunk = 64;
+  float score[kChunk];
   int best = -1;
   float best_score = -kInf;
-  for (int a = 0; a < A; ++a) {
-    if (invalid != nullptr && invalid[a]) continue;
-    const float value_score = visits[a] > 0 ? (qs[a] - lo) * scale : 0.0f;
-    const float score = value_score + explore * priors[a] / static_cast<float>(visits[a] + 1);
-    if (best < 0 || score > best_score) {
-      best = a;
-      best_score = score;
+  for (int begin = 0; begin < A; begin += kChunk) {
+    const int n = std::min(kChunk, A - begin);
+    const int32_t* v = visits + begin;
+    const float* q = qs + begin;
+    const float* p = priors + begin;
+#pragma omp simd
+    for (int a = 0; a < n; ++a) {
+      const float value_score = v[a] > 0 ? (q[a] - lo) * scale : 0.0f;
+      score[a] = value_score + explore * p[a] / static_cast<float>(v[a] + 1);
+    }
+    if (invalid != nullptr) {
+      for (int a = 0; a < n; ++a) score[a] = invalid[begin + a] ? -kInf : score[a];
+    }
+    float chunk_max = -kInf;
+#pragma omp simd reduction(max : chunk_max)
+    for (int a = 0; a < n; ++a) chunk_max = std::max(chunk_max, score[a]);
+    if (chunk_max == -kInf || (best >= 0 && !(chunk_max > best_score))) continue;
+    for (int a = 0; a < n; ++a) {
+      if (score[a] == chunk_max) {
+        best = begin + a;
+        best_score = chunk_max;
+        break;
+      }
     }
   }
   return best;
@@ -356,11 +376,11 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
 
 void Search::CompletedQ(int64_t b, int64_t node, float* out) const {
   const int A = config_.num_actions;
-  const int64_t e = tree_.Edges(b, node);
-  const int32_t* visits = &tree_.children_visits[e];
-  const float* qs = &tree_.children_q[e];
-  const float* priors = &tree_.children_priors[e];
-  float value = tree_.raw_values[tree_.Node(b, node)];
+  const int64_t id = tree_.Node(b, node);
+  const int32_t* visits = tree_.visits(id);
+  const float* qs = tree_.q(id);
+  const float* priors = tree_.priors(id);
+  float value = tree_.raw_value(id);
   int32_t max_visit = 0;
   if (config_.use_mixed_value) {
     // Appendix D of the Gumbel MuZero paper: mix the raw value with the prior-weighted Q.
@@ -423,11 +443,11 @@ int Search::SelectGumbelRoot(int64_t b, int sim_index) const {
   float stack[256];
   float* completed = A <= 256 ? stack : (heap.resize(A), heap.data());
   CompletedQ(b, kRootIndex, completed);
-  const int64_t e = tree_.Edges(b, kRootIndex);
+  const int64_t root = tree_.Node(b, kRootIndex);
   const auto& row = considered_table_[num_considered_[b]];
   const int considered_visit = row[std::min<int64_t>(sim_index, row.size() - 1)];
-  return ArgmaxConsidered(&gumbel_[b * A], &tree_.children_prior_logits[e], completed,
-                          &tree_.children_visits[e], considered_visit,
+  return ArgmaxConsidered(&gumbel_[b * A], tree_.prior_logits(root), completed,
+                          tree_.visits(root), considered_visit,
                           &tree_.root_invalid_actions[b * A], A);
 }
 
@@ -439,9 +459,9 @@ int Search::SelectGumbelInterior(int64_t b, int64_t node) const {
   float* completed = scratch;
   float* probs = scratch + A;
   CompletedQ(b, node, completed);
-  const int64_t e = tree_.Edges(b, node);
-  const float* logits = &tree_.children_prior_logits[e];
-  const int32_t* visits = &tree_.children_visits[e];
+  const int64_t id = tree_.Node(b, node);
+  const float* logits = tree_.prior_logits(id);
+  const int32_t* visits = tree_.visits(id);
   int32_t total = 0;
   for (int a = 0; a < A; ++a) {
     completed[a] += logits[a];
@@ -455,115 +475,122 @@ int Search::SelectGumbelInterior(int64_t b, int64_t node) const {
 }
 
 void Search::EnsurePriors(int64_t b, int64_t node) {
-  const int64_t n = tree_.Node(b, node);
-  if (tree_.priors_ready[n]) return;
-  const int64_t e = tree_.Edges(b, node);
-  Softmax(&tree_.children_prior_logits[e], config_.num_actions, &tree_.children_priors[e]);
-  tree_.priors_ready[n] = 1;
+  const int64_t id = tree_.Node(b, node);
+  if (tree_.priors_ready(id)) return;
+  Softmax(tree_.prior_logits(id), config_.num_actions, tree_.priors(id));
+  tree_.priors_ready(id) = 1;
 }
 
-void Search::CompletePriors() {
+void Search::CompleteForInspection() {
+  tree_.CreateUnused();
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
     for (int64_t n = 0; n < tree_.num_nodes; ++n) {
-      if (tree_.node_visits[tree_.Node(b, n)] > 0) EnsurePriors(b, n);
+      if (tree_.node_visits(tree_.Node(b, n)) > 0) EnsurePriors(b, n);
     }
   }
 }
 
-void Search::Select(int64_t b, int sim) {
-  const int max_depth = config_.max_depth > 0 ? config_.max_depth : INT_MAX;
-  int32_t node = kRootIndex;
-  int action = 0;
-  int32_t child = kUnvisited;
-  int depth = 0;
-  while (true) {
-    EnsurePriors(b, node);
-    if (depth == 0) {
-      int32_t sim_index = 0;
-      if (config_.gumbel) {
-        const int64_t e = tree_.Edges(b, kRootIndex);
-        for (int a = 0; a < config_.num_actions; ++a) sim_index += tree_.children_visits[e + a];
-      }
-      action = config_.gumbel ? SelectGumbelRoot(b, sim_index) : SelectPuct(b, node, true);
-    } else {
-      action = config_.gumbel ? SelectGumbelInterior(b, node) : SelectPuct(b, node, false);
+bool Search::SelectStep(int64_t b, int sim, Descent& d) {
+  EnsurePriors(b, d.node);
+  int action;
+  if (d.depth == 0) {
+    int32_t sim_index = 0;
+    if (config_.gumbel) {
+      const int32_t* visits = tree_.visits(tree_.Node(b, kRootIndex));
+      for (int a = 0; a < config_.num_actions; ++a) sim_index += visits[a];
     }
-    child = tree_.children_index[tree_.Edges(b, node) + action];
-    ++depth;
-    if (child == kUnvisited || depth >= max_depth) break;
-    node = child;
+    action = config_.gumbel ? SelectGumbelRoot(b, sim_index) : SelectPuct(b, d.node, true);
+  } else {
+    action = config_.gumbel ? SelectGumbelInterior(b, d.node) : SelectPuct(b, d.node, false);
   }
-  leaf_parent_[b] = node;
+  const int32_t child = tree_.children(tree_.Node(b, d.node))[action];
+  ++d.depth;
+  const int max_depth = config_.max_depth > 0 ? config_.max_depth : INT_MAX;
+  if (child != kUnvisited && d.depth < max_depth) {
+    d.node = child;
+    PrefetchSelection(tree_.Node(b, child));
+    return false;
+  }
+  leaf_parent_[b] = d.node;
   leaf_action_[b] = action;
   leaf_node_[b] = child == kUnvisited ? first_new_[b] + sim : child;
-  source_slots_[b] = Slot(b, node);
+  source_slots_[b] = Slot(b, d.node);
   actions_[b] = action;
   target_slots_[b] = Slot(b, leaf_node_[b]);
+  return true;
+}
+
+void Search::PrefetchSelection(int64_t id) const {
+  // The node's statistics, Q, priors and edge visits: one run of lines at the record's start.
+  const char* record = static_cast<const char*>(tree_.data()) + id * tree_.record_bytes();
+  const int64_t bytes = (Tree::kHeaderWords + (Tree::kVisits + 1) * config_.num_actions) * 4;
+  for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(record + offset);
 }
 
 void Search::ExpandAndBackup(int64_t b) {
   const int A = config_.num_actions;
   const int32_t parent = leaf_parent_[b], action = leaf_action_[b], leaf = leaf_node_[b];
   const int64_t node = tree_.Node(b, leaf);
-  std::copy(&out_logits_[b * A], &out_logits_[b * A] + A,
-            &tree_.children_prior_logits[tree_.Edges(b, leaf)]);
-  tree_.priors_ready[node] = 0;  // the softmax waits until the search descends from here
-  tree_.raw_values[node] = out_values_[b];
-  tree_.node_values[node] = out_values_[b];
-  tree_.node_visits[node] += 1;
-  tree_.parents[node] = parent;
-  tree_.action_from_parent[node] = action;
-  const int64_t edge = tree_.Edges(b, parent) + action;
-  tree_.children_index[edge] = leaf;
-  tree_.children_rewards[edge] = out_rewards_[b];
-  tree_.children_discounts[edge] = out_discounts_[b] * config_.discount;
+  // A leaf at max_depth already exists: mctx re-evaluates it in place.
+  if (!tree_.created(node)) tree_.Create(node);
+  std::copy_n(&out_logits_[b * A], A, tree_.prior_logits(node));
+  tree_.priors_ready(node) = 0;  // the softmax waits until the search descends from here
+  tree_.raw_value(node) = out_values_[b];
+  tree_.node_value(node) = out_values_[b];
+  tree_.node_visits(node) += 1;
+  tree_.parent(node) = parent;
+  tree_.action_from_parent(node) = action;
+  const int64_t parent_id = tree_.Node(b, parent);
+  tree_.children(parent_id)[action] = leaf;
+  tree_.rewards(parent_id)[action] = out_rewards_[b];
+  tree_.discounts(parent_id)[action] = out_discounts_[b] * config_.discount;
 
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
-  int32_t index = leaf;
-  float leaf_value = tree_.node_values[node];
-  while (index != kRootIndex) {
-    const int64_t child_node = tree_.Node(b, index);
-    const int32_t up = tree_.parents[child_node];
-    const int64_t e = tree_.Edges(b, up) + tree_.action_from_parent[child_node];
-    const int64_t up_node = tree_.Node(b, up);
-    leaf_value = tree_.children_rewards[e] + tree_.children_discounts[e] * leaf_value;
-    const float count = static_cast<float>(tree_.node_visits[up_node]);
-    tree_.node_values[up_node] = (tree_.node_values[up_node] * count + leaf_value) / (count + 1.0f);
-    tree_.node_visits[up_node] += 1;
-    tree_.children_values[e] = tree_.node_values[child_node];
-    tree_.children_visits[e] += 1;
-    const float q = tree_.children_rewards[e] + tree_.children_discounts[e] * tree_.children_values[e];
-    tree_.children_q[e] = q;
+  int64_t child = node;
+  float leaf_value = tree_.node_value(node);
+  while (tree_.parent(child) != kNoParent) {
+    const int64_t up = tree_.Node(b, tree_.parent(child));
+    const int a = tree_.action_from_parent(child);
+    const float reward = tree_.rewards(up)[a], discount = tree_.discounts(up)[a];
+    leaf_value = reward + discount * leaf_value;
+    const float count = static_cast<float>(tree_.node_visits(up));
+    tree_.node_value(up) = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
+    tree_.node_visits(up) += 1;
+    const float child_value = tree_.node_value(child);
+    tree_.values(up)[a] = child_value;
+    tree_.visits(up)[a] += 1;
+    const float q = reward + discount * child_value;
+    tree_.q(up)[a] = q;
     if (running) {
       running_min_[b] = std::min(running_min_[b], q);
       running_max_[b] = std::max(running_max_[b], q);
     }
-    index = up;
+    child = up;
   }
 }
 
 void Search::Finalize(int64_t b) {
   const int A = config_.num_actions;
-  const int64_t e = tree_.Edges(b, kRootIndex);
+  const int64_t root = tree_.Node(b, kRootIndex);
   const uint8_t* invalid = &tree_.root_invalid_actions[b * A];
   int32_t total = 0, max_visit = 0;
   for (int a = 0; a < A; ++a) {
-    const int32_t n = tree_.children_visits[e + a];
+    const int32_t n = tree_.visits(root)[a];
     visit_counts_[b * A + a] = n;
-    q_values_[b * A + a] = tree_.children_q[e + a];
+    q_values_[b * A + a] = tree_.q(root)[a];
     total += n;
     max_visit = std::max(max_visit, n);
   }
-  root_value_[b] = tree_.node_values[tree_.Node(b, kRootIndex)];
+  root_value_[b] = tree_.node_value(root);
   float* policy = &policy_[b * A];
   if (config_.gumbel) {
     // The completed-Q improved policy softmax(logits + sigma(completed Q)) and the action with
     // the best Gumbel score among the most visited ones.
     std::vector<float> completed(A);
     CompletedQ(b, kRootIndex, completed.data());
-    const float* logits = &tree_.children_prior_logits[e];
-    action_[b] = ArgmaxConsidered(&gumbel_[b * A], logits, completed.data(),
-                                  &tree_.children_visits[e], max_visit, invalid, A);
+    const float* logits = tree_.prior_logits(root);
+    action_[b] = ArgmaxConsidered(&gumbel_[b * A], logits, completed.data(), tree_.visits(root),
+                                  max_visit, invalid, A);
     for (int a = 0; a < A; ++a) completed[a] += logits[a];
     float max_logit = -kInf;
     for (int a = 0; a < A; ++a) if (!invalid[a]) max_logit = std::max(max_logit, completed[a]);
@@ -589,7 +616,9 @@ void Search::Finalize(int64_t b) {
   for (int a = 0; a < A; ++a) {
     const int32_t n = visit_counts_[b * A + a];
     if (n == 0 || invalid[a]) continue;
-    sum += weights[a] = std::pow(static_cast<double>(n) / max_visit, 1.0 / config_.temperature);
+    const double ratio = static_cast<double>(n) / max_visit;
+    sum += weights[a] =
+        config_.temperature == 1.0f ? ratio : std::pow(ratio, 1.0 / config_.temperature);
   }
   Rng rng(config_.seed, 2 * stream_ + 1, static_cast<uint64_t>(b));
   double u = rng.Uniform() * sum;
@@ -605,30 +634,24 @@ void Search::Finalize(int64_t b) {
 
 void Search::Prefetch(int64_t b, bool backup) const {
   // Trees are far apart in memory and the model call in between evicts them from the caches:
-  // ask for the lines the next trees will certainly touch (their root's edges, and the parent
-  // edge and node being backed up) while this tree is worked on.
+  // ask for the lines the next trees will certainly touch (their root's statistics, Q, priors
+  // and visits; the parent edge being backed up and the new leaf's record) while this tree is
+  // worked on.
   const int A = config_.num_actions;
-  auto lines = [](const void* begin, int64_t bytes) {
-    const char* p = static_cast<const char*>(begin);
-    for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(p + offset);
-  };
-  const int64_t root_edges = tree_.Edges(b, kRootIndex);
-  lines(&tree_.children_visits[root_edges], A * sizeof(int32_t));
-  lines(&tree_.children_q[root_edges], A * sizeof(float));
-  lines(&tree_.children_priors[root_edges], A * sizeof(float));
+  PrefetchSelection(tree_.Node(b, kRootIndex));
   if (backup) {
-    const int64_t edge = tree_.Edges(b, leaf_parent_[b]) + leaf_action_[b];
-    __builtin_prefetch(&tree_.children_index[edge]);
-    __builtin_prefetch(&tree_.children_visits[edge]);
-    __builtin_prefetch(&tree_.children_q[edge]);
-    lines(&tree_.children_prior_logits[tree_.Edges(b, leaf_node_[b])], A * sizeof(float));
+    const int64_t parent = tree_.Node(b, leaf_parent_[b]);
+    const int action = leaf_action_[b];
+    __builtin_prefetch(tree_.children(parent) + action, 1);
+    __builtin_prefetch(tree_.rewards(parent) + action, 1);
+    __builtin_prefetch(tree_.values(parent) + action, 1);
+    tree_.Prefetch(tree_.Node(b, leaf_node_[b]), Tree::kPriorLogits, A);
   }
 }
 
 void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
   const int64_t B = tree_.batch_size;
-  // A shard wakes its thread once per simulation (microseconds); below ~kMinTreesPerThread trees
-  // per shard that costs more than the tree work it spreads, so small batches use fewer threads.
+  // A shard below ~kMinTreesPerThread trees makes model calls too small to be worth a thread.
   constexpr int64_t kMinTreesPerThread = 32;
   const int64_t threads =
       std::clamp<int64_t>(B / kMinTreesPerThread, 1, std::max(config_.num_threads, 1));
@@ -637,6 +660,8 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
     RunSharded(evaluator, poll, pool);
     return;
   }
+  // One model call per simulation for all trees; the tree work between calls is split over
+  // the threads.
   const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data()};
   const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
                                    out_values_.data()};
@@ -649,11 +674,28 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
 }
 
 void Search::Advance(int64_t begin, int64_t end, int sim) {
-  // Backing up simulation sim - 1 and selecting for sim share one pass over the trees.
-  for (int64_t b = begin; b < end; ++b) {
-    if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
-    if (sim > 0) ExpandAndBackup(b);
-    Select(b, sim);
+  // Backing up simulation sim - 1 and selecting for sim share one pass over the trees, a group
+  // at a time. The trees of a group descend in rounds, one level each per round: each level is
+  // a dependent load (a likely cache miss in a large batch), so while one tree's next node is
+  // fetched the others are worked on.
+  constexpr int64_t kGroup = 8;
+  Descent descents[kGroup];
+  for (int64_t group = begin; group < end; group += kGroup) {
+    const int64_t size = std::min(kGroup, end - group);
+    for (int64_t b = group; b < group + size; ++b) {
+      if (b + kPrefetchDistance < end) Prefetch(b + kPrefetchDistance, sim > 0);
+      if (sim > 0) ExpandAndBackup(b);
+    }
+    int64_t pending = size;
+    for (int64_t i = 0; i < size; ++i) descents[i] = Descent{};
+    bool chosen[kGroup] = {};
+    while (pending > 0) {
+      for (int64_t i = 0; i < size; ++i) {
+        if (chosen[i]) continue;
+        chosen[i] = SelectStep(group + i, sim, descents[i]);
+        pending -= chosen[i] ? 1 : 0;
+      }
+    }
   }
 }
 

@@ -19,8 +19,10 @@
 // (mctx adds 1e-7 noise), and Dirichlet noise is spread over the legal root actions only.
 //
 // Trees descend independently (no lock-step over the batch); each simulation makes one batched
-// model call for all B trees. Selection, expansion and backup of the B trees are sharded over a
-// thread pool; results do not depend on the number of threads.
+// model call for all B trees, and the tree work between calls is split over num_threads threads.
+// With an evaluator that takes concurrent calls (a CPU native model with a runner per thread),
+// each thread instead searches its own shard of trees with its own model calls, so one shard's
+// tree work overlaps another's model call. Results do not depend on the number of threads.
 //
 // Thread safety: a Search is used by one thread at a time.
 #ifndef WMFAST_MCTS_SEARCH_H_
@@ -113,8 +115,9 @@ class Search {
   const SearchConfig& config() const { return config_; }
   const Tree& tree() const { return tree_; }
 
-  // Fills children_priors of the nodes never searched from (for inspecting the tree).
-  void CompletePriors();
+  // Makes every field of the arena defined, for inspecting the trees: fills the priors of the
+  // nodes never searched from and the records of the nodes never created.
+  void CompleteForInspection();
   int64_t batch_size() const { return tree_.batch_size; }
 
   // Results, valid after Run.
@@ -131,7 +134,15 @@ class Search {
                  const float* gumbel);
   // Recomputes the root's visits and value from its children (after reuse).
   void RecomputeRoot(int64_t b);
-  void Select(int64_t b, int sim);
+  // Where a tree's selection has got to: the current node and its depth.
+  struct Descent {
+    int32_t node = kRootIndex;
+    int depth = 0;
+  };
+  // One level of tree b's descent in simulation sim; true once the leaf is chosen (and written
+  // to the leaf arrays), else d moves to the child (whose lines are prefetched).
+  bool SelectStep(int64_t b, int sim, Descent& d);
+  void PrefetchSelection(int64_t id) const;
   void EnsurePriors(int64_t b, int64_t node);
   int SelectPuct(int64_t b, int64_t node, bool at_root) const;
   int SelectGumbelRoot(int64_t b, int sim_index) const;

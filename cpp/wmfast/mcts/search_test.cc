@@ -48,21 +48,39 @@ SearchConfig Config(int A, int N) {
 void ExpectConsistent(const Tree& t) {
   for (int64_t b = 0; b < t.batch_size; ++b) {
     for (int64_t n = 0; n < t.num_nodes; ++n) {
-      const int32_t visits = t.node_visits[t.Node(b, n)];
+      const int64_t id = t.Node(b, n);
+      if (!t.created(id)) continue;
+      const int32_t visits = t.node_visits(id);
       if (visits == 0) continue;
       int32_t children = 0;
       for (int a = 0; a < t.num_actions; ++a) {
-        children += t.children_visits[t.Edges(b, n) + a];
-        const int32_t child = t.children_index[t.Edges(b, n) + a];
+        children += t.visits(id)[a];
+        const int32_t child = t.children(id)[a];
         if (child != kUnvisited) {
-          EXPECT_EQ(t.parents[t.Node(b, child)], n);
-          EXPECT_EQ(t.action_from_parent[t.Node(b, child)], a);
+          EXPECT_EQ(t.parent(t.Node(b, child)), n);
+          EXPECT_EQ(t.action_from_parent(t.Node(b, child)), a);
           EXPECT_GT(child, n);
         }
       }
       EXPECT_EQ(visits, 1 + children) << "tree " << b << " node " << n;
     }
   }
+}
+
+// Edge visits and node values of the created nodes, in node order.
+std::vector<int32_t> EdgeVisits(const Tree& t) {
+  std::vector<int32_t> out;
+  for (int64_t id = 0; id < t.batch_size * t.num_nodes; ++id) {
+    if (t.created(id)) out.insert(out.end(), t.visits(id), t.visits(id) + t.num_actions);
+  }
+  return out;
+}
+std::vector<float> NodeValues(const Tree& t) {
+  std::vector<float> out;
+  for (int64_t id = 0; id < t.batch_size * t.num_nodes; ++id) {
+    if (t.created(id)) out.push_back(t.node_value(id));
+  }
+  return out;
 }
 
 TEST(SearchTest, BanditBestArmMostVisited) {
@@ -103,8 +121,8 @@ TEST(SearchTest, ThreadsGiveIdenticalTrees) {
     ExpectConsistent(searches.back().tree());
   }
   for (size_t i = 1; i < searches.size(); ++i) {
-    EXPECT_EQ(searches[i].tree().children_visits, searches[0].tree().children_visits);
-    EXPECT_EQ(searches[i].tree().node_values, searches[0].tree().node_values);
+    EXPECT_EQ(EdgeVisits(searches[i].tree()), EdgeVisits(searches[0].tree()));
+    EXPECT_EQ(NodeValues(searches[i].tree()), NodeValues(searches[0].tree()));
     EXPECT_EQ(searches[i].action(), searches[0].action());
   }
 }
@@ -160,18 +178,18 @@ TEST(SearchTest, ReuseKeepsTheChildSubtree) {
   std::vector<int64_t> slot_map;
   second.InitFromPrevious(first, taken.data(), nullptr, &slot_map);
   for (int b = 0; b < B; ++b) {
-    const int32_t child = first.tree().children_index[first.tree().Edges(b, 0) + taken[b]];
-    EXPECT_EQ(second.tree().node_visits[second.tree().Node(b, 0)],
-              first.tree().node_visits[first.tree().Node(b, child)]);
+    const int32_t child = first.tree().children(first.tree().Node(b, 0))[taken[b]];
+    EXPECT_EQ(second.tree().node_visits(second.tree().Node(b, 0)),
+              first.tree().node_visits(first.tree().Node(b, child)));
     EXPECT_EQ(slot_map[second.Slot(b, 0)], first.Slot(b, child));
   }
   ExpectConsistent(second.tree());
   second.Run(evaluator, nullptr);
   ExpectConsistent(second.tree());
   for (int b = 0; b < B; ++b) {
-    const int32_t child = first.tree().children_index[first.tree().Edges(b, 0) + taken[b]];
-    EXPECT_EQ(second.tree().node_visits[second.tree().Node(b, 0)],
-              first.tree().node_visits[first.tree().Node(b, child)] + N);
+    const int32_t child = first.tree().children(first.tree().Node(b, 0))[taken[b]];
+    EXPECT_EQ(second.tree().node_visits(second.tree().Node(b, 0)),
+              first.tree().node_visits(first.tree().Node(b, child)) + N);
   }
 }
 

@@ -1,72 +1,143 @@
-// A batch of search trees in one preallocated struct-of-arrays arena, in mctx's Tree layout
+// A batch of search trees in one preallocated arena, holding mctx's Tree fields
 // (github.com/google-deepmind/mctx, mctx/_src/tree.py) so trees can be compared node for node.
 //
 // B trees of `num_nodes` node slots each, A actions per node. Node 0 is the root; a node first
 // expanded by simulation s gets the index first_new + s, so a parent's index is always below its
-// children's. Edge statistics (prior, visits, value, reward, discount) live on the parent, in
-// [B, num_nodes, A] arrays; Q(s, a) = children_rewards + children_discounts * children_values.
-// Nothing is allocated after construction. A node's prior softmax is computed when the search
-// first descends from it (most leaves never are), so expansion only copies logits.
+// children's. Edge statistics (prior, visits, value, reward, discount) live on the parent;
+// Q(s, a) = child_rewards + child_discounts * child_values.
+//
+// Layout: one record per node (a node's own statistics, then each edge field as A contiguous
+// entries), records of a tree consecutive. Selecting from a node reads its visits, value, Q,
+// priors and edge visits from one run of adjacent cache lines, where separate [B, N, A] arrays
+// cost a line (and a likely miss) per array. mctx's [B, N] and [B, N, A] arrays are strided views
+// of the records (see kFields).
+//
+// The arena comes from the block cache and is not cleared: a node's record is initialised when
+// the node is created (Create), so a search touches only the nodes it makes. A node's prior
+// softmax is computed when the search first descends from it (most leaves never are).
 #ifndef WMFAST_MCTS_TREE_H_
 #define WMFAST_MCTS_TREE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "wmfast/common/block_cache.h"
 
 namespace wmfast::mcts {
 
 inline constexpr int32_t kRootIndex = 0;   // index of every tree's root node
 inline constexpr int32_t kNoParent = -1;   // parents/action_from_parent of the root
-inline constexpr int32_t kUnvisited = -1;  // children_index of an action never expanded
+inline constexpr int32_t kUnvisited = -1;  // children index of an action never expanded
 
-struct Tree {
-  Tree(int64_t batch_size, int64_t num_nodes, int num_actions)
-      : batch_size(batch_size),
-        num_nodes(num_nodes),
-        num_actions(num_actions),
-        node_visits(batch_size * num_nodes, 0),
-        raw_values(batch_size * num_nodes, 0.0f),
-        node_values(batch_size * num_nodes, 0.0f),
-        parents(batch_size * num_nodes, kNoParent),
-        action_from_parent(batch_size * num_nodes, kNoParent),
-        children_index(batch_size * num_nodes * num_actions, kUnvisited),
-        children_prior_logits(batch_size * num_nodes * num_actions, 0.0f),
-        children_priors(batch_size * num_nodes * num_actions, 0.0f),
-        children_visits(batch_size * num_nodes * num_actions, 0),
-        children_values(batch_size * num_nodes * num_actions, 0.0f),
-        children_q(batch_size * num_nodes * num_actions, 0.0f),
-        children_rewards(batch_size * num_nodes * num_actions, 0.0f),
-        children_discounts(batch_size * num_nodes * num_actions, 0.0f),
-        root_invalid_actions(batch_size * num_actions, 0),
-        priors_ready(batch_size * num_nodes, 0) {}
+// Where a field of mctx's Tree lives in a node record: `word` 4-byte words from the record's
+// start, one entry per node (per_edge false) or A consecutive entries (per_edge true).
+struct TreeField {
+  const char* name;  // mctx's name
+  bool is_float;     // float32, else int32
+  bool per_edge;
+  int64_t word;
+};
 
-  // Flat index of node `n` of tree `b` in the [B, num_nodes] arrays.
+class Tree {
+ public:
+  // Node statistics: words 0-5 of a record (8 words reserved, keeping edges 32-byte aligned).
+  static constexpr int64_t kNodeVisits = 0, kRawValue = 1, kNodeValue = 2, kParent = 3,
+                           kActionFromParent = 4, kPriorsReady = 5, kHeaderWords = 8;
+  // Edge fields in the order selection reads them; field f starts at word kHeaderWords + f * A.
+  enum EdgeField : int64_t {
+    kQ = 0,        // rewards + discounts * values (cached: selection reads fewer fields)
+    kPriors,       // softmax of the prior logits (once priors_ready)
+    kVisits,       // visits through each action
+    kChildren,     // child node, kUnvisited if unexpanded
+    kValues,       // node value of the child
+    kRewards,      // reward of the transition
+    kDiscounts,    // discount * the model's step discount
+    kPriorLogits,  // prior logits (root: masked and noised)
+    kNumEdgeFields
+  };
+
+  Tree(int64_t batch_size, int64_t num_nodes, int num_actions);
+
+  // Flat id of node `n` of tree `b`.
   int64_t Node(int64_t b, int64_t n) const { return b * num_nodes + n; }
-  // Flat index of the first edge of that node in the [B, num_nodes, A] arrays.
-  int64_t Edges(int64_t b, int64_t n) const { return Node(b, n) * num_actions; }
+
+  // Initialises the record of a new node: no visits, no children, parent kNoParent, zero
+  // statistics; its prior logits are left for the caller to write.
+  void Create(int64_t id);
+  bool created(int64_t id) const { return created_[id] != 0; }
+  // Creates every node never created (empty records), so whole arrays can be inspected.
+  void CreateUnused();
+  // Copies node `from` of `other` (same num_actions) into node `id` of this tree.
+  void CopyNode(int64_t id, const Tree& other, int64_t from);
+
+  // Node statistics of node id.
+  int32_t& node_visits(int64_t id) { return Word<int32_t>(id, kNodeVisits); }
+  float& raw_value(int64_t id) { return Word<float>(id, kRawValue); }
+  float& node_value(int64_t id) { return Word<float>(id, kNodeValue); }
+  int32_t& parent(int64_t id) { return Word<int32_t>(id, kParent); }
+  int32_t& action_from_parent(int64_t id) { return Word<int32_t>(id, kActionFromParent); }
+  int32_t& priors_ready(int64_t id) { return Word<int32_t>(id, kPriorsReady); }
+  int32_t node_visits(int64_t id) const { return Word<int32_t>(id, kNodeVisits); }
+  float raw_value(int64_t id) const { return Word<float>(id, kRawValue); }
+  float node_value(int64_t id) const { return Word<float>(id, kNodeValue); }
+  int32_t parent(int64_t id) const { return Word<int32_t>(id, kParent); }
+  int32_t action_from_parent(int64_t id) const { return Word<int32_t>(id, kActionFromParent); }
+  int32_t priors_ready(int64_t id) const { return Word<int32_t>(id, kPriorsReady); }
+
+  // The A entries of an edge field of node id.
+  float* q(int64_t id) { return Edges<float>(id, kQ); }
+  float* priors(int64_t id) { return Edges<float>(id, kPriors); }
+  int32_t* visits(int64_t id) { return Edges<int32_t>(id, kVisits); }
+  int32_t* children(int64_t id) { return Edges<int32_t>(id, kChildren); }
+  float* values(int64_t id) { return Edges<float>(id, kValues); }
+  float* rewards(int64_t id) { return Edges<float>(id, kRewards); }
+  float* discounts(int64_t id) { return Edges<float>(id, kDiscounts); }
+  float* prior_logits(int64_t id) { return Edges<float>(id, kPriorLogits); }
+  const float* q(int64_t id) const { return Edges<float>(id, kQ); }
+  const float* priors(int64_t id) const { return Edges<float>(id, kPriors); }
+  const int32_t* visits(int64_t id) const { return Edges<int32_t>(id, kVisits); }
+  const int32_t* children(int64_t id) const { return Edges<int32_t>(id, kChildren); }
+  const float* values(int64_t id) const { return Edges<float>(id, kValues); }
+  const float* rewards(int64_t id) const { return Edges<float>(id, kRewards); }
+  const float* discounts(int64_t id) const { return Edges<float>(id, kDiscounts); }
+  const float* prior_logits(int64_t id) const { return Edges<float>(id, kPriorLogits); }
+
+  // Asks for the first `words` words of node id's edge field to be cached.
+  void Prefetch(int64_t id, EdgeField field, int64_t words) const;
+
+  // mctx's Tree fields (root_invalid_actions aside) as they lie in the records.
+  std::vector<TreeField> Fields() const;
+  const void* data() const { return block_.data(); }
+  int64_t record_bytes() const { return record_words_ * 4; }
 
   int64_t batch_size;  // B
   int64_t num_nodes;   // node slots per tree
   int num_actions;     // A
-
-  std::vector<int32_t> node_visits;          // [B, N] visits (1 after the node's evaluation)
-  std::vector<float> raw_values;             // [B, N] the model's value of the node
-  std::vector<float> node_values;            // [B, N] running mean of the backed-up returns
-  std::vector<int32_t> parents;              // [B, N] parent node, kNoParent at the root
-  std::vector<int32_t> action_from_parent;   // [B, N] action leading here, kNoParent at the root
-  std::vector<int32_t> children_index;       // [B, N, A] child node, kUnvisited if unexpanded
-  std::vector<float> children_prior_logits;  // [B, N, A] prior logits (root: masked and noised)
-  std::vector<float> children_priors;        // [B, N, A] softmax of children_prior_logits (filled
-                                             // when the node is first searched from, or by
-                                             // CompletePriors)
-  std::vector<int32_t> children_visits;      // [B, N, A] visits through each action
-  std::vector<float> children_values;        // [B, N, A] node_values of the child
-  std::vector<float> children_q;             // [B, N, A] rewards + discounts * values (cached for
-                                             // selection: fewer arrays to read per node)
-  std::vector<float> children_rewards;       // [B, N, A] reward of the transition
-  std::vector<float> children_discounts;     // [B, N, A] discount * the model's step discount
   std::vector<uint8_t> root_invalid_actions;  // [B, A] 1 where an action is illegal at the root
-  std::vector<uint8_t> priors_ready;          // [B, N] 1 once children_priors holds the softmax
+
+ private:
+  template <typename T>
+  T& Word(int64_t id, int64_t word) {
+    return *reinterpret_cast<T*>(words_ + id * record_words_ + word);
+  }
+  template <typename T>
+  const T& Word(int64_t id, int64_t word) const {
+    return *reinterpret_cast<const T*>(words_ + id * record_words_ + word);
+  }
+  template <typename T>
+  T* Edges(int64_t id, EdgeField field) {
+    return &Word<T>(id, kHeaderWords + field * num_actions);
+  }
+  template <typename T>
+  const T* Edges(int64_t id, EdgeField field) const {
+    return &Word<T>(id, kHeaderWords + field * num_actions);
+  }
+
+  int64_t record_words_;  // a whole number of 64-byte lines
+  Block block_;
+  uint32_t* words_;
+  std::vector<uint8_t> created_;  // [B, N] 1 once the node's record is initialised
 };
 
 }  // namespace wmfast::mcts

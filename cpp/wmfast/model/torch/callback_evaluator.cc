@@ -78,7 +78,7 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
   // A search thread other than the caller's starts with OpenMP's default team size (all cores),
   // so the model's kernels there would oversubscribe the cores: give it the caller's setting.
   thread_local int configured_threads = 0;
-  if (max_concurrent_calls_ > 1 && configured_threads != intra_op_threads_) {
+  if (configured_threads != intra_op_threads_) {
     at::set_num_threads(intra_op_threads_);
     configured_threads = intra_op_threads_;
   }

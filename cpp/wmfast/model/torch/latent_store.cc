@@ -2,12 +2,12 @@
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
-#include <ATen/ops/zeros.h>
 
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
 
+#include "wmfast/common/block_cache.h"
 #include "wmfast/common/check.h"
 #include "wmfast/model/evaluator.h"
 #include "wmfast/model/torch/tensor_text.h"
@@ -17,6 +17,17 @@ namespace {
 
 bool CpuFastPath(const at::Tensor& t) { return t.device().is_cpu() && t.is_contiguous(); }
 
+// An uninitialised tensor of `shape` like `options`; CPU memory comes from the block cache.
+at::Tensor Uninitialised(const std::vector<int64_t>& shape, const at::TensorOptions& options) {
+  if (!options.device().is_cpu()) return at::empty(shape, options);
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  size_t capacity = 0;
+  void* data = AcquireBlock(static_cast<size_t>(numel) * options.dtype().itemsize(), &capacity);
+  return at::from_blob(
+      data, shape, [capacity](void* p) { ReleaseBlock(p, capacity); }, options);
+}
+
 }  // namespace
 
 LatentStore::LatentStore(int64_t num_slots, const at::Tensor& example) {
@@ -24,7 +35,7 @@ LatentStore::LatentStore(int64_t num_slots, const at::Tensor& example) {
                    "root.latent must be a tensor with a leading batch dimension");
   std::vector<int64_t> shape(example.sizes().begin(), example.sizes().end());
   shape[0] = num_slots;
-  storage_ = at::zeros(shape, example.options());
+  storage_ = Uninitialised(shape, example.options());
   row_bytes_ = static_cast<int64_t>(storage_.numel() / std::max<int64_t>(num_slots, 1) *
                                     storage_.element_size());
 }
@@ -33,7 +44,7 @@ LatentStore::LatentStore(int64_t num_slots, const LatentStore& previous,
                          const std::vector<int64_t>& source) {
   std::vector<int64_t> shape(previous.storage_.sizes().begin(), previous.storage_.sizes().end());
   shape[0] = num_slots;
-  storage_ = at::zeros(shape, previous.storage_.options());
+  storage_ = Uninitialised(shape, previous.storage_.options());
   row_bytes_ = previous.row_bytes_;
   std::vector<int64_t> to, from;
   for (int64_t i = 0; i < num_slots; ++i) {
@@ -79,6 +90,11 @@ void LatentStore::Write(const int64_t* slots, int64_t n, const at::Tensor& laten
     return;
   }
   storage_.index_copy_(0, Indices(slots, n), latents);
+}
+
+void LatentStore::Clear(const std::vector<int64_t>& slots) {
+  if (slots.empty()) return;
+  storage_.index_fill_(0, Indices(slots.data(), static_cast<int64_t>(slots.size())), 0);
 }
 
 at::Tensor LatentStore::Read(const int64_t* slots, int64_t n) const {

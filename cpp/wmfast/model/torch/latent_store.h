@@ -1,6 +1,10 @@
 // Latent states of the nodes of a batch of search trees, kept in one torch tensor on the model's
 // device and addressed by slot (see model/evaluator.h). Only the small index arrays cross
-// devices; latents never leave the model's device. On the CPU, rows are copied directly.
+// devices; latents never leave the model's device. On the CPU, rows are copied directly and the
+// store's memory comes from the block cache (see common/block_cache.h).
+//
+// Slots are not cleared when the store is made: a slot holds a latent once written (Clear zeroes
+// the slots that never were, before the store is shown to a user).
 //
 // Not thread-safe: used by the thread that drives the search.
 #ifndef WMFAST_MODEL_TORCH_LATENT_STORE_H_
@@ -23,6 +27,9 @@ class LatentStore {
 
   // Stores latents[i] ([n, ...], same trailing shape, dtype and device) at slots[i].
   void Write(const int64_t* slots, int64_t n, const at::Tensor& latents);
+
+  // Zeroes the latents at `slots`.
+  void Clear(const std::vector<int64_t>& slots);
 
   // A new tensor [n, ...] holding the latents at `slots`.
   at::Tensor Read(const int64_t* slots, int64_t n) const;
