@@ -1,3 +1,5 @@
+import signal
+
 import numpy as np
 import pytest
 
@@ -39,3 +41,16 @@ def reference_value_iteration(transitions, rewards, gamma, tol=1e-13, max_iters=
 @pytest.fixture
 def frozenlake():
     return frozenlake_model()
+
+
+@pytest.fixture
+def ctrl_c():
+    """Python's own Ctrl-C handler for tests that press Ctrl-C (``_thread.interrupt_main``).
+
+    A process started in the background of a non-interactive shell inherits SIGINT ignored;
+    Python then installs no handler, interrupt_main does nothing and a search waiting for Ctrl-C
+    runs on (this hung a CI run launched that way).
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -448,7 +448,7 @@ def test_to_dict_and_to_dot():
         result.to_dot(5)
 
 
-def test_keyboard_interrupt_stops_a_long_search():
+def test_keyboard_interrupt_stops_a_long_search(ctrl_c):
     calls = []
 
     def model(latent, action):

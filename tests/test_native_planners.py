@@ -73,7 +73,7 @@ def test_native_search_equals_callback_search(muzero, planner):
                                atol=1e-5)
 
 
-def test_native_search_releases_the_gil_and_stops_on_ctrl_c(muzero):
+def test_native_search_releases_the_gil_and_stops_on_ctrl_c(muzero, ctrl_c):
     _, native = muzero
     ticks, stop = [], threading.Event()
     thread = threading.Thread(target=lambda: [ticks.append(1) for _ in iter(stop.is_set, True)])
@@ -135,7 +135,7 @@ def test_native_plan_releases_the_gil(tmp_path):
         thread.join()
 
 
-def test_sharded_native_search_equals_one_shard(muzero):
+def test_sharded_native_search_equals_one_shard(muzero, ctrl_c):
     """With num_threads=2 each thread searches its own trees with its own model calls."""
     model, native = muzero
     assert native._native.num_runners >= 1

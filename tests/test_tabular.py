@@ -291,7 +291,7 @@ def test_bad_sample_and_state_inputs():
         wm.TabularModel(2000, 20).transition_probs(dense=True)
 
 
-def test_ctrl_c_interrupts_a_long_value_iteration():
+def test_ctrl_c_interrupts_a_long_value_iteration(ctrl_c):
     model = wm.TabularModel(1, 1)
     model.update([0], [0], [1.0], [0], [False])  # undiscounted reward loop: never converges
     timer = threading.Timer(0.2, _thread.interrupt_main)
