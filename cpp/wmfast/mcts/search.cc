@@ -508,7 +508,7 @@ bool Search::SelectStep(int64_t b, int sim, Descent& d) {
   const int max_depth = config_.max_depth > 0 ? config_.max_depth : INT_MAX;
   if (child != kUnvisited && d.depth < max_depth) {
     d.node = child;
-    PrefetchSelection(tree_.Node(b, child));
+    tree_.PrefetchSelection(tree_.Node(b, child));
     return false;
   }
   leaf_parent_[b] = d.node;
@@ -518,13 +518,6 @@ bool Search::SelectStep(int64_t b, int sim, Descent& d) {
   actions_[b] = action;
   target_slots_[b] = Slot(b, leaf_node_[b]);
   return true;
-}
-
-void Search::PrefetchSelection(int64_t id) const {
-  // The node's statistics, Q, priors and edge visits: one run of lines at the record's start.
-  const char* record = static_cast<const char*>(tree_.data()) + id * tree_.record_bytes();
-  const int64_t bytes = (Tree::kHeaderWords + (Tree::kVisits + 1) * config_.num_actions) * 4;
-  for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(record + offset);
 }
 
 void Search::ExpandAndBackup(int64_t b) {
@@ -638,7 +631,7 @@ void Search::Prefetch(int64_t b, bool backup) const {
   // and visits; the parent edge being backed up and the new leaf's record) while this tree is
   // worked on.
   const int A = config_.num_actions;
-  PrefetchSelection(tree_.Node(b, kRootIndex));
+  tree_.PrefetchSelection(tree_.Node(b, kRootIndex));
   if (backup) {
     const int64_t parent = tree_.Node(b, leaf_parent_[b]);
     const int action = leaf_action_[b];

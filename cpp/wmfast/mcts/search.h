@@ -142,7 +142,6 @@ class Search {
   // One level of tree b's descent in simulation sim; true once the leaf is chosen (and written
   // to the leaf arrays), else d moves to the child (whose lines are prefetched).
   bool SelectStep(int64_t b, int sim, Descent& d);
-  void PrefetchSelection(int64_t id) const;
   void EnsurePriors(int64_t b, int64_t node);
   int SelectPuct(int64_t b, int64_t node, bool at_root) const;
   int SelectGumbelRoot(int64_t b, int sim_index) const;

@@ -39,8 +39,8 @@ void Tree::CopyNode(int64_t id, const Tree& other, int64_t from) {
   created_[id] = 1;
 }
 
-void Tree::Prefetch(int64_t id, EdgeField field, int64_t words) const {
-  const char* begin = reinterpret_cast<const char*>(Edges<float>(id, field));
+void Tree::PrefetchWords(int64_t id, int64_t first_word, int64_t words) const {
+  const char* begin = reinterpret_cast<const char*>(words_ + id * record_words_ + first_word);
   for (int64_t offset = 0; offset < words * 4; offset += 64) __builtin_prefetch(begin + offset);
 }
 

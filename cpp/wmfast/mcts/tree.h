@@ -104,7 +104,14 @@ class Tree {
   const float* prior_logits(int64_t id) const { return Edges<float>(id, kPriorLogits); }
 
   // Asks for the first `words` words of node id's edge field to be cached.
-  void Prefetch(int64_t id, EdgeField field, int64_t words) const;
+  void Prefetch(int64_t id, EdgeField field, int64_t words) const {
+    PrefetchWords(id, kHeaderWords + field * num_actions, words);
+  }
+  // Asks for what selecting from node id reads: its statistics, Q, priors and edge visits (one
+  // run of lines at the record's start).
+  void PrefetchSelection(int64_t id) const {
+    PrefetchWords(id, 0, kHeaderWords + (kVisits + 1) * num_actions);
+  }
 
   // mctx's Tree fields (root_invalid_actions aside) as they lie in the records.
   std::vector<TreeField> Fields() const;
@@ -133,6 +140,8 @@ class Tree {
   const T* Edges(int64_t id, EdgeField field) const {
     return &Word<T>(id, kHeaderWords + field * num_actions);
   }
+
+  void PrefetchWords(int64_t id, int64_t first_word, int64_t words) const;
 
   int64_t record_words_;  // a whole number of 64-byte lines
   Block block_;
