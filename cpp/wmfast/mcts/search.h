@@ -161,6 +161,7 @@ class Search {
   Tree tree_;
   uint64_t stream_;
   std::vector<std::vector<int>> considered_table_;  // Gumbel: [m + 1][N] visits to consider
+  std::vector<float> explore_;         // pUCT: ExploreFactor of 0..num_nodes node visits
   std::vector<int32_t> first_new_;     // [B] index of the node simulation 0 creates
   std::vector<int32_t> num_considered_;  // [B] Gumbel: min(max considered, legal actions)
   std::vector<float> gumbel_;          // [B, A] Gumbel noise at the root

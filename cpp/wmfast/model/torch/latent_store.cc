@@ -3,6 +3,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -16,6 +17,19 @@ namespace wmfast::model {
 namespace {
 
 bool CpuFastPath(const at::Tensor& t) { return t.device().is_cpu() && t.is_contiguous(); }
+
+// Rows are scattered over a store larger than the caches: the copies of rows [i, n) ask for the
+// lines of row i + kRowsAhead first (the start of it; the hardware prefetcher follows a long row).
+constexpr int64_t kRowsAhead = 8;
+constexpr int64_t kPrefetchBytes = 512;
+
+template <int kForWrite>
+void PrefetchRow(const char* row, int64_t row_bytes) {
+  const int64_t bytes = std::min(row_bytes, kPrefetchBytes);
+  for (int64_t offset = 0; offset < bytes; offset += 64) {
+    __builtin_prefetch(row + offset, kForWrite);
+  }
+}
 
 // An uninitialised tensor of `shape` like `options`; CPU memory comes from the block cache.
 at::Tensor Uninitialised(const std::vector<int64_t>& shape, const at::TensorOptions& options) {
@@ -85,6 +99,7 @@ void LatentStore::Write(const int64_t* slots, int64_t n, const at::Tensor& laten
     auto* dst = static_cast<char*>(storage_.data_ptr());
     const auto* src = static_cast<const char*>(latents.data_ptr());
     for (int64_t i = 0; i < n; ++i) {
+      if (i + kRowsAhead < n) PrefetchRow<1>(dst + slots[i + kRowsAhead] * row_bytes_, row_bytes_);
       std::memcpy(dst + slots[i] * row_bytes_, src + i * row_bytes_, row_bytes_);
     }
     return;
@@ -105,6 +120,7 @@ at::Tensor LatentStore::Read(const int64_t* slots, int64_t n) const {
     const auto* src = static_cast<const char*>(storage_.data_ptr());
     auto* dst = static_cast<char*>(out.data_ptr());
     for (int64_t i = 0; i < n; ++i) {
+      if (i + kRowsAhead < n) PrefetchRow<0>(src + slots[i + kRowsAhead] * row_bytes_, row_bytes_);
       std::memcpy(dst + i * row_bytes_, src + slots[i] * row_bytes_, row_bytes_);
     }
     return out;
