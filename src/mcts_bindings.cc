@@ -235,19 +235,18 @@ void InitMcts(py::module_& m) {
         s.search->CompleteForInspection();
         const mcts::Tree& t = s.search->tree();
         const py::ssize_t B = t.batch_size, N = t.num_nodes, A = t.num_actions;
-        const py::ssize_t record = t.record_bytes();
         py::dict d;
         for (const mcts::TreeField& field : t.Fields()) {
-          // A strided view into the node records: [B, N] or [B, N, A].
-          std::vector<py::ssize_t> shape = {B, N}, strides = {N * record, record};
+          // A strided view: [B, N] or [B, N, A].
+          const py::ssize_t node = field.node_bytes;
+          std::vector<py::ssize_t> shape = {B, N}, strides = {N * node, node};
           if (field.per_edge) {
             shape.push_back(A);
             strides.push_back(4);
           }
-          const char* data = static_cast<const char*>(t.data()) + field.word * 4;
           d[field.name] = ReadOnly(py::array(field.is_float ? py::dtype::of<float>()
                                                             : py::dtype::of<int32_t>(),
-                                             shape, strides, data, self));
+                                             shape, strides, field.data, self));
         }
         py::array invalid = View(t.root_invalid_actions, {B, A}, self);
         d["root_invalid_actions"] = invalid.attr("view")("bool");

@@ -266,8 +266,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
         // A dropped subtree: the edge becomes unexpanded (its prior stays).
         children[a] = kUnvisited;
         tree_.visits(dst)[a] = 0;
-        tree_.values(dst)[a] = tree_.q(dst)[a] = 0.0f;
-        tree_.rewards(dst)[a] = tree_.discounts(dst)[a] = 0.0f;
+        tree_.q(dst)[a] = 0.0f;
       }
       (*slot_map)[Slot(b, k)] = previous.Slot(b, n);
     }
@@ -493,6 +492,7 @@ void Search::EnsurePriors(int64_t b, int64_t node) {
 
 void Search::CompleteForInspection() {
   tree_.CreateUnused();
+  tree_.DeriveEdgeFields();
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
     for (int64_t n = 0; n < tree_.num_nodes; ++n) {
       if (tree_.node_visits(tree_.Node(b, n)) > 0) EnsurePriors(b, n);
@@ -543,10 +543,9 @@ void Search::ExpandAndBackup(int64_t b) {
   tree_.node_visits(node) += 1;
   tree_.parent(node) = parent;
   tree_.action_from_parent(node) = action;
-  const int64_t parent_id = tree_.Node(b, parent);
-  tree_.children(parent_id)[action] = leaf;
-  tree_.rewards(parent_id)[action] = out_rewards_[b];
-  tree_.discounts(parent_id)[action] = out_discounts_[b] * config_.discount;
+  tree_.reward(node) = out_rewards_[b];
+  tree_.discount(node) = out_discounts_[b] * config_.discount;
+  tree_.children(tree_.Node(b, parent))[action] = leaf;
 
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
   int64_t child = node;
@@ -554,13 +553,12 @@ void Search::ExpandAndBackup(int64_t b) {
   while (tree_.parent(child) != kNoParent) {
     const int64_t up = tree_.Node(b, tree_.parent(child));
     const int a = tree_.action_from_parent(child);
-    const float reward = tree_.rewards(up)[a], discount = tree_.discounts(up)[a];
+    const float reward = tree_.reward(child), discount = tree_.discount(child);
     leaf_value = reward + discount * leaf_value;
     const float count = static_cast<float>(tree_.node_visits(up));
     tree_.node_value(up) = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
     tree_.node_visits(up) += 1;
     const float child_value = tree_.node_value(child);
-    tree_.values(up)[a] = child_value;
     tree_.visits(up)[a] += 1;
     const float q = reward + discount * child_value;
     tree_.q(up)[a] = q;
@@ -645,10 +643,13 @@ void Search::Prefetch(int64_t b, bool backup) const {
   if (backup) {
     const int64_t parent = tree_.Node(b, leaf_parent_[b]);
     const int action = leaf_action_[b];
+    tree_.PrefetchStatistics(parent);
+    __builtin_prefetch(tree_.q(parent) + action, 1);
+    __builtin_prefetch(tree_.visits(parent) + action, 1);
     __builtin_prefetch(tree_.children(parent) + action, 1);
-    __builtin_prefetch(tree_.rewards(parent) + action, 1);
-    __builtin_prefetch(tree_.values(parent) + action, 1);
-    tree_.Prefetch(tree_.Node(b, leaf_node_[b]), Tree::kPriorLogits, A);
+    const int64_t leaf = tree_.Node(b, leaf_node_[b]);
+    tree_.PrefetchStatistics(leaf);
+    tree_.Prefetch(leaf, Tree::kPriorLogits, A);
   }
 }
 

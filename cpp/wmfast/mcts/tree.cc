@@ -18,7 +18,7 @@ Tree::Tree(int64_t batch_size, int64_t num_nodes, int num_actions)
 void Tree::Create(int64_t id) {
   uint32_t* record = words_ + id * record_words_;
   // Everything before the prior logits is zero but the parent and children links.
-  std::memset(record, 0, (kHeaderWords + kPriorLogits * num_actions) * 4);
+  std::memset(record, 0, (kHeaderWords + kChildren * num_actions) * 4);
   parent(id) = kNoParent;
   action_from_parent(id) = kNoParent;
   std::fill_n(children(id), num_actions, kUnvisited);
@@ -39,26 +39,52 @@ void Tree::CopyNode(int64_t id, const Tree& other, int64_t from) {
   created_[id] = 1;
 }
 
+void Tree::DeriveEdgeFields() {
+  const int64_t size = batch_size * num_nodes * num_actions;
+  // Filled in place: numpy views of these vectors may be alive.
+  if (edge_values_.empty()) {
+    edge_values_.resize(size);
+    edge_rewards_.resize(size);
+    edge_discounts_.resize(size);
+  }
+  for (int64_t b = 0; b < batch_size; ++b) {
+    // Parents come before their children, so a parent's row is cleared before a child fills it.
+    for (int64_t n = 0; n < num_nodes; ++n) {
+      const int64_t id = Node(b, n);
+      std::fill_n(&edge_values_[id * num_actions], num_actions, 0.0f);
+      std::fill_n(&edge_rewards_[id * num_actions], num_actions, 0.0f);
+      std::fill_n(&edge_discounts_[id * num_actions], num_actions, 0.0f);
+      if (!created_[id] || parent(id) < 0) continue;
+      const int64_t edge = Node(b, parent(id)) * num_actions + action_from_parent(id);
+      edge_values_[edge] = node_value(id);
+      edge_rewards_[edge] = reward(id);
+      edge_discounts_[edge] = discount(id);
+    }
+  }
+}
+
 void Tree::PrefetchWords(int64_t id, int64_t first_word, int64_t words) const {
   const char* begin = reinterpret_cast<const char*>(words_ + id * record_words_ + first_word);
   for (int64_t offset = 0; offset < words * 4; offset += 64) __builtin_prefetch(begin + offset);
 }
 
 std::vector<TreeField> Tree::Fields() const {
-  auto edge = [&](EdgeField f) { return kHeaderWords + f * num_actions; };
+  const int64_t record = record_words_ * 4, row = num_actions * 4;
+  auto word = [&](int64_t w) { return static_cast<const void*>(words_ + w); };
+  auto edge = [&](EdgeField f) { return word(kHeaderWords + f * num_actions); };
   return {
-      {"node_visits", false, false, kNodeVisits},
-      {"raw_values", true, false, kRawValue},
-      {"node_values", true, false, kNodeValue},
-      {"parents", false, false, kParent},
-      {"action_from_parent", false, false, kActionFromParent},
-      {"children_index", false, true, edge(kChildren)},
-      {"children_prior_logits", true, true, edge(kPriorLogits)},
-      {"children_priors", true, true, edge(kPriors)},
-      {"children_visits", false, true, edge(kVisits)},
-      {"children_values", true, true, edge(kValues)},
-      {"children_rewards", true, true, edge(kRewards)},
-      {"children_discounts", true, true, edge(kDiscounts)},
+      {"node_visits", false, false, word(kNodeVisits), record},
+      {"raw_values", true, false, word(kRawValue), record},
+      {"node_values", true, false, word(kNodeValue), record},
+      {"parents", false, false, word(kParent), record},
+      {"action_from_parent", false, false, word(kActionFromParent), record},
+      {"children_index", false, true, edge(kChildren), record},
+      {"children_prior_logits", true, true, edge(kPriorLogits), record},
+      {"children_priors", true, true, edge(kPriors), record},
+      {"children_visits", false, true, edge(kVisits), record},
+      {"children_values", true, true, edge_values_.data(), row},
+      {"children_rewards", true, true, edge_rewards_.data(), row},
+      {"children_discounts", true, true, edge_discounts_.data(), row},
   };
 }
 

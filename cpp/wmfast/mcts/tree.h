@@ -3,14 +3,16 @@
 //
 // B trees of `num_nodes` node slots each, A actions per node. Node 0 is the root; a node first
 // expanded by simulation s gets the index first_new + s, so a parent's index is always below its
-// children's. Edge statistics (prior, visits, value, reward, discount) live on the parent;
-// Q(s, a) = child_rewards + child_discounts * child_values.
+// children's. Q(s, a) = reward + discount * value of the child reached by a.
 //
 // Layout: one record per node (a node's own statistics, then each edge field as A contiguous
 // entries), records of a tree consecutive. Selecting from a node reads its visits, value, Q,
 // priors and edge visits from one run of adjacent cache lines, where separate [B, N, A] arrays
-// cost a line (and a likely miss) per array. mctx's [B, N] and [B, N, A] arrays are strided views
-// of the records (see kFields).
+// cost a line (and a likely miss) per array. The reward and discount of the transition into a
+// node are kept in the node's own statistics, which the backup reads anyway: backing up through
+// a node touches only the lines selection touches. mctx's per-edge children_values,
+// children_rewards and children_discounts are therefore derived from the children when the trees
+// are inspected (DeriveEdgeFields); its other fields are strided views of the records (Fields).
 //
 // The arena comes from the block cache and is not cleared: a node's record is initialised when
 // the node is created (Create), so a search touches only the nodes it makes. A node's prior
@@ -30,29 +32,29 @@ inline constexpr int32_t kRootIndex = 0;   // index of every tree's root node
 inline constexpr int32_t kNoParent = -1;   // parents/action_from_parent of the root
 inline constexpr int32_t kUnvisited = -1;  // children index of an action never expanded
 
-// Where a field of mctx's Tree lives in a node record: `word` 4-byte words from the record's
-// start, one entry per node (per_edge false) or A consecutive entries (per_edge true).
+// Where a field of mctx's Tree lives: one entry per node (per_edge false) or A consecutive
+// entries (per_edge true) at `data` + node_bytes * (b * num_nodes + n).
 struct TreeField {
   const char* name;  // mctx's name
   bool is_float;     // float32, else int32
   bool per_edge;
-  int64_t word;
+  const void* data;
+  int64_t node_bytes;
 };
 
 class Tree {
  public:
-  // Node statistics: words 0-5 of a record (8 words reserved, keeping edges 32-byte aligned).
+  // Node statistics: words 0-7 of a record. kReward and kDiscount belong to the transition
+  // from the parent into this node (the discount already multiplied by the search's).
   static constexpr int64_t kNodeVisits = 0, kRawValue = 1, kNodeValue = 2, kParent = 3,
-                           kActionFromParent = 4, kPriorsReady = 5, kHeaderWords = 8;
+                           kActionFromParent = 4, kPriorsReady = 5, kReward = 6, kDiscount = 7,
+                           kHeaderWords = 8;
   // Edge fields in the order selection reads them; field f starts at word kHeaderWords + f * A.
   enum EdgeField : int64_t {
-    kQ = 0,        // rewards + discounts * values (cached: selection reads fewer fields)
+    kQ = 0,        // reward + discount * value of the child (cached: selection reads it)
     kPriors,       // softmax of the prior logits (once priors_ready)
     kVisits,       // visits through each action
     kChildren,     // child node, kUnvisited if unexpanded
-    kValues,       // node value of the child
-    kRewards,      // reward of the transition
-    kDiscounts,    // discount * the model's step discount
     kPriorLogits,  // prior logits (root: masked and noised)
     kNumEdgeFields
   };
@@ -70,6 +72,9 @@ class Tree {
   void CreateUnused();
   // Copies node `from` of `other` (same num_actions) into node `id` of this tree.
   void CopyNode(int64_t id, const Tree& other, int64_t from);
+  // Fills mctx's per-edge children_values, children_rewards and children_discounts from the
+  // children's own statistics (zero for unexpanded edges), for Fields.
+  void DeriveEdgeFields();
 
   // Node statistics of node id.
   int32_t& node_visits(int64_t id) { return Word<int32_t>(id, kNodeVisits); }
@@ -78,45 +83,44 @@ class Tree {
   int32_t& parent(int64_t id) { return Word<int32_t>(id, kParent); }
   int32_t& action_from_parent(int64_t id) { return Word<int32_t>(id, kActionFromParent); }
   int32_t& priors_ready(int64_t id) { return Word<int32_t>(id, kPriorsReady); }
+  float& reward(int64_t id) { return Word<float>(id, kReward); }
+  float& discount(int64_t id) { return Word<float>(id, kDiscount); }
   int32_t node_visits(int64_t id) const { return Word<int32_t>(id, kNodeVisits); }
   float raw_value(int64_t id) const { return Word<float>(id, kRawValue); }
   float node_value(int64_t id) const { return Word<float>(id, kNodeValue); }
   int32_t parent(int64_t id) const { return Word<int32_t>(id, kParent); }
   int32_t action_from_parent(int64_t id) const { return Word<int32_t>(id, kActionFromParent); }
   int32_t priors_ready(int64_t id) const { return Word<int32_t>(id, kPriorsReady); }
+  float reward(int64_t id) const { return Word<float>(id, kReward); }
+  float discount(int64_t id) const { return Word<float>(id, kDiscount); }
 
   // The A entries of an edge field of node id.
   float* q(int64_t id) { return Edges<float>(id, kQ); }
   float* priors(int64_t id) { return Edges<float>(id, kPriors); }
   int32_t* visits(int64_t id) { return Edges<int32_t>(id, kVisits); }
   int32_t* children(int64_t id) { return Edges<int32_t>(id, kChildren); }
-  float* values(int64_t id) { return Edges<float>(id, kValues); }
-  float* rewards(int64_t id) { return Edges<float>(id, kRewards); }
-  float* discounts(int64_t id) { return Edges<float>(id, kDiscounts); }
   float* prior_logits(int64_t id) { return Edges<float>(id, kPriorLogits); }
   const float* q(int64_t id) const { return Edges<float>(id, kQ); }
   const float* priors(int64_t id) const { return Edges<float>(id, kPriors); }
   const int32_t* visits(int64_t id) const { return Edges<int32_t>(id, kVisits); }
   const int32_t* children(int64_t id) const { return Edges<int32_t>(id, kChildren); }
-  const float* values(int64_t id) const { return Edges<float>(id, kValues); }
-  const float* rewards(int64_t id) const { return Edges<float>(id, kRewards); }
-  const float* discounts(int64_t id) const { return Edges<float>(id, kDiscounts); }
   const float* prior_logits(int64_t id) const { return Edges<float>(id, kPriorLogits); }
 
   // Asks for the first `words` words of node id's edge field to be cached.
   void Prefetch(int64_t id, EdgeField field, int64_t words) const {
     PrefetchWords(id, kHeaderWords + field * num_actions, words);
   }
+  // Asks for node id's own statistics to be cached.
+  void PrefetchStatistics(int64_t id) const { PrefetchWords(id, 0, kHeaderWords); }
   // Asks for what selecting from node id reads: its statistics, Q, priors and edge visits (one
   // run of lines at the record's start).
   void PrefetchSelection(int64_t id) const {
     PrefetchWords(id, 0, kHeaderWords + (kVisits + 1) * num_actions);
   }
 
-  // mctx's Tree fields (root_invalid_actions aside) as they lie in the records.
+  // mctx's Tree fields (root_invalid_actions aside); the derived ones as of the last
+  // DeriveEdgeFields.
   std::vector<TreeField> Fields() const;
-  const void* data() const { return block_.data(); }
-  int64_t record_bytes() const { return record_words_ * 4; }
 
   int64_t batch_size;  // B
   int64_t num_nodes;   // node slots per tree
@@ -147,6 +151,8 @@ class Tree {
   Block block_;
   uint32_t* words_;
   std::vector<uint8_t> created_;  // [B, N] 1 once the node's record is initialised
+  // [B, N, A] mctx's children_values, children_rewards, children_discounts (DeriveEdgeFields)
+  std::vector<float> edge_values_, edge_rewards_, edge_discounts_;
 };
 
 }  // namespace wmfast::mcts
