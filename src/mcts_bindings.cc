@@ -225,10 +225,11 @@ void InitMcts(py::module_& m) {
       .def_property_readonly("num_nodes", [](const SearchState& s) { return s.search->tree().num_nodes; })
       .def_property_readonly("latents", [](SearchState& s) {
         const at::Tensor& t = s.InspectableLatents();
+        // The store is node-major (mcts::Search::Slot): [num_nodes * B, ...].
         std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
-        shape[0] = s.search->tree().num_nodes;
-        shape.insert(shape.begin(), s.search->batch_size());
-        return t.view(shape);
+        shape[0] = s.search->batch_size();
+        shape.insert(shape.begin(), s.search->tree().num_nodes);
+        return t.view(shape).transpose(0, 1);
       }, "[B, num_nodes, ...] latent of every node (a view of the store)")
       .def("tree_arrays", [](py::object self) {
         SearchState& s = self.cast<SearchState&>();

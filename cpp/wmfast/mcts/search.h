@@ -109,8 +109,9 @@ class Search {
   // its shard of trees with its own model calls.
   void Run(model::Evaluator& evaluator, const std::function<void()>& poll);
 
-  // The evaluator's latent slot of node n of tree b.
-  int64_t Slot(int64_t b, int64_t n) const { return tree_.Node(b, n); }
+  // The evaluator's latent slot of node n of tree b. Node-major, so the latents a simulation
+  // creates in fresh trees (node first_new + sim of every tree) fill one contiguous run.
+  int64_t Slot(int64_t b, int64_t n) const { return n * tree_.batch_size + b; }
 
   const SearchConfig& config() const { return config_; }
   const Tree& tree() const { return tree_; }

@@ -31,6 +31,15 @@ void PrefetchRow(const char* row, int64_t row_bytes) {
   }
 }
 
+// The first slot of `slots` when they are consecutive (a simulation's new latents usually are),
+// else -1.
+int64_t FirstOfRun(const int64_t* slots, int64_t n) {
+  for (int64_t i = 1; i < n; ++i) {
+    if (slots[i] != slots[0] + i) return -1;
+  }
+  return slots[0];
+}
+
 // An uninitialised tensor of `shape` like `options`; CPU memory comes from the block cache.
 at::Tensor Uninitialised(const std::vector<int64_t>& shape, const at::TensorOptions& options) {
   if (!options.device().is_cpu()) return at::empty(shape, options);
@@ -95,16 +104,25 @@ at::Tensor LatentStore::Indices(const int64_t* slots, int64_t n) const {
 
 void LatentStore::Write(const int64_t* slots, int64_t n, const at::Tensor& latents) {
   if (n == 0) return;
+  const int64_t first = FirstOfRun(slots, n);
   if (CpuFastPath(storage_) && CpuFastPath(latents)) {
     auto* dst = static_cast<char*>(storage_.data_ptr());
     const auto* src = static_cast<const char*>(latents.data_ptr());
+    if (first >= 0) {
+      std::memcpy(dst + first * row_bytes_, src, n * row_bytes_);
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) {
       if (i + kRowsAhead < n) PrefetchRow<1>(dst + slots[i + kRowsAhead] * row_bytes_, row_bytes_);
       std::memcpy(dst + slots[i] * row_bytes_, src + i * row_bytes_, row_bytes_);
     }
     return;
   }
-  storage_.index_copy_(0, Indices(slots, n), latents);
+  if (first >= 0) {
+    storage_.narrow(0, first, n).copy_(latents);
+  } else {
+    storage_.index_copy_(0, Indices(slots, n), latents);
+  }
 }
 
 void LatentStore::Clear(const std::vector<int64_t>& slots) {
@@ -113,18 +131,25 @@ void LatentStore::Clear(const std::vector<int64_t>& slots) {
 }
 
 at::Tensor LatentStore::Read(const int64_t* slots, int64_t n) const {
+  // A copy, never a view of the store: the model may keep or modify its input.
+  const int64_t first = n > 0 ? FirstOfRun(slots, n) : -1;
   if (CpuFastPath(storage_)) {
     std::vector<int64_t> shape(storage_.sizes().begin(), storage_.sizes().end());
     shape[0] = n;
     at::Tensor out = at::empty(shape, storage_.options());
     const auto* src = static_cast<const char*>(storage_.data_ptr());
     auto* dst = static_cast<char*>(out.data_ptr());
+    if (first >= 0) {
+      std::memcpy(dst, src + first * row_bytes_, n * row_bytes_);
+      return out;
+    }
     for (int64_t i = 0; i < n; ++i) {
       if (i + kRowsAhead < n) PrefetchRow<0>(src + slots[i + kRowsAhead] * row_bytes_, row_bytes_);
       std::memcpy(dst + i * row_bytes_, src + slots[i] * row_bytes_, row_bytes_);
     }
     return out;
   }
+  if (first >= 0) return storage_.narrow(0, first, n).clone(at::MemoryFormat::Contiguous);
   return storage_.index_select(0, Indices(slots, n));
 }
 
