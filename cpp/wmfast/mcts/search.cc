@@ -88,6 +88,8 @@ Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes
       gumbel_(config.gumbel ? batch_size * config.num_actions : 0, 0.0f),
       running_min_(batch_size, kInf),
       running_max_(batch_size, -kInf),
+      root_score_offset_(batch_size * config.num_actions, 0.0f),
+      interior_score_offset_(config.num_actions, 0.0f),
       leaf_parent_(batch_size),
       leaf_action_(batch_size),
       leaf_node_(batch_size),
@@ -124,6 +126,7 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
     num_legal = 0;
     for (int a = 0; a < A; ++a) {
       tree_.root_invalid_actions[b * A + a] = invalid[a] ? 1 : 0;
+      root_score_offset_[b * A + a] = invalid[a] ? -kInf : 0.0f;
       num_legal += invalid[a] ? 0 : 1;
     }
   }
@@ -328,7 +331,9 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
       lo = node_value;
 #pragma omp simd reduction(min : lo) reduction(max : hi)
       for (int a = 0; a < A; ++a) {
-        const float q = visits[a] > 0 ? qs[a] : node_value;  // unvisited: no effect
+        const int32_t visits_a = visits[a];  // plain loads, then a select: vectorised
+        const float q_a = qs[a];
+        const float q = visits_a > 0 ? q_a : node_value;  // unvisited: no effect
         lo = std::min(lo, q);
         hi = std::max(hi, q);
       }
@@ -348,9 +353,11 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
     case QTransform::kCompletedByMixValue:
       break;  // rejected by ValidateConfig
   }
-  const uint8_t* invalid = at_root ? &tree_.root_invalid_actions[b * A] : nullptr;
-  // Scores of a chunk of actions in a vectorisable loop, then the first maximum; illegal root
-  // actions score -inf (every score of a legal action is finite).
+  // Illegal root actions score -inf (every score of a legal action is finite). Adding an offset
+  // in the vectorised loop, rather than masking the scores afterwards with scalar stores, keeps
+  // the maximum's vector loads from waiting on those stores.
+  const float* offset = at_root ? &root_score_offset_[b * A] : interior_score_offset_.data();
+  // Scores of a chunk of actions in a vectorisable loop, then the first maximum.
   constexpr int kChunk = 64;
   float score[kChunk];
   int best = -1;
@@ -360,13 +367,15 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
     const int32_t* v = visits + begin;
     const float* q = qs + begin;
     const float* p = priors + begin;
+    const float* o = offset + begin;
 #pragma omp simd
     for (int a = 0; a < n; ++a) {
-      const float value_score = v[a] > 0 ? (q[a] - lo) * scale : 0.0f;
-      score[a] = value_score + explore * p[a] / static_cast<float>(v[a] + 1);
-    }
-    if (invalid != nullptr) {
-      for (int a = 0; a < n; ++a) score[a] = invalid[begin + a] ? -kInf : score[a];
+      // Unvisited actions score (lo - lo) * scale = 0 for their value: a select of loads, which
+      // the compiler vectorises, where a conditional product stayed a branch.
+      const int32_t visits_a = v[a];
+      const float q_a = q[a];
+      const float value_score = ((visits_a > 0 ? q_a : lo) - lo) * scale;
+      score[a] = value_score + explore * p[a] / static_cast<float>(visits_a + 1) + o[a];
     }
     float chunk_max = -kInf;
 #pragma omp simd reduction(max : chunk_max)

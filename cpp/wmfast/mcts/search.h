@@ -167,6 +167,8 @@ class Search {
   std::vector<int32_t> num_considered_;  // [B] Gumbel: min(max considered, legal actions)
   std::vector<float> gumbel_;          // [B, A] Gumbel noise at the root
   std::vector<float> running_min_, running_max_;  // [B] kRunningMinMax bounds
+  // Added to pUCT scores: [B, A] -inf for illegal root actions, else 0; [A] zeros elsewhere.
+  std::vector<float> root_score_offset_, interior_score_offset_;
 
   // Per-simulation leaf of each tree and the model's outputs for it.
   std::vector<int32_t> leaf_parent_, leaf_action_, leaf_node_;  // [B]
