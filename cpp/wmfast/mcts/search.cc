@@ -353,11 +353,11 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
     case QTransform::kCompletedByMixValue:
       break;  // rejected by ValidateConfig
   }
-  // Illegal root actions score -inf (every score of a legal action is finite). Adding an offset
-  // in the vectorised loop, rather than masking the scores afterwards with scalar stores, keeps
-  // the maximum's vector loads from waiting on those stores.
+  // Illegal root actions score -inf (every score of a legal action is finite): an offset added
+  // inside the vectorised loop, not a scalar masking pass after it.
   const float* offset = at_root ? &root_score_offset_[b * A] : interior_score_offset_.data();
-  // Scores of a chunk of actions in a vectorisable loop, then the first maximum.
+  // Scores of a chunk of actions and their maximum in a vectorised loop, then the first action
+  // reaching it.
   constexpr int kChunk = 64;
   float score[kChunk];
   int best = -1;
@@ -368,7 +368,8 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
     const float* q = qs + begin;
     const float* p = priors + begin;
     const float* o = offset + begin;
-#pragma omp simd
+    float chunk_max = -kInf;
+#pragma omp simd reduction(max : chunk_max)
     for (int a = 0; a < n; ++a) {
       // Unvisited actions score (lo - lo) * scale = 0 for their value: a select of loads, which
       // the compiler vectorises, where a conditional product stayed a branch.
@@ -376,10 +377,8 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
       const float q_a = q[a];
       const float value_score = ((visits_a > 0 ? q_a : lo) - lo) * scale;
       score[a] = value_score + explore * p[a] / static_cast<float>(visits_a + 1) + o[a];
+      chunk_max = std::max(chunk_max, score[a]);
     }
-    float chunk_max = -kInf;
-#pragma omp simd reduction(max : chunk_max)
-    for (int a = 0; a < n; ++a) chunk_max = std::max(chunk_max, score[a]);
     if (chunk_max == -kInf || (best >= 0 && !(chunk_max > best_score))) continue;
     for (int a = 0; a < n; ++a) {
       if (score[a] == chunk_max) {
