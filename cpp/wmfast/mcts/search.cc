@@ -674,7 +674,8 @@ void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll)
   }
   // One model call per simulation for all trees; the tree work between calls is split over
   // the threads.
-  const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data()};
+  const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data(),
+                                threads > 1 ? &pool : nullptr};
   const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
                                    out_values_.data()};
   for (int sim = 0; sim < config_.num_simulations; ++sim) {

@@ -19,6 +19,10 @@
 #include <stdexcept>
 #include <string>
 
+namespace wmfast {
+class ThreadPool;
+}  // namespace wmfast
+
 namespace wmfast::model {
 
 // One batch of leaves to evaluate. Arrays are owned by the caller and hold `size` entries.
@@ -27,6 +31,9 @@ struct LeafBatch {
   const int64_t* source_slots = nullptr;  // [size] slot of the latent the action is applied to
   const int64_t* actions = nullptr;       // [size] action index in [0, num_actions)
   const int64_t* target_slots = nullptr;  // [size] slot where the next latent is stored
+  // Search threads idle during this call, which the evaluator may use to share its copies of
+  // latents and outputs (ThreadPool::ParallelFor from the calling thread); nullptr: none.
+  ThreadPool* helpers = nullptr;
 };
 
 // Caller-owned output buffers for one LeafBatch; the evaluator fills every entry.

@@ -10,11 +10,21 @@
 #include <stdexcept>
 
 #include "wmfast/common/check.h"
+#include "wmfast/model/float_rows.h"
 
 namespace wmfast::model {
 
-void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t width, float* out,
-                 bool allow_minus_inf) {
+namespace {
+
+// A model output checked for shape and dtype, as float32 on the host (viewed in place when it
+// already is: often a strided view such as out[:, -1]).
+struct HostRows {
+  at::Tensor host;  // keeps the data alive
+  const float* base;
+  int64_t row_stride, col_stride;
+};
+
+HostRows CheckedRows(const at::Tensor& tensor, const char* name, int64_t n, int64_t width) {
   WMFAST_CHECK_ARG(tensor.defined(), name, " is missing (None)");
   if (!at::isFloatingType(tensor.scalar_type())) {
     throw InvalidType(StrCat(name, " must be a floating-point tensor, got dtype ",
@@ -30,44 +40,29 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
                            got.str())
                   : StrCat(name, " must have shape [", n, "] (one per tree), got ", got.str()));
   }
-  const int64_t count = n * std::max<int64_t>(width, 1);
-  // CPU float32 (the common case, often a strided view such as out[:, -1]) is read in place;
-  // anything else is converted once.
   at::Tensor host = tensor;
   if (!host.device().is_cpu() || host.scalar_type() != at::kFloat) {
     host = host.to(at::kCPU, at::kFloat);
   }
-  const float* base = host.data_ptr<float>();
-  const int64_t row_stride = host.stride(0);
-  const int64_t col_stride = width > 0 ? host.stride(1) : 0;
-  if (width > 0) {
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t j = 0; j < width; ++j) out[i * width + j] = base[i * row_stride + j * col_stride];
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = base[i * row_stride];
-  }
-  const float* data = out;
-  // Finite, or -inf in logits (a masked action), with at least one finite logit per row.
-  auto acceptable = [&](float x) {
-    return std::isfinite(x) || (allow_minus_inf && x == -std::numeric_limits<float>::infinity());
-  };
-  bool ok_values = true;
-  for (int64_t i = 0; i < count; ++i) ok_values &= acceptable(data[i]);
-  if (!ok_values) {
-    int64_t i = 0;
-    while (acceptable(data[i])) ++i;
-    throw std::invalid_argument(StrCat(name, " holds a non-finite value (", data[i],
-                                       ") at batch index ", i / std::max<int64_t>(width, 1)));
+  return {host, host.data_ptr<float>(), host.stride(0), width > 0 ? host.stride(1) : 0};
+}
+
+// Finite, or -inf in logits (a masked action), with at least one finite logit per row.
+void CheckFinite(const float* data, const char* name, int64_t n, int64_t width,
+                 bool allow_minus_inf) {
+  const int64_t row_width = std::max<int64_t>(width, 1);
+  const int64_t bad = FirstNonFinite(data, n * row_width, allow_minus_inf);
+  if (bad >= 0) {
+    throw std::invalid_argument(StrCat(name, " holds a non-finite value (", data[bad],
+                                       ") at batch index ", bad / row_width));
   }
   if (allow_minus_inf && width > 0) {
-    for (int64_t row = 0; row < n; ++row) {
-      const float* begin = data + row * width;
-      WMFAST_CHECK_ARG(std::any_of(begin, begin + width, [](float x) { return std::isfinite(x); }),
-                       name, " is -inf for every action at batch index ", row);
-    }
+    const int64_t row = FirstRowWithoutFinite(data, n, width);
+    WMFAST_CHECK_ARG(row < 0, name, " is -inf for every action at batch index ", row);
   }
 }
+
+}  // namespace
 
 CallbackEvaluator::CallbackEvaluator(LatentStore* store, int num_actions, RecurrentFn fn,
                                      int max_concurrent_calls)
@@ -83,22 +78,33 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
     configured_threads = intra_op_threads_;
   }
   const int64_t n = leaves.size;
-  const at::Tensor latent = store_->Read(leaves.source_slots, n);
+  const at::Tensor latent = store_->Read(leaves.source_slots, n, leaves.helpers);
   at::Tensor action = at::empty({n}, at::TensorOptions().dtype(at::kLong));
   std::copy(leaves.actions, leaves.actions + n, action.data_ptr<int64_t>());
   if (!store_->tensor().device().is_cpu()) action = action.to(store_->tensor().device());
 
   const StepTensors step = fn_(latent, action);
   store_->Check(step.latent, n, "Step.latent");
-  CopyChecked(step.reward, "Step.reward", n, 0, outputs.rewards);
-  CopyChecked(step.logits, "Step.logits", n, num_actions_, outputs.logits, true);
-  CopyChecked(step.value, "Step.value", n, 0, outputs.values);
-  if (step.discount.defined()) {
-    CopyChecked(step.discount, "Step.discount", n, 0, outputs.discounts);
+  const HostRows reward = CheckedRows(step.reward, "Step.reward", n, 0);
+  const HostRows logits = CheckedRows(step.logits, "Step.logits", n, num_actions_);
+  const HostRows value = CheckedRows(step.value, "Step.value", n, 0);
+  const bool has_discount = step.discount.defined();
+  const HostRows discount =
+      has_discount ? CheckedRows(step.discount, "Step.discount", n, 0) : HostRows{};
+  GatherRows(reward.base, reward.row_stride, 0, 0, 0, n, outputs.rewards);
+  GatherRows(logits.base, logits.row_stride, logits.col_stride, num_actions_, 0, n,
+             outputs.logits);
+  GatherRows(value.base, value.row_stride, 0, 0, 0, n, outputs.values);
+  if (has_discount) {
+    GatherRows(discount.base, discount.row_stride, 0, 0, 0, n, outputs.discounts);
   } else {
     std::fill(outputs.discounts, outputs.discounts + n, 1.0f);
   }
-  store_->Write(leaves.target_slots, n, step.latent);
+  CheckFinite(outputs.rewards, "Step.reward", n, 0, false);
+  CheckFinite(outputs.logits, "Step.logits", n, num_actions_, true);
+  CheckFinite(outputs.values, "Step.value", n, 0, false);
+  if (has_discount) CheckFinite(outputs.discounts, "Step.discount", n, 0, false);
+  store_->Write(leaves.target_slots, n, step.latent, leaves.helpers);
 }
 
 }  // namespace wmfast::model

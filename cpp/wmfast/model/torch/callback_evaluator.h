@@ -48,12 +48,6 @@ class CallbackEvaluator : public Evaluator {
   int intra_op_threads_;  // the creating thread's; other calling threads are set to match
 };
 
-// Copies a [n] or [n, width] (width > 0) floating-point tensor to `out` as float32, checking its
-// shape and that every entry is finite (logits may be -inf where allow_minus_inf, as long as
-// one entry per row is finite); errors name `name`.
-void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t width, float* out,
-                 bool allow_minus_inf = false);
-
 }  // namespace wmfast::model
 
 #endif  // WMFAST_MODEL_TORCH_CALLBACK_EVALUATOR_H_

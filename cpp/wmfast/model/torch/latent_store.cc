@@ -10,6 +10,7 @@
 
 #include "wmfast/common/block_cache.h"
 #include "wmfast/common/check.h"
+#include "wmfast/common/thread_pool.h"
 #include "wmfast/model/evaluator.h"
 #include "wmfast/model/torch/tensor_text.h"
 
@@ -38,6 +39,37 @@ int64_t FirstOfRun(const int64_t* slots, int64_t n) {
     if (slots[i] != slots[0] + i) return -1;
   }
   return slots[0];
+}
+
+// Copies n rows of row_bytes: row i from src row src_slots[i] (nullptr: i) to dst row
+// dst_slots[i] (nullptr: i). `run_start` >= 0 says the slotted side is the consecutive run from
+// it (one memcpy). Rows are shared among the threads of `pool` when there is one.
+void CopyRows(const char* src, const int64_t* src_slots, char* dst, const int64_t* dst_slots,
+              int64_t run_start, int64_t n, int64_t row_bytes, ThreadPool* pool) {
+  auto copy = [&](int, int64_t begin, int64_t end) {
+    if (run_start >= 0) {
+      const int64_t src_row = src_slots != nullptr ? run_start + begin : begin;
+      const int64_t dst_row = dst_slots != nullptr ? run_start + begin : begin;
+      std::memcpy(dst + dst_row * row_bytes, src + src_row * row_bytes, (end - begin) * row_bytes);
+      return;
+    }
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + kRowsAhead < end) {
+        if (src_slots != nullptr) PrefetchRow<0>(src + src_slots[i + kRowsAhead] * row_bytes, row_bytes);
+        if (dst_slots != nullptr) PrefetchRow<1>(dst + dst_slots[i + kRowsAhead] * row_bytes, row_bytes);
+      }
+      const int64_t src_row = src_slots != nullptr ? src_slots[i] : i;
+      const int64_t dst_row = dst_slots != nullptr ? dst_slots[i] : i;
+      std::memcpy(dst + dst_row * row_bytes, src + src_row * row_bytes, row_bytes);
+    }
+  };
+  // Below a few KB the threads' hand-off costs more than the copy.
+  constexpr int64_t kMinParallelBytes = 16 << 10;
+  if (pool != nullptr && pool->num_threads() > 1 && n * row_bytes >= kMinParallelBytes) {
+    pool->ParallelFor(n, copy);
+  } else {
+    copy(0, 0, n);
+  }
 }
 
 // An uninitialised tensor of `shape` like `options`; CPU memory comes from the block cache.
@@ -102,20 +134,13 @@ at::Tensor LatentStore::Indices(const int64_t* slots, int64_t n) const {
   return storage_.device().is_cpu() ? host : host.to(storage_.device());
 }
 
-void LatentStore::Write(const int64_t* slots, int64_t n, const at::Tensor& latents) {
+void LatentStore::Write(const int64_t* slots, int64_t n, const at::Tensor& latents,
+                        ThreadPool* pool) {
   if (n == 0) return;
   const int64_t first = FirstOfRun(slots, n);
   if (CpuFastPath(storage_) && CpuFastPath(latents)) {
-    auto* dst = static_cast<char*>(storage_.data_ptr());
-    const auto* src = static_cast<const char*>(latents.data_ptr());
-    if (first >= 0) {
-      std::memcpy(dst + first * row_bytes_, src, n * row_bytes_);
-      return;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (i + kRowsAhead < n) PrefetchRow<1>(dst + slots[i + kRowsAhead] * row_bytes_, row_bytes_);
-      std::memcpy(dst + slots[i] * row_bytes_, src + i * row_bytes_, row_bytes_);
-    }
+    CopyRows(static_cast<const char*>(latents.data_ptr()), nullptr,
+             static_cast<char*>(storage_.data_ptr()), slots, first, n, row_bytes_, pool);
     return;
   }
   if (first >= 0) {
@@ -130,23 +155,15 @@ void LatentStore::Clear(const std::vector<int64_t>& slots) {
   storage_.index_fill_(0, Indices(slots.data(), static_cast<int64_t>(slots.size())), 0);
 }
 
-at::Tensor LatentStore::Read(const int64_t* slots, int64_t n) const {
+at::Tensor LatentStore::Read(const int64_t* slots, int64_t n, ThreadPool* pool) const {
   // A copy, never a view of the store: the model may keep or modify its input.
   const int64_t first = n > 0 ? FirstOfRun(slots, n) : -1;
   if (CpuFastPath(storage_)) {
     std::vector<int64_t> shape(storage_.sizes().begin(), storage_.sizes().end());
     shape[0] = n;
     at::Tensor out = at::empty(shape, storage_.options());
-    const auto* src = static_cast<const char*>(storage_.data_ptr());
-    auto* dst = static_cast<char*>(out.data_ptr());
-    if (first >= 0) {
-      std::memcpy(dst, src + first * row_bytes_, n * row_bytes_);
-      return out;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (i + kRowsAhead < n) PrefetchRow<0>(src + slots[i + kRowsAhead] * row_bytes_, row_bytes_);
-      std::memcpy(dst + i * row_bytes_, src + slots[i] * row_bytes_, row_bytes_);
-    }
+    CopyRows(static_cast<const char*>(storage_.data_ptr()), slots,
+             static_cast<char*>(out.data_ptr()), nullptr, first, n, row_bytes_, pool);
     return out;
   }
   if (first >= 0) return storage_.narrow(0, first, n).clone(at::MemoryFormat::Contiguous);

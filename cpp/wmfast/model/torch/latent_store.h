@@ -15,6 +15,10 @@
 #include <cstdint>
 #include <vector>
 
+namespace wmfast {
+class ThreadPool;
+}  // namespace wmfast
+
 namespace wmfast::model {
 
 class LatentStore {
@@ -25,14 +29,16 @@ class LatentStore {
   // A store of num_slots slots where slot i holds `previous`'s slot source[i] (when >= 0).
   LatentStore(int64_t num_slots, const LatentStore& previous, const std::vector<int64_t>& source);
 
-  // Stores latents[i] ([n, ...], same trailing shape, dtype and device) at slots[i].
-  void Write(const int64_t* slots, int64_t n, const at::Tensor& latents);
+  // Stores latents[i] ([n, ...], same trailing shape, dtype and device) at slots[i]. A CPU
+  // store's rows are copied by the threads of `pool` (nullptr: by the caller).
+  void Write(const int64_t* slots, int64_t n, const at::Tensor& latents,
+             ThreadPool* pool = nullptr);
 
   // Zeroes the latents at `slots`.
   void Clear(const std::vector<int64_t>& slots);
 
-  // A new tensor [n, ...] holding the latents at `slots`.
-  at::Tensor Read(const int64_t* slots, int64_t n) const;
+  // A new tensor [n, ...] holding the latents at `slots` (copied as by Write).
+  at::Tensor Read(const int64_t* slots, int64_t n, ThreadPool* pool = nullptr) const;
 
   // Throws std::invalid_argument (InvalidType for a dtype) naming `name` unless `latents` is a
   // [n, ...] tensor this store can hold.

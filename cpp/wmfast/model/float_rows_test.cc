@@ -1,0 +1,55 @@
+#include "wmfast/model/float_rows.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace wmfast::model {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+TEST(GatherRowsTest, CopiesStridedRowsAndColumns) {
+  // A [3, 2] matrix viewed column-major inside a [2, 3] buffer: row stride 1, column stride 3.
+  const std::vector<float> buffer = {0, 1, 2, 10, 11, 12};
+  std::vector<float> out(6, -1.0f);
+  GatherRows(buffer.data(), 1, 3, 2, 0, 3, out.data());
+  EXPECT_EQ(out, (std::vector<float>{0, 10, 1, 11, 2, 12}));
+  // Rows [1, 3) only: row 0 untouched.
+  std::vector<float> part(6, -1.0f);
+  GatherRows(buffer.data(), 1, 3, 2, 1, 3, part.data());
+  EXPECT_EQ(part, (std::vector<float>{-1, -1, 1, 11, 2, 12}));
+  // A strided vector (width 0) and a dense matrix.
+  std::vector<float> column(2);
+  GatherRows(buffer.data() + 2, 3, 0, 0, 0, 2, column.data());
+  EXPECT_EQ(column, (std::vector<float>{2, 12}));
+  std::vector<float> dense(6);
+  GatherRows(buffer.data(), 3, 1, 3, 0, 2, dense.data());
+  EXPECT_EQ(dense, buffer);
+}
+
+TEST(FirstNonFiniteTest, FindsTheFirstNaNOrInfinity) {
+  std::vector<float> x(37, 1.5f);
+  EXPECT_EQ(FirstNonFinite(x.data(), 37, false), -1);
+  x[30] = std::nanf("");
+  x[33] = kInf;
+  EXPECT_EQ(FirstNonFinite(x.data(), 37, false), 30);
+  EXPECT_EQ(FirstNonFinite(x.data(), 30, false), -1);
+  x[5] = -kInf;
+  EXPECT_EQ(FirstNonFinite(x.data(), 37, false), 5);
+  EXPECT_EQ(FirstNonFinite(x.data(), 37, true), 30);  // -inf allowed, NaN is not
+  x[30] = 0.0f;
+  EXPECT_EQ(FirstNonFinite(x.data(), 37, true), 33);  // +inf never is
+}
+
+TEST(FirstRowWithoutFiniteTest, FindsAFullyMaskedRow) {
+  const std::vector<float> logits = {0, -kInf, -kInf, -kInf, -kInf, 2};
+  EXPECT_EQ(FirstRowWithoutFinite(logits.data(), 2, 3), -1);
+  const std::vector<float> masked = {0, 1, 2, -kInf, -kInf, -kInf};
+  EXPECT_EQ(FirstRowWithoutFinite(masked.data(), 2, 3), 1);
+}
+
+}  // namespace
+}  // namespace wmfast::model
