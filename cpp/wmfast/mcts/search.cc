@@ -50,6 +50,11 @@ float ExploreFactor(const SearchConfig& c, int32_t node_visits) {
   return std::sqrt(n) * (c.pb_c_init + std::log((n + c.pb_c_base + 1.0f) / c.pb_c_base));
 }
 
+[[noreturn]] void ThrowAllIllegal(int64_t b) {
+  throw std::invalid_argument(StrCat("legal_actions: every action is illegal at the root of tree ",
+                                     b, " (batch index); at least one action must be legal"));
+}
+
 }  // namespace
 
 void ValidateConfig(const SearchConfig& c) {
@@ -130,8 +135,7 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
       num_legal += invalid[a] ? 0 : 1;
     }
   }
-  WMFAST_CHECK_ARG(num_legal > 0, "legal_actions: every action is illegal at the root of tree ",
-                   b, " (batch index); at least one action must be legal");
+  if (num_legal == 0) ThrowAllIllegal(b);
   Rng rng(config_.seed, 2 * stream_, static_cast<uint64_t>(b));
   float* row = tree_.prior_logits(root);
   float* priors = tree_.priors(root);
@@ -171,16 +175,26 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
 
 void Search::InitFromRoots(const RootInput& root) {
   const int A = config_.num_actions;
-  for (int64_t b = 0; b < tree_.batch_size; ++b) {
-    const int64_t node = tree_.Node(b, kRootIndex);
-    tree_.Create(node);
-    SetupRoot(b, root.logits + b * A, root.values[b],
-              root.invalid != nullptr ? root.invalid + b * A : nullptr,
-              root.gumbel != nullptr ? root.gumbel + b * A : nullptr);
-    tree_.node_visits(node) = 1;
-    tree_.node_value(node) = tree_.raw_value(node);
-    first_new_[b] = 1;
+  if (root.invalid != nullptr) {
+    // Checked here, in order, so the error names the first such tree whatever the threads do.
+    for (int64_t b = 0; b < tree_.batch_size; ++b) {
+      const uint8_t* invalid = root.invalid + b * A;
+      if (std::find(invalid, invalid + A, 0) == invalid + A) ThrowAllIllegal(b);
+    }
   }
+  // Root noise costs microseconds per tree: the search's threads share the roots.
+  Pool().ParallelFor(tree_.batch_size, [&](int, int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t node = tree_.Node(b, kRootIndex);
+      tree_.Create(node);
+      SetupRoot(b, root.logits + b * A, root.values[b],
+                root.invalid != nullptr ? root.invalid + b * A : nullptr,
+                root.gumbel != nullptr ? root.gumbel + b * A : nullptr);
+      tree_.node_visits(node) = 1;
+      tree_.node_value(node) = tree_.raw_value(node);
+      first_new_[b] = 1;
+    }
+  });
 }
 
 int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_taken,
@@ -661,13 +675,26 @@ void Search::Prefetch(int64_t b, bool backup) const {
   }
 }
 
+ThreadPool& Search::Pool() {
+  if (pool_ == nullptr) {
+    // A shard below ~kMinTreesPerThread trees makes model calls too small to be worth a thread.
+    constexpr int64_t kMinTreesPerThread = 32;
+    const int64_t threads = std::clamp<int64_t>(tree_.batch_size / kMinTreesPerThread, 1,
+                                                std::max(config_.num_threads, 1));
+    pool_ = std::make_unique<ThreadPool>(static_cast<int>(threads));
+  }
+  return *pool_;
+}
+
 void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
   const int64_t B = tree_.batch_size;
-  // A shard below ~kMinTreesPerThread trees makes model calls too small to be worth a thread.
-  constexpr int64_t kMinTreesPerThread = 32;
-  const int64_t threads =
-      std::clamp<int64_t>(B / kMinTreesPerThread, 1, std::max(config_.num_threads, 1));
-  ThreadPool pool(static_cast<int>(threads));
+  ThreadPool& pool = Pool();
+  // The threads end with the search (a finished search may be kept for a long time).
+  struct ReleasePool {
+    std::unique_ptr<ThreadPool>& pool;
+    ~ReleasePool() { pool.reset(); }
+  } release{pool_};
+  const int threads = pool.num_threads();
   if (threads > 1 && evaluator.max_concurrent_calls() >= threads) {
     RunSharded(evaluator, poll, pool);
     return;

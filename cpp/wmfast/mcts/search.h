@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "wmfast/common/thread_pool.h"
@@ -157,6 +158,9 @@ class Search {
   void Finish(int64_t begin, int64_t end);
   void RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
                   ThreadPool& pool);
+  // The search's threads (config.num_threads, fewer for small batches), made on first use and
+  // ended by Run.
+  ThreadPool& Pool();
 
   SearchConfig config_;
   Tree tree_;
@@ -178,6 +182,7 @@ class Search {
   std::vector<int64_t> action_;
   std::vector<int32_t> visit_counts_;
   std::vector<float> policy_, root_value_, q_values_;
+  std::unique_ptr<ThreadPool> pool_;
 };
 
 }  // namespace wmfast::mcts
