@@ -223,6 +223,9 @@ void InitMcts(py::module_& m) {
                           "A finished batched search: trees, node latents and results.")
       .def_property_readonly("batch_size", [](const SearchState& s) { return s.search->batch_size(); })
       .def_property_readonly("num_nodes", [](const SearchState& s) { return s.search->tree().num_nodes; })
+      .def_property_readonly("latent_device", [](const SearchState& s) {
+        return s.latents->tensor().device();
+      }, "The device of the node latents")
       .def_property_readonly("latents", [](SearchState& s) {
         const at::Tensor& t = s.InspectableLatents();
         // The store is node-major (mcts::Search::Slot): [num_nodes * B, ...].

@@ -509,7 +509,7 @@ class _Planner:
                 bad = int(taken[((taken < 0) | (taken >= A))][0])
                 raise ValueError(f"action_taken must be in [0, {A}), got {bad}")
             taken = np.ascontiguousarray(taken, dtype=np.int64)
-            previous_device = reuse._state.latents.device
+            previous_device = reuse._state.latent_device
             if latent is not None and latent.device != previous_device:
                 raise ValueError(
                     f"root.latent is on {latent.device} but the reused search's latents are on "
