@@ -6,21 +6,21 @@
 
 namespace wmfast::model {
 
-void GatherRows(const float* base, int64_t row_stride, int64_t col_stride, int64_t width,
-                int64_t begin, int64_t end, float* out) {
+void GatherRows(const float* base, int64_t row_stride, int64_t col_stride, int64_t n,
+                int64_t width, float* out) {
   if (width == 0) {
     if (row_stride == 1) {
-      std::memcpy(out + begin, base + begin, (end - begin) * sizeof(float));
+      std::memcpy(out, base, n * sizeof(float));
       return;
     }
-    for (int64_t i = begin; i < end; ++i) out[i] = base[i * row_stride];
+    for (int64_t i = 0; i < n; ++i) out[i] = base[i * row_stride];
     return;
   }
   if (col_stride == 1 && row_stride == width) {
-    std::memcpy(out + begin * width, base + begin * width, (end - begin) * width * sizeof(float));
+    std::memcpy(out, base, n * width * sizeof(float));
     return;
   }
-  for (int64_t i = begin; i < end; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     const float* row = base + i * row_stride;
     float* dst = out + i * width;
     if (col_stride == 1) {

@@ -7,10 +7,9 @@
 
 namespace wmfast::model {
 
-// Copies rows [begin, end) of a strided [n, width] matrix (width 0: a strided [n] vector) into
-// the same rows of the dense `out`.
-void GatherRows(const float* base, int64_t row_stride, int64_t col_stride, int64_t width,
-                int64_t begin, int64_t end, float* out);
+// Copies a strided [n, width] matrix (width 0: a strided [n] vector) into the dense `out`.
+void GatherRows(const float* base, int64_t row_stride, int64_t col_stride, int64_t n,
+                int64_t width, float* out);
 
 // Index of the first of `count` entries that is NaN or infinite (-inf is allowed where
 // allow_minus_inf), or -1.

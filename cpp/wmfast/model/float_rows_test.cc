@@ -15,18 +15,21 @@ TEST(GatherRowsTest, CopiesStridedRowsAndColumns) {
   // A [3, 2] matrix viewed column-major inside a [2, 3] buffer: row stride 1, column stride 3.
   const std::vector<float> buffer = {0, 1, 2, 10, 11, 12};
   std::vector<float> out(6, -1.0f);
-  GatherRows(buffer.data(), 1, 3, 2, 0, 3, out.data());
+  GatherRows(buffer.data(), 1, 3, 3, 2, out.data());
   EXPECT_EQ(out, (std::vector<float>{0, 10, 1, 11, 2, 12}));
-  // Rows [1, 3) only: row 0 untouched.
-  std::vector<float> part(6, -1.0f);
-  GatherRows(buffer.data(), 1, 3, 2, 1, 3, part.data());
-  EXPECT_EQ(part, (std::vector<float>{-1, -1, 1, 11, 2, 12}));
-  // A strided vector (width 0) and a dense matrix.
+  // Rows with a gap between them (a column slice of a wider output).
+  std::vector<float> sliced(4);
+  GatherRows(buffer.data() + 1, 3, 1, 2, 2, sliced.data());
+  EXPECT_EQ(sliced, (std::vector<float>{1, 2, 11, 12}));
+  // A strided vector (width 0), a dense vector and a dense matrix.
   std::vector<float> column(2);
-  GatherRows(buffer.data() + 2, 3, 0, 0, 0, 2, column.data());
+  GatherRows(buffer.data() + 2, 3, 0, 2, 0, column.data());
   EXPECT_EQ(column, (std::vector<float>{2, 12}));
+  std::vector<float> vector(3);
+  GatherRows(buffer.data() + 3, 1, 0, 3, 0, vector.data());
+  EXPECT_EQ(vector, (std::vector<float>{10, 11, 12}));
   std::vector<float> dense(6);
-  GatherRows(buffer.data(), 3, 1, 3, 0, 2, dense.data());
+  GatherRows(buffer.data(), 3, 1, 2, 3, dense.data());
   EXPECT_EQ(dense, buffer);
 }
 

@@ -4,8 +4,6 @@
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -16,15 +14,11 @@ namespace wmfast::model {
 
 namespace {
 
-// A model output checked for shape and dtype, as float32 on the host (viewed in place when it
-// already is: often a strided view such as out[:, -1]).
-struct HostRows {
-  at::Tensor host;  // keeps the data alive
-  const float* base;
-  int64_t row_stride, col_stride;
-};
-
-HostRows CheckedRows(const at::Tensor& tensor, const char* name, int64_t n, int64_t width) {
+// Copies a [n] or [n, width] (width > 0) floating-point output to `out` as float32, checking
+// its shape and that every entry is finite (logits may be -inf where allow_minus_inf, as long as
+// one entry per row is finite); errors name `name`.
+void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t width, float* out,
+                 bool allow_minus_inf) {
   WMFAST_CHECK_ARG(tensor.defined(), name, " is missing (None)");
   if (!at::isFloatingType(tensor.scalar_type())) {
     throw InvalidType(StrCat(name, " must be a floating-point tensor, got dtype ",
@@ -40,24 +34,22 @@ HostRows CheckedRows(const at::Tensor& tensor, const char* name, int64_t n, int6
                            got.str())
                   : StrCat(name, " must have shape [", n, "] (one per tree), got ", got.str()));
   }
+  // CPU float32 (the common case, often a strided view such as out[:, -1]) is read in place;
+  // anything else is converted once.
   at::Tensor host = tensor;
   if (!host.device().is_cpu() || host.scalar_type() != at::kFloat) {
     host = host.to(at::kCPU, at::kFloat);
   }
-  return {host, host.data_ptr<float>(), host.stride(0), width > 0 ? host.stride(1) : 0};
-}
-
-// Finite, or -inf in logits (a masked action), with at least one finite logit per row.
-void CheckFinite(const float* data, const char* name, int64_t n, int64_t width,
-                 bool allow_minus_inf) {
+  GatherRows(host.data_ptr<float>(), host.stride(0), width > 0 ? host.stride(1) : 0, n, width,
+             out);
   const int64_t row_width = std::max<int64_t>(width, 1);
-  const int64_t bad = FirstNonFinite(data, n * row_width, allow_minus_inf);
+  const int64_t bad = FirstNonFinite(out, n * row_width, allow_minus_inf);
   if (bad >= 0) {
-    throw std::invalid_argument(StrCat(name, " holds a non-finite value (", data[bad],
+    throw std::invalid_argument(StrCat(name, " holds a non-finite value (", out[bad],
                                        ") at batch index ", bad / row_width));
   }
   if (allow_minus_inf && width > 0) {
-    const int64_t row = FirstRowWithoutFinite(data, n, width);
+    const int64_t row = FirstRowWithoutFinite(out, n, width);
     WMFAST_CHECK_ARG(row < 0, name, " is -inf for every action at batch index ", row);
   }
 }
@@ -85,25 +77,14 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
 
   const StepTensors step = fn_(latent, action);
   store_->Check(step.latent, n, "Step.latent");
-  const HostRows reward = CheckedRows(step.reward, "Step.reward", n, 0);
-  const HostRows logits = CheckedRows(step.logits, "Step.logits", n, num_actions_);
-  const HostRows value = CheckedRows(step.value, "Step.value", n, 0);
-  const bool has_discount = step.discount.defined();
-  const HostRows discount =
-      has_discount ? CheckedRows(step.discount, "Step.discount", n, 0) : HostRows{};
-  GatherRows(reward.base, reward.row_stride, 0, 0, 0, n, outputs.rewards);
-  GatherRows(logits.base, logits.row_stride, logits.col_stride, num_actions_, 0, n,
-             outputs.logits);
-  GatherRows(value.base, value.row_stride, 0, 0, 0, n, outputs.values);
-  if (has_discount) {
-    GatherRows(discount.base, discount.row_stride, 0, 0, 0, n, outputs.discounts);
+  CopyChecked(step.reward, "Step.reward", n, 0, outputs.rewards, false);
+  CopyChecked(step.logits, "Step.logits", n, num_actions_, outputs.logits, true);
+  CopyChecked(step.value, "Step.value", n, 0, outputs.values, false);
+  if (step.discount.defined()) {
+    CopyChecked(step.discount, "Step.discount", n, 0, outputs.discounts, false);
   } else {
     std::fill(outputs.discounts, outputs.discounts + n, 1.0f);
   }
-  CheckFinite(outputs.rewards, "Step.reward", n, 0, false);
-  CheckFinite(outputs.logits, "Step.logits", n, num_actions_, true);
-  CheckFinite(outputs.values, "Step.value", n, 0, false);
-  if (has_discount) CheckFinite(outputs.discounts, "Step.discount", n, 0, false);
   store_->Write(leaves.target_slots, n, step.latent, leaves.helpers);
 }
 
