@@ -54,9 +54,11 @@ void CopyRows(const char* src, const int64_t* src_slots, char* dst, const int64_
       return;
     }
     for (int64_t i = begin; i < end; ++i) {
-      if (i + kRowsAhead < end) {
-        if (src_slots != nullptr) PrefetchRow<0>(src + src_slots[i + kRowsAhead] * row_bytes, row_bytes);
-        if (dst_slots != nullptr) PrefetchRow<1>(dst + dst_slots[i + kRowsAhead] * row_bytes, row_bytes);
+      if (i + kRowsAhead < end && src_slots != nullptr) {
+        PrefetchRow<0>(src + src_slots[i + kRowsAhead] * row_bytes, row_bytes);
+      }
+      if (i + kRowsAhead < end && dst_slots != nullptr) {
+        PrefetchRow<1>(dst + dst_slots[i + kRowsAhead] * row_bytes, row_bytes);
       }
       const int64_t src_row = src_slots != nullptr ? src_slots[i] : i;
       const int64_t dst_row = dst_slots != nullptr ? dst_slots[i] : i;
