@@ -318,6 +318,8 @@ def _float_array(value: Any, name: str, shape: tuple[int, ...], allow_minus_inf:
     if tuple(array.shape) != shape:
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(array.shape)}")
     array = np.ascontiguousarray(array, dtype=np.float32)
+    if np.isfinite(array).all():  # the common case, in one pass (a search's fixed cost)
+        return array
     bad = ~np.isfinite(array)
     if allow_minus_inf:
         bad &= array != -np.inf
