@@ -631,6 +631,17 @@ def test_all_actions_illegal_at_a_root():
         r"of tree 1",
     ):
         wm.MCTS(A_, 2).search(_model_returning(), _ok_root(), legal_actions=legal)
+    # With threads setting up the roots, the error still names the first such tree.
+    B = 3000
+    legal = np.ones((B, A_), bool)
+    # The last tree of the second thread's shard and the first of the third's (1000 trees each):
+    # the third thread reaches its bad tree first.
+    legal[[1999, 2000]] = False
+    model = wm.MCTS(A_, 2, num_threads=3, dirichlet_fraction=0.25)
+    root = wm.Root(torch.zeros(B, 2), torch.zeros(B, A_), torch.zeros(B))
+    for _ in range(5):
+        with pytest.raises(ValueError, match=r"illegal at the root of tree 1999 "):
+            model.search(lambda latent, action: None, root, legal_actions=legal)
     with pytest.raises(ValueError, match=r"legal_actions must have shape \[3, 4\]"):
         wm.MCTS(A_, 2).search(_model_returning(), _ok_root(), legal_actions=legal[:, :2])
     with pytest.raises(TypeError, match="legal_actions must hold booleans"):

@@ -467,13 +467,8 @@ class _Planner:
                     f"legal_actions must have shape {[B, A]} (batch, num_actions), got "
                     f"{list(legal.shape)}"
                 )
+            # A root with no legal action is the core's error (it names the first such tree).
             invalid = np.ascontiguousarray(legal == 0, dtype=np.uint8)
-            empty = np.flatnonzero(invalid.all(axis=1))
-            if empty.size:
-                raise ValueError(
-                    f"legal_actions: every action is illegal at the root of tree {int(empty[0])} "
-                    "(batch index); at least one action must be legal"
-                )
         taken = None
         state = None
         if reuse is not None:

@@ -32,7 +32,7 @@ struct LeafBatch {
   const int64_t* actions = nullptr;       // [size] action index in [0, num_actions)
   const int64_t* target_slots = nullptr;  // [size] slot where the next latent is stored
   // Search threads idle during this call, which the evaluator may use to share its copies of
-  // latents and outputs (ThreadPool::ParallelFor from the calling thread); nullptr: none.
+  // latents (ThreadPool::ParallelFor from the calling thread); nullptr: none.
   ThreadPool* helpers = nullptr;
 };
 

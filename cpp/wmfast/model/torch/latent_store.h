@@ -6,7 +6,8 @@
 // Slots are not cleared when the store is made: a slot holds a latent once written (Clear zeroes
 // the slots that never were, before the store is shown to a user).
 //
-// Not thread-safe: used by the thread that drives the search.
+// Threads: on the CPU, reads and writes of disjoint slots may run concurrently (the shards of a
+// sharded search); anything else, and the store's other methods, from one thread at a time.
 #ifndef WMFAST_MODEL_TORCH_LATENT_STORE_H_
 #define WMFAST_MODEL_TORCH_LATENT_STORE_H_
 
