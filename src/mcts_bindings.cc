@@ -154,8 +154,7 @@ std::unique_ptr<SearchState> RunSearch(
     const int64_t num_nodes =
         Search::NodesForReuse(*reuse->search, taken, config.num_simulations);
     state->search = std::make_unique<Search>(config, B, num_nodes, stream);
-    state->search->InitFromPrevious(*reuse->search, taken, has_root ? &root : nullptr,
-                                    &slot_map);
+    state->search->InitFromPrevious(*reuse->search, taken, root, &slot_map);
     state->latents =
         std::make_unique<model::LatentStore>(B * num_nodes, *reuse->latents, slot_map);
   }

@@ -391,6 +391,23 @@ def test_tree_reuse_continues_from_the_child_subtree():
     np.testing.assert_allclose(third.tree.raw_values[:, 0], model.root(B, seed=9).value.numpy())
 
 
+def test_tree_reuse_without_a_root_applies_legal_actions():
+    A, B = 4, 2
+    model = RandomModel(A, seed=4)
+    mcts = wm.MCTS(A, 40, dirichlet_fraction=0.0)
+    first = mcts.search(model, model.root(B))
+    legal = np.ones((B, A), bool)
+    legal[:, 1] = False
+    second = mcts.search(model, None, reuse=first, action_taken=first.action, legal_actions=legal)
+    assert second.tree.root_invalid_actions[:, 1].all()
+    assert (second.visit_counts[:, 1] == 0).all()  # the kept subtree under action 1 is dropped
+    assert (second.tree.children_index[:, 0, 1] == -1).all()
+    none_legal = np.ones((B, A), bool)
+    none_legal[1] = False
+    with pytest.raises(ValueError, match="every action is illegal at the root of tree 1"):
+        mcts.search(model, None, reuse=first, action_taken=first.action, legal_actions=none_legal)
+
+
 def test_tree_reuse_errors():
     A, B = 4, 2
     model = RandomModel(A, seed=4)

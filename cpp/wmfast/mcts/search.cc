@@ -224,7 +224,8 @@ int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_tak
 }
 
 void Search::InitFromPrevious(const Search& previous, const int64_t* actions_taken,
-                              const RootInput* root, std::vector<int64_t>* slot_map) {
+                              const RootInput& root, std::vector<int64_t>* slot_map) {
+  const bool has_root = root.logits != nullptr;
   const Tree& old = previous.tree_;
   const int A = config_.num_actions;
   WMFAST_CHECK_ARG(old.num_actions == A, "reuse: the previous search had ", old.num_actions,
@@ -237,18 +238,16 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
     const int64_t taken = actions_taken[b];
     const int32_t child = old.children(old.Node(b, kRootIndex))[taken];
-    const uint8_t* invalid =
-        root != nullptr && root->invalid != nullptr ? root->invalid + b * A : nullptr;
-    const float* gumbel =
-        root != nullptr && root->gumbel != nullptr ? root->gumbel + b * A : nullptr;
+    const uint8_t* invalid = root.invalid != nullptr ? root.invalid + b * A : nullptr;
+    const float* gumbel = root.gumbel != nullptr ? root.gumbel + b * A : nullptr;
     if (child == kUnvisited) {
-      WMFAST_CHECK_ARG(root != nullptr, "action_taken: action ", taken,
+      WMFAST_CHECK_ARG(has_root, "action_taken: action ", taken,
                        " was never expanded at the root of tree ", b,
                        " in the previous search, so there is no subtree to continue from; "
                        "pass a root to start that tree afresh");
       const int64_t node = tree_.Node(b, kRootIndex);
       tree_.Create(node);
-      SetupRoot(b, root->logits + b * A, root->values[b], invalid, gumbel);
+      SetupRoot(b, root.logits + b * A, root.values[b], invalid, gumbel);
       tree_.node_visits(node) = 1;
       tree_.node_value(node) = tree_.raw_value(node);
       first_new_[b] = 1;
@@ -290,10 +289,10 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
     first_new_[b] = next;
     const int64_t new_root = tree_.Node(b, kRootIndex);
     std::copy_n(tree_.prior_logits(new_root), A, root_logits.begin());
-    if (root != nullptr) {
-      SetupRoot(b, root->logits + b * A, root->values[b], invalid, gumbel);
+    if (has_root) {
+      SetupRoot(b, root.logits + b * A, root.values[b], invalid, gumbel);
     } else {
-      SetupRoot(b, root_logits.data(), old.raw_value(old.Node(b, child)), nullptr, nullptr);
+      SetupRoot(b, root_logits.data(), old.raw_value(old.Node(b, child)), invalid, gumbel);
     }
     RecomputeRoot(b);
     if (config_.qtransform == QTransform::kRunningMinMax) {

@@ -97,12 +97,13 @@ class Search {
   void InitFromRoots(const RootInput& root);
 
   // Trees made of the subtrees of `previous` under the root actions `actions_taken` [B]. With
-  // `root` the new roots take its logits/values (their statistics are kept); without it, the
-  // subtree roots keep their own and every taken action must have been expanded. Subtrees under
-  // now-illegal root actions are dropped. Fills slot_map [B * num_nodes]: for each new latent
-  // slot the previous search's slot holding its latent, or -1 (nothing to copy).
+  // root.logits (and values) the new roots take them (their statistics are kept); without, the
+  // subtree roots keep their own and every taken action must have been expanded. root.invalid
+  // (and gumbel) apply either way: subtrees under now-illegal root actions are dropped. Fills
+  // slot_map [B * num_nodes]: for each new latent slot the previous search's slot holding its
+  // latent, or -1 (nothing to copy).
   void InitFromPrevious(const Search& previous, const int64_t* actions_taken,
-                        const RootInput* root, std::vector<int64_t>* slot_map);
+                        const RootInput& root, std::vector<int64_t>* slot_map);
 
   // Runs num_simulations simulations, then computes the results. `poll` (may be empty) runs
   // between simulations on the calling thread and may throw to stop the search.

@@ -176,7 +176,7 @@ TEST(SearchTest, ReuseKeepsTheChildSubtree) {
   const int64_t nodes = Search::NodesForReuse(first, taken.data(), N);
   Search second(config, B, nodes, 1);
   std::vector<int64_t> slot_map;
-  second.InitFromPrevious(first, taken.data(), nullptr, &slot_map);
+  second.InitFromPrevious(first, taken.data(), RootInput{}, &slot_map);
   for (int b = 0; b < B; ++b) {
     const int32_t child = first.tree().children(first.tree().Node(b, 0))[taken[b]];
     EXPECT_EQ(second.tree().node_visits(second.tree().Node(b, 0)),
