@@ -1,5 +1,7 @@
 #include "wmfast/common/thread_pool.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -104,6 +106,58 @@ void ThreadPool::WorkerLoop(int shard) {
     if (error && !error_) error_ = error;
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_cv_.notify_all();
   }
+}
+
+namespace {
+
+struct PoolCache {
+  // Enough for a few searches running at once in one process; more idle pools are ended.
+  static constexpr size_t kMaxIdle = 4;
+  std::mutex mutex;
+  pid_t pid = getpid();
+  std::vector<ThreadPool*> idle;
+};
+
+PoolCache& Cache() {
+  static PoolCache* cache = new PoolCache;  // never destroyed: idle threads sleep until exit
+  return *cache;
+}
+
+}  // namespace
+
+CachedPool AcquirePool(int num_threads) {
+  if (num_threads <= 1) return CachedPool(new ThreadPool(1));  // no threads: nothing to cache
+  PoolCache& cache = Cache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    if (cache.pid != getpid()) {
+      // A forked child: the cached pools' threads are not in this process; abandon the pools
+      // (their destructors would wait for those threads).
+      cache.idle.clear();
+      cache.pid = getpid();
+    }
+    for (auto it = cache.idle.begin(); it != cache.idle.end(); ++it) {
+      if ((*it)->num_threads() == num_threads) {
+        ThreadPool* pool = *it;
+        cache.idle.erase(it);
+        return CachedPool(pool);
+      }
+    }
+  }
+  return CachedPool(new ThreadPool(num_threads));
+}
+
+void ReturnToCache::operator()(ThreadPool* pool) const {
+  PoolCache& cache = Cache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    if (pool->num_threads() > 1 && cache.pid == getpid() &&
+        cache.idle.size() < PoolCache::kMaxIdle) {
+      cache.idle.push_back(pool);
+      return;
+    }
+  }
+  delete pool;
 }
 
 }  // namespace wmfast

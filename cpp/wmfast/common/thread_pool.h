@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -54,6 +55,17 @@ class ThreadPool {
   bool stopping_ = false;
   std::exception_ptr error_;
 };
+
+// A pool from a process-wide cache of idle pools, returned to it when the handle goes: code that
+// runs many short parallel jobs (a search per environment step) reuses its threads, and their
+// thread-local state (torch's intra-op settings, BLAS buffers), instead of starting new ones each
+// time. Idle pools' threads sleep. A process forked from one holding cached pools starts afresh
+// (the child has the pools but not their threads).
+struct ReturnToCache {
+  void operator()(ThreadPool* pool) const;
+};
+using CachedPool = std::unique_ptr<ThreadPool, ReturnToCache>;
+CachedPool AcquirePool(int num_threads);
 
 // The shard [begin, end) of [0, n) that ParallelFor gives to shard `shard` of `num_shards`.
 inline std::pair<int64_t, int64_t> ShardRange(int64_t n, int shard, int num_shards) {

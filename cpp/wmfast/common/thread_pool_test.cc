@@ -1,6 +1,9 @@
 #include "wmfast/common/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -48,6 +51,46 @@ TEST(ThreadPoolTest, ExceptionsReachTheCaller) {
   std::atomic<int64_t> sum{0};
   pool.ParallelFor(10, [&](int, int64_t begin, int64_t end) { sum += end - begin; });
   EXPECT_EQ(sum, 10);
+}
+
+TEST(ThreadPoolTest, CachedPoolsAreReused) {
+  ThreadPool* first = nullptr;
+  {
+    CachedPool pool = AcquirePool(2);
+    first = pool.get();
+    std::atomic<int> calls{0};
+    pool->ParallelFor(2, [&](int, int64_t, int64_t) { calls += 1; });
+    EXPECT_EQ(calls, 2);
+  }
+  CachedPool again = AcquirePool(2);
+  EXPECT_EQ(again.get(), first);
+  CachedPool other = AcquirePool(2);  // the cached one is taken: a new pool
+  EXPECT_NE(other.get(), first);
+  EXPECT_EQ(other->num_threads(), 2);
+  EXPECT_EQ(AcquirePool(3)->num_threads(), 3);
+}
+
+TEST(ThreadPoolTest, ForkedChildStartsNewPools) {
+  { CachedPool warm = AcquirePool(2); }  // an idle cached pool whose thread the child lacks
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    CachedPool pool = AcquirePool(2);
+    std::atomic<int> calls{0};
+    pool->ParallelFor(2, [&](int, int64_t, int64_t) { calls += 1; });
+    _exit(calls == 2 ? 0 : 1);
+  }
+  // The child would hang on a pool without threads: wait for it at most 10 s.
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 1000 && done == 0; ++i) {
+    done = waitpid(child, &status, WNOHANG);
+    if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (done == 0) kill(child, SIGKILL), waitpid(child, &status, 0);
+  ASSERT_NE(done, 0) << "the forked child hung on a cached pool";
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace

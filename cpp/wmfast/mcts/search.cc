@@ -680,7 +680,7 @@ ThreadPool& Search::Pool() {
     constexpr int64_t kMinTreesPerThread = 32;
     const int64_t threads = std::clamp<int64_t>(tree_.batch_size / kMinTreesPerThread, 1,
                                                 std::max(config_.num_threads, 1));
-    pool_ = std::make_unique<ThreadPool>(static_cast<int>(threads));
+    pool_ = AcquirePool(static_cast<int>(threads));
   }
   return *pool_;
 }
@@ -688,9 +688,10 @@ ThreadPool& Search::Pool() {
 void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
   const int64_t B = tree_.batch_size;
   ThreadPool& pool = Pool();
-  // The threads end with the search (a finished search may be kept for a long time).
+  // The threads go back to the cache with the search's end (a finished search may be kept for a
+  // long time: its successor reuses them).
   struct ReleasePool {
-    std::unique_ptr<ThreadPool>& pool;
+    CachedPool& pool;
     ~ReleasePool() { pool.reset(); }
   } release{pool_};
   const int threads = pool.num_threads();

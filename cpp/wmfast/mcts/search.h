@@ -159,8 +159,8 @@ class Search {
   void Finish(int64_t begin, int64_t end);
   void RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
                   ThreadPool& pool);
-  // The search's threads (config.num_threads, fewer for small batches), made on first use and
-  // ended by Run.
+  // The search's threads (config.num_threads, fewer for small batches), taken from the process's
+  // cache of pools on first use and returned by Run.
   ThreadPool& Pool();
 
   SearchConfig config_;
@@ -183,7 +183,7 @@ class Search {
   std::vector<int64_t> action_;
   std::vector<int32_t> visit_counts_;
   std::vector<float> policy_, root_value_, q_values_;
-  std::unique_ptr<ThreadPool> pool_;
+  CachedPool pool_;
 };
 
 }  // namespace wmfast::mcts
