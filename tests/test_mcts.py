@@ -619,7 +619,25 @@ def test_model_not_returning_a_step():
         (
             wm.Root(torch.zeros(B_, 2), torch.full((B_, A_), float("nan")), torch.zeros(B_)),
             ValueError,
-            "root.logits holds a non-finite value",
+            r"root.logits holds a non-finite value \(nan\) at index \[0, 0\]",
+        ),
+        (
+            wm.Root(
+                torch.zeros(B_, 2),
+                np.array([[0, 0, 0, 0], [0, 0, np.inf, 0], [0] * 4]),
+                torch.zeros(B_),
+            ),
+            ValueError,
+            r"root.logits holds a non-finite value \(inf\) at index \[1, 2\]",
+        ),
+        (
+            wm.Root(
+                torch.zeros(B_, 2),
+                torch.tensor([[0.0] * A_, [0.0] * A_, [-float("inf")] * A_]),
+                torch.zeros(B_),
+            ),
+            ValueError,
+            "root.logits is -inf for every action at batch index 2",
         ),
         (
             wm.Root([1.0], torch.zeros(B_, A_), torch.zeros(B_)),
@@ -637,6 +655,27 @@ def test_model_not_returning_a_step():
 def test_bad_roots(root, error, message):
     with pytest.raises(error, match=message):
         wm.MCTS(A_, 2).search(_model_returning(), root)
+
+
+def test_non_finite_root_inputs_of_reuse_and_gumbel():
+    # Minus infinity masks a root action; NaN anywhere is an error, on every path into a search.
+    logits = torch.zeros(B_, A_)
+    logits[0, 1] = -float("inf")
+    first = wm.MCTS(A_, 3).search(
+        _model_returning(), wm.Root(torch.zeros(B_, 2), logits, torch.zeros(B_))
+    )
+    assert first.visit_counts[0, 1] == 0
+    bad = wm.Root(torch.zeros(B_, 2), torch.zeros(B_, A_), torch.tensor([0.0, 0.0, np.nan]))
+    with pytest.raises(
+        ValueError, match=r"root.value holds a non-finite value \(nan\) at index \[2\]"
+    ):
+        wm.MCTS(A_, 3).search(_model_returning(), bad, reuse=first, action_taken=first.action)
+    noise = np.zeros((B_, A_), np.float32)
+    noise[1, 3] = np.nan
+    with pytest.raises(
+        ValueError, match=r"gumbel holds a non-finite value \(nan\) at index \[1, 3\]"
+    ):
+        wm.GumbelMCTS(A_, 3).search(_model_returning(), _ok_root(), gumbel=noise)
 
 
 def test_all_actions_illegal_at_a_root():

@@ -300,8 +300,9 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _float_array(value: Any, name: str, shape: tuple[int, ...], allow_minus_inf: bool = False):
-    """Validated float32 C-contiguous numpy copy/view of a root input."""
+def _float_array(value: Any, name: str, shape: tuple[int, ...]):
+    """Float32 C-contiguous numpy copy/view of a root input, its type and shape checked (the core
+    checks that it is finite, in one vectorised pass: numpy's took 8 µs per array)."""
     if isinstance(value, torch.Tensor):
         if not (value.is_floating_point()):
             raise TypeError(f"{name} must hold floating-point numbers, got dtype {value.dtype}")
@@ -317,21 +318,7 @@ def _float_array(value: Any, name: str, shape: tuple[int, ...], allow_minus_inf:
             raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if tuple(array.shape) != shape:
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(array.shape)}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    if np.isfinite(array).all():  # the common case, in one pass (a search's fixed cost)
-        return array
-    bad = ~np.isfinite(array)
-    if allow_minus_inf:
-        bad &= array != -np.inf
-    if bad.any():
-        index = np.argwhere(bad)[0]
-        raise ValueError(
-            f"{name} holds a non-finite value ({array[tuple(index)]}) at index {index.tolist()}"
-        )
-    if allow_minus_inf and array.ndim == 2 and (~np.isfinite(array)).all(axis=1).any():
-        row = int(np.argwhere((~np.isfinite(array)).all(axis=1))[0][0])
-        raise ValueError(f"{name} is -inf for every action at batch index {row}")
-    return array
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def _model_fn(model: Any) -> Callable[..., Any]:
@@ -450,7 +437,7 @@ class _Planner:
                     f"root.logits has {logits_shape[1]} actions (shape {list(logits_shape)}) but "
                     f"num_actions={A}"
                 )
-            logits = _float_array(raw_logits, "root.logits", (B, A), allow_minus_inf=True)
+            logits = _float_array(raw_logits, "root.logits", (B, A))
             value = _float_array(root.value, "root.value", (B,))
         invalid = None
         if legal_actions is not None:

@@ -12,6 +12,7 @@
 #include "wmfast/common/thread_pool.h"
 #include "wmfast/mcts/random.h"
 #include "wmfast/mcts/seq_halving.h"
+#include "wmfast/model/float_rows.h"
 
 namespace wmfast::mcts {
 namespace {
@@ -48,6 +49,26 @@ int Argmax(const float* x, int n) {
 float ExploreFactor(const SearchConfig& c, int32_t node_visits) {
   const float n = static_cast<float>(node_visits);
   return std::sqrt(n) * (c.pb_c_init + std::log((n + c.pb_c_base + 1.0f) / c.pb_c_base));
+}
+
+// Throws std::invalid_argument naming the root input (`name`, shape [B] or [B, width]) at its first
+// NaN or infinity (-inf allowed in logits, as long as each row keeps a finite entry).
+void CheckFinite(const float* data, int64_t B, int64_t width, const char* name,
+                 bool allow_minus_inf) {
+  if (data == nullptr) return;
+  const int64_t row_width = std::max<int64_t>(width, 1);
+  const int64_t bad = model::FirstNonFinite(data, B * row_width, allow_minus_inf);
+  if (bad >= 0) {
+    throw std::invalid_argument(
+        width > 0 ? StrCat(name, " holds a non-finite value (", data[bad], ") at index [",
+                           bad / width, ", ", bad % width, "]")
+                  : StrCat(name, " holds a non-finite value (", data[bad], ") at index [", bad,
+                           "]"));
+  }
+  if (allow_minus_inf && width > 0) {
+    const int64_t row = model::FirstRowWithoutFinite(data, B, width);
+    WMFAST_CHECK_ARG(row < 0, name, " is -inf for every action at batch index ", row);
+  }
 }
 
 [[noreturn]] void ThrowAllIllegal(int64_t b) {
@@ -173,8 +194,18 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
   }
 }
 
+void Search::CheckRootInput(const RootInput& root) const {
+  const int64_t B = tree_.batch_size, A = config_.num_actions;
+  CheckFinite(root.logits, B, A, "root.logits", /*allow_minus_inf=*/true);
+  CheckFinite(root.values, B, 0, "root.value", false);
+  CheckFinite(root.gumbel, B, A, "gumbel", false);
+}
+
 void Search::InitFromRoots(const RootInput& root) {
   const int A = config_.num_actions;
+  WMFAST_CHECK_ARG(root.logits != nullptr && root.values != nullptr,
+                   "a fresh search needs root logits and values");
+  CheckRootInput(root);
   if (root.invalid != nullptr) {
     // Checked here, in order, so the error names the first such tree whatever the threads do.
     for (int64_t b = 0; b < tree_.batch_size; ++b) {
@@ -228,6 +259,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
   const bool has_root = root.logits != nullptr;
   const Tree& old = previous.tree_;
   const int A = config_.num_actions;
+  CheckRootInput(root);
   WMFAST_CHECK_ARG(old.num_actions == A, "reuse: the previous search had ", old.num_actions,
                    " actions, this one has ", A);
   WMFAST_CHECK_ARG(old.batch_size == tree_.batch_size, "reuse: the previous search had ",

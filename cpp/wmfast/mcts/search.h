@@ -75,7 +75,9 @@ struct SearchConfig {
 // Throws std::invalid_argument naming the field if `config` is inconsistent.
 void ValidateConfig(const SearchConfig& config);
 
-// Root inputs, all owned by the caller and read during Init only.
+// Root inputs, all owned by the caller and read during Init only. Init checks that they are
+// finite (logits may be -inf where a row keeps a finite entry), naming them as the Python API
+// does (root.logits, root.value, gumbel).
 struct RootInput {
   const float* logits = nullptr;     // [B, A] prior logits
   const float* values = nullptr;     // [B] value estimates
@@ -132,6 +134,8 @@ class Search {
   const std::vector<float>& gumbel() const { return gumbel_; }         // [B, A] root Gumbel noise
 
  private:
+  // Throws std::invalid_argument at the first non-finite root input.
+  void CheckRootInput(const RootInput& root) const;
   // Writes the root's prior (masked, noised) and raw value; checks some action is legal.
   void SetupRoot(int64_t b, const float* logits, float value, const uint8_t* invalid,
                  const float* gumbel);
