@@ -54,6 +54,27 @@ struct SearchState {
   }
 };
 
+// A root input (shape and dtype kind checked by wmfast.mcts) as float32 C-contiguous CPU memory:
+// a torch tensor converted by torch (nothing to do when it already is one), anything else by
+// numpy; None gives no data.
+struct FloatInput {
+  FloatInput() = default;
+  explicit FloatInput(const py::object& value) {
+    if (value.is_none()) return;
+    if (THPVariable_Check(value.ptr())) {
+      tensor = THPVariable_Unpack(value.ptr()).detach().to(at::kCPU, at::kFloat).contiguous();
+      data = tensor.data_ptr<float>();
+    } else {
+      array = CArray<float>::ensure(value);
+      if (!array) throw py::error_already_set();
+      data = array.data();
+    }
+  }
+  at::Tensor tensor;
+  CArray<float> array;
+  const float* data = nullptr;
+};
+
 py::array ReadOnly(py::array array) {
   py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
   return array;
@@ -133,8 +154,8 @@ model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions
 
 std::unique_ptr<SearchState> RunSearch(
     const SearchConfig& config, py::object model_fn, const at::Tensor& root_latent,
-    const CArray<float>& root_logits, const CArray<float>& root_value,
-    const std::optional<CArray<uint8_t>>& invalid, const std::optional<CArray<float>>& gumbel,
+    const float* root_logits, const float* root_value,
+    const std::optional<CArray<uint8_t>>& invalid, const float* gumbel,
     const SearchState* reuse, const std::optional<CArray<int64_t>>& actions_taken,
     uint64_t stream, bool has_root) {
   const int A = config.num_actions;
@@ -147,11 +168,11 @@ std::unique_ptr<SearchState> RunSearch(
   }
   mcts::RootInput root;
   if (has_root) {
-    root.logits = root_logits.data();
-    root.values = root_value.data();
+    root.logits = root_logits;
+    root.values = root_value;
   }
   if (invalid) root.invalid = invalid->data();
-  if (gumbel) root.gumbel = gumbel->data();
+  root.gumbel = gumbel;
 
   auto state = std::make_unique<SearchState>();
   std::vector<int64_t> slot_map;
@@ -285,18 +306,19 @@ void InitMcts(py::module_& m) {
       "mcts_search",
       [](const SearchConfig& config, py::object model_fn, py::object root_latent,
          py::object root_logits, py::object root_value, std::optional<CArray<uint8_t>> invalid,
-         std::optional<CArray<float>> gumbel, const SearchState* reuse,
+         py::object gumbel, const SearchState* reuse,
          std::optional<CArray<int64_t>> actions_taken, uint64_t stream) {
         const bool has_root = !root_latent.is_none();
         at::Tensor latent;
-        CArray<float> logits, value;
+        FloatInput logits, value;
         if (has_root) {
           latent = THPVariable_Unpack(root_latent.ptr());
-          logits = CArray<float>::ensure(root_logits);
-          value = CArray<float>::ensure(root_value);
+          logits = FloatInput(root_logits);
+          value = FloatInput(root_value);
         }
-        return RunSearch(config, std::move(model_fn), latent, logits, value, invalid, gumbel,
-                         reuse, actions_taken, stream, has_root);
+        const FloatInput gumbel_noise(gumbel);
+        return RunSearch(config, std::move(model_fn), latent, logits.data, value.data, invalid,
+                         gumbel_noise.data, reuse, actions_taken, stream, has_root);
       },
       py::arg("config"), py::arg("model_fn"), py::arg("root_latent"), py::arg("root_logits"),
       py::arg("root_value"), py::arg("invalid"), py::arg("gumbel"), py::arg("reuse"),
