@@ -51,31 +51,6 @@ float ExploreFactor(const SearchConfig& c, int32_t node_visits) {
   return std::sqrt(n) * (c.pb_c_init + std::log((n + c.pb_c_base + 1.0f) / c.pb_c_base));
 }
 
-// Throws std::invalid_argument naming the root input (`name`, shape [B] or [B, width]) at its first
-// NaN or infinity (-inf allowed in logits, as long as each row keeps a finite entry).
-void CheckFinite(const float* data, int64_t B, int64_t width, const char* name,
-                 bool allow_minus_inf) {
-  if (data == nullptr) return;
-  const int64_t row_width = std::max<int64_t>(width, 1);
-  const int64_t bad = model::FirstNonFinite(data, B * row_width, allow_minus_inf);
-  if (bad >= 0) {
-    throw std::invalid_argument(
-        width > 0 ? StrCat(name, " holds a non-finite value (", data[bad], ") at index [",
-                           bad / width, ", ", bad % width, "]")
-                  : StrCat(name, " holds a non-finite value (", data[bad], ") at index [", bad,
-                           "]"));
-  }
-  if (allow_minus_inf && width > 0) {
-    const int64_t row = model::FirstRowWithoutFinite(data, B, width);
-    WMFAST_CHECK_ARG(row < 0, name, " is -inf for every action at batch index ", row);
-  }
-}
-
-[[noreturn]] void ThrowAllIllegal(int64_t b) {
-  throw std::invalid_argument(StrCat("legal_actions: every action is illegal at the root of tree ",
-                                     b, " (batch index); at least one action must be legal"));
-}
-
 }  // namespace
 
 void ValidateConfig(const SearchConfig& c) {
@@ -156,7 +131,6 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
       num_legal += invalid[a] ? 0 : 1;
     }
   }
-  if (num_legal == 0) ThrowAllIllegal(b);
   Rng rng(config_.seed, 2 * stream_, static_cast<uint64_t>(b));
   float* row = tree_.prior_logits(root);
   float* priors = tree_.priors(root);
@@ -196,9 +170,26 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
 
 void Search::CheckRootInput(const RootInput& root) const {
   const int64_t B = tree_.batch_size, A = config_.num_actions;
-  CheckFinite(root.logits, B, A, "root.logits", /*allow_minus_inf=*/true);
-  CheckFinite(root.values, B, 0, "root.value", false);
-  CheckFinite(root.gumbel, B, A, "gumbel", false);
+  using model::NameBy;
+  if (root.logits != nullptr) {
+    model::CheckFiniteRows(root.logits, B, A, "root.logits", /*allow_minus_inf=*/true,
+                           NameBy::kEntry);
+  }
+  if (root.values != nullptr) {
+    model::CheckFiniteRows(root.values, B, 0, "root.value", false, NameBy::kEntry);
+  }
+  if (root.gumbel != nullptr) {
+    model::CheckFiniteRows(root.gumbel, B, A, "gumbel", false, NameBy::kEntry);
+  }
+  if (root.invalid != nullptr) {
+    // Checked here, in order, so the error names the first such tree whatever the threads do.
+    for (int64_t b = 0; b < B; ++b) {
+      const uint8_t* invalid = root.invalid + b * A;
+      WMFAST_CHECK_ARG(std::find(invalid, invalid + A, 0) != invalid + A,
+                       "legal_actions: every action is illegal at the root of tree ", b,
+                       " (batch index); at least one action must be legal");
+    }
+  }
 }
 
 void Search::InitFromRoots(const RootInput& root) {
@@ -206,13 +197,6 @@ void Search::InitFromRoots(const RootInput& root) {
   WMFAST_CHECK_ARG(root.logits != nullptr && root.values != nullptr,
                    "a fresh search needs root logits and values");
   CheckRootInput(root);
-  if (root.invalid != nullptr) {
-    // Checked here, in order, so the error names the first such tree whatever the threads do.
-    for (int64_t b = 0; b < tree_.batch_size; ++b) {
-      const uint8_t* invalid = root.invalid + b * A;
-      if (std::find(invalid, invalid + A, 0) == invalid + A) ThrowAllIllegal(b);
-    }
-  }
   // Root noise costs microseconds per tree: the search's threads share the roots.
   Pool().ParallelFor(tree_.batch_size, [&](int, int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {

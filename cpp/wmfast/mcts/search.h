@@ -76,8 +76,8 @@ struct SearchConfig {
 void ValidateConfig(const SearchConfig& config);
 
 // Root inputs, all owned by the caller and read during Init only. Init checks that they are
-// finite (logits may be -inf where a row keeps a finite entry), naming them as the Python API
-// does (root.logits, root.value, gumbel).
+// finite (logits may be -inf where a row keeps a finite entry) and that every root has a legal
+// action, naming them as the Python API does (root.logits, root.value, gumbel, legal_actions).
 struct RootInput {
   const float* logits = nullptr;     // [B, A] prior logits
   const float* values = nullptr;     // [B] value estimates
@@ -134,9 +134,10 @@ class Search {
   const std::vector<float>& gumbel() const { return gumbel_; }         // [B, A] root Gumbel noise
 
  private:
-  // Throws std::invalid_argument at the first non-finite root input.
+  // Throws std::invalid_argument at the first non-finite root input or the first root with no
+  // legal action.
   void CheckRootInput(const RootInput& root) const;
-  // Writes the root's prior (masked, noised) and raw value; checks some action is legal.
+  // Writes the root's prior (masked, noised) and raw value (CheckRootInput has checked them).
   void SetupRoot(int64_t b, const float* logits, float value, const uint8_t* invalid,
                  const float* gumbel);
   // Recomputes the root's visits and value from its children (after reuse).

@@ -1,8 +1,12 @@
 #include "wmfast/model/float_rows.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+
+#include "wmfast/common/check.h"
 
 namespace wmfast::model {
 
@@ -55,6 +59,24 @@ int64_t FirstRowWithoutFinite(const float* data, int64_t n, int64_t width) {
     if (!any) return row;
   }
   return -1;
+}
+
+void CheckFiniteRows(const float* data, int64_t n, int64_t width, const char* name,
+                     bool allow_minus_inf, NameBy name_by) {
+  const int64_t row_width = std::max<int64_t>(width, 1);
+  const int64_t bad = FirstNonFinite(data, n * row_width, allow_minus_inf);
+  if (bad >= 0) {
+    const std::string place =
+        name_by == NameBy::kRow ? StrCat("at batch index ", bad / row_width)
+        : width > 0             ? StrCat("at index [", bad / width, ", ", bad % width, "]")
+                                : StrCat("at index [", bad, "]");
+    throw std::invalid_argument(
+        StrCat(name, " holds a non-finite value (", data[bad], ") ", place));
+  }
+  if (allow_minus_inf && width > 0) {
+    const int64_t row = FirstRowWithoutFinite(data, n, width);
+    WMFAST_CHECK_ARG(row < 0, name, " is -inf for every action at batch index ", row);
+  }
 }
 
 }  // namespace wmfast::model

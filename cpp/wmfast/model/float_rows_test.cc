@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -52,6 +54,35 @@ TEST(FirstRowWithoutFiniteTest, FindsAFullyMaskedRow) {
   EXPECT_EQ(FirstRowWithoutFinite(logits.data(), 2, 3), -1);
   const std::vector<float> masked = {0, 1, 2, -kInf, -kInf, -kInf};
   EXPECT_EQ(FirstRowWithoutFinite(masked.data(), 2, 3), 1);
+}
+
+// The message CheckFiniteRows throws, or "" if it accepts the rows.
+std::string CheckMessage(const std::vector<float>& data, int64_t n, int64_t width,
+                         bool allow_minus_inf, NameBy name_by) {
+  try {
+    CheckFiniteRows(data.data(), n, width, "x", allow_minus_inf, name_by);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CheckFiniteRowsTest, NamesTheRowOrTheEntry) {
+  const std::vector<float> matrix = {0, 1, 2, 3, std::nanf(""), 5};
+  EXPECT_EQ(CheckMessage(matrix, 2, 3, false, NameBy::kRow),
+            "x holds a non-finite value (nan) at batch index 1");
+  EXPECT_EQ(CheckMessage(matrix, 2, 3, false, NameBy::kEntry),
+            "x holds a non-finite value (nan) at index [1, 1]");
+  const std::vector<float> vector = {0, 1, kInf};
+  EXPECT_EQ(CheckMessage(vector, 3, 0, false, NameBy::kEntry),
+            "x holds a non-finite value (inf) at index [2]");
+  EXPECT_EQ(CheckMessage(vector, 2, 0, false, NameBy::kEntry), "");
+  const std::vector<float> masked = {0, -kInf, -kInf, -kInf};
+  EXPECT_EQ(CheckMessage(masked, 2, 2, true, NameBy::kEntry),
+            "x is -inf for every action at batch index 1");
+  EXPECT_EQ(CheckMessage(masked, 1, 2, true, NameBy::kRow), "");
+  EXPECT_EQ(CheckMessage(masked, 1, 2, false, NameBy::kRow),
+            "x holds a non-finite value (-inf) at batch index 0");
 }
 
 }  // namespace

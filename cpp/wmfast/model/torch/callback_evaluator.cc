@@ -42,16 +42,7 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
   }
   GatherRows(host.data_ptr<float>(), host.stride(0), width > 0 ? host.stride(1) : 0, n, width,
              out);
-  const int64_t row_width = std::max<int64_t>(width, 1);
-  const int64_t bad = FirstNonFinite(out, n * row_width, allow_minus_inf);
-  if (bad >= 0) {
-    throw std::invalid_argument(StrCat(name, " holds a non-finite value (", out[bad],
-                                       ") at batch index ", bad / row_width));
-  }
-  if (allow_minus_inf && width > 0) {
-    const int64_t row = FirstRowWithoutFinite(out, n, width);
-    WMFAST_CHECK_ARG(row < 0, name, " is -inf for every action at batch index ", row);
-  }
+  CheckFiniteRows(out, n, width, name, allow_minus_inf, NameBy::kRow);
 }
 
 }  // namespace
