@@ -490,6 +490,36 @@ def test_model_exception_propagates():
         wm.MCTS(2, 5).search(model, root)
 
 
+@pytest.mark.parametrize("habit", ["keeps", "keeps a view", "modifies", "keeps some"])
+def test_model_may_keep_or_modify_its_inputs(habit):
+    # The search hands the model the same input tensors again when the model kept neither them
+    # nor a view of them: what a model keeps must stay as it was given, and a model that writes
+    # into its inputs must not change the search.
+    inner = RandomModel(3, seed=4)
+    kept = []
+
+    def model(latent, action):
+        given = (latent.clone(), action.clone())
+        step = inner.recurrent_inference(latent, action)
+        if habit == "keeps" or (habit == "keeps some" and inner.calls % 3 == 0):
+            kept.append(((latent, action), given))
+        elif habit == "keeps a view":
+            kept.append(((latent[1:, :2], action[1:]), (given[0][1:, :2], given[1][1:])))
+        elif habit == "modifies":
+            latent.fill_(float("nan"))
+            action.fill_(-1)
+        return step
+
+    root = inner.root(5)
+    result = wm.MCTS(3, 30, dirichlet_fraction=0.0).search(model, root)
+    expected = wm.MCTS(3, 30, dirichlet_fraction=0.0).search(RandomModel(3, seed=4), root)
+    np.testing.assert_array_equal(result.visit_counts, expected.visit_counts)
+    np.testing.assert_array_equal(result.tree.node_values, expected.tree.node_values)
+    for (latent, action), (latent_given, action_given) in kept:
+        assert torch.equal(latent, latent_given) and torch.equal(action, action_given)
+    assert len(kept) >= (0 if habit == "modifies" else 9)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: each raises a clear error naming the argument, the expected and the received.
 

@@ -45,6 +45,27 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
   CheckFiniteRows(out, n, width, name, allow_minus_inf, NameBy::kRow);
 }
 
+// Whether only `kept` holds its tensor and memory. A tensor that has been passed to Python
+// keeps its Python object, which holds a second reference: the tensor is still free when that
+// object is held by nothing else (the model kept neither its input nor a view of it).
+bool OnlyOwner(const at::Tensor& kept) {
+  const size_t owners = kept.use_count();
+  const bool free = owners == 1 ||
+                    (owners == 2 && kept.unsafeGetTensorImpl()->pyobj_slot()->has_unique_reference());
+  return free && kept.storage().use_count() == 1;
+}
+
+// A tensor of `shape` for a model input: `kept` again when it is free (OnlyOwner) and unchanged,
+// else a new one, which is then kept. Reuse saves an allocation and a Python object per call.
+const at::Tensor& InputBuffer(at::Tensor& kept, at::IntArrayRef shape,
+                              const at::TensorOptions& options) {
+  const bool reusable = kept.defined() && OnlyOwner(kept) && !kept.requires_grad() &&
+                        kept.sizes() == shape && kept.is_contiguous() &&
+                        kept.scalar_type() == options.dtype() && kept.device() == options.device();
+  if (!reusable) kept = at::empty(shape, options);
+  return kept;
+}
+
 }  // namespace
 
 CallbackEvaluator::CallbackEvaluator(LatentStore* store, int num_actions, RecurrentFn fn,
@@ -61,10 +82,18 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
     configured_threads = intra_op_threads_;
   }
   const int64_t n = leaves.size;
-  const at::Tensor latent = store_->Read(leaves.source_slots, n, leaves.helpers);
-  at::Tensor action = at::empty({n}, at::TensorOptions().dtype(at::kLong));
+  const bool on_cpu = store_->tensor().device().is_cpu();
+  at::Tensor latent, action;
+  if (max_concurrent_calls_ == 1) {
+    latent = InputBuffer(latent_input_, store_->BatchShape(n), store_->tensor().options());
+    action = InputBuffer(action_input_, {n}, at::TensorOptions().dtype(at::kLong));
+  } else {
+    latent = at::empty(store_->BatchShape(n), store_->tensor().options());
+    action = at::empty({n}, at::TensorOptions().dtype(at::kLong));
+  }
+  store_->ReadInto(leaves.source_slots, n, latent, leaves.helpers);
   std::copy(leaves.actions, leaves.actions + n, action.data_ptr<int64_t>());
-  if (!store_->tensor().device().is_cpu()) action = action.to(store_->tensor().device());
+  if (!on_cpu) action = action.to(store_->tensor().device());
 
   const StepTensors step = fn_(latent, action);
   store_->Check(step.latent, n, "Step.latent");

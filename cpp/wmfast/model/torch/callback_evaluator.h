@@ -46,6 +46,8 @@ class CallbackEvaluator : public Evaluator {
   RecurrentFn fn_;
   int max_concurrent_calls_;
   int intra_op_threads_;  // the creating thread's; other calling threads are set to match
+  // The last call's inputs, reused when the model kept neither (one call at a time only).
+  at::Tensor latent_input_, action_input_;
 };
 
 }  // namespace wmfast::model

@@ -2,6 +2,7 @@
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/index_select.h>
 
 #include <algorithm>
 #include <cstring>
@@ -99,9 +100,7 @@ LatentStore::LatentStore(int64_t num_slots, const at::Tensor& example) {
 
 LatentStore::LatentStore(int64_t num_slots, const LatentStore& previous,
                          const std::vector<int64_t>& source) {
-  std::vector<int64_t> shape(previous.storage_.sizes().begin(), previous.storage_.sizes().end());
-  shape[0] = num_slots;
-  storage_ = Uninitialised(shape, previous.storage_.options());
+  storage_ = Uninitialised(previous.BatchShape(num_slots), previous.storage_.options());
   row_bytes_ = previous.row_bytes_;
   std::vector<int64_t> to, from;
   for (int64_t i = 0; i < num_slots; ++i) {
@@ -157,19 +156,31 @@ void LatentStore::Clear(const std::vector<int64_t>& slots) {
   storage_.index_fill_(0, Indices(slots.data(), static_cast<int64_t>(slots.size())), 0);
 }
 
+std::vector<int64_t> LatentStore::BatchShape(int64_t n) const {
+  std::vector<int64_t> shape(storage_.sizes().begin(), storage_.sizes().end());
+  shape[0] = n;
+  return shape;
+}
+
 at::Tensor LatentStore::Read(const int64_t* slots, int64_t n, ThreadPool* pool) const {
   // A copy, never a view of the store: the model may keep or modify its input.
-  const int64_t first = n > 0 ? FirstOfRun(slots, n) : -1;
+  at::Tensor out = at::empty(BatchShape(n), storage_.options());
+  ReadInto(slots, n, out, pool);
+  return out;
+}
+
+void LatentStore::ReadInto(const int64_t* slots, int64_t n, at::Tensor& out,
+                           ThreadPool* pool) const {
+  if (n == 0) return;
+  const int64_t first = FirstOfRun(slots, n);
   if (CpuFastPath(storage_)) {
-    std::vector<int64_t> shape(storage_.sizes().begin(), storage_.sizes().end());
-    shape[0] = n;
-    at::Tensor out = at::empty(shape, storage_.options());
     CopyRows(static_cast<const char*>(storage_.data_ptr()), slots,
              static_cast<char*>(out.data_ptr()), nullptr, first, n, row_bytes_, pool);
-    return out;
+  } else if (first >= 0) {
+    out.copy_(storage_.narrow(0, first, n));
+  } else {
+    at::index_select_out(out, storage_, 0, Indices(slots, n));
   }
-  if (first >= 0) return storage_.narrow(0, first, n).clone(at::MemoryFormat::Contiguous);
-  return storage_.index_select(0, Indices(slots, n));
 }
 
 }  // namespace wmfast::model

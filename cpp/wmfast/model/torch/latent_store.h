@@ -41,6 +41,13 @@ class LatentStore {
   // A new tensor [n, ...] holding the latents at `slots` (copied as by Write).
   at::Tensor Read(const int64_t* slots, int64_t n, ThreadPool* pool = nullptr) const;
 
+  // Copies the latents at `slots` into `out`, a contiguous [n, ...] tensor of the store's
+  // dtype and device.
+  void ReadInto(const int64_t* slots, int64_t n, at::Tensor& out, ThreadPool* pool = nullptr) const;
+
+  // The shape of a batch of n latents.
+  std::vector<int64_t> BatchShape(int64_t n) const;
+
   // Throws std::invalid_argument (InvalidType for a dtype) naming `name` unless `latents` is a
   // [n, ...] tensor this store can hold.
   void Check(const at::Tensor& latents, int64_t n, const char* name) const;
