@@ -116,7 +116,8 @@ model::RecurrentFn PythonRecurrentFn(py::object fn) {
             value = Interned("value"), discount = Interned("discount");
   };
   auto callback = std::make_shared<Callback>(Callback{std::move(fn)});
-  return [callback](const at::Tensor& latent, const at::Tensor& action) {
+  return [callback](const at::Tensor& latent, const at::Tensor& action,
+                    const model::ConsumeStep& consume) {
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     const Callback& c = *callback;
@@ -127,7 +128,7 @@ model::RecurrentFn PythonRecurrentFn(py::object fn) {
     out.logits = FieldTensor(step, c.logits, "Step.logits", false);
     out.value = FieldTensor(step, c.value, "Step.value", false);
     out.discount = FieldTensor(step, c.discount, "Step.discount", true);
-    return out;
+    consume(out);  // before `out` and `step` are dropped, with the GIL held
   };
 }
 

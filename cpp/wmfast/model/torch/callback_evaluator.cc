@@ -45,25 +45,26 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
   CheckFiniteRows(out, n, width, name, allow_minus_inf, NameBy::kRow);
 }
 
-// Whether only `kept` holds its tensor and memory. A tensor that has been passed to Python
-// keeps its Python object, which holds a second reference: the tensor is still free when that
-// object is held by nothing else (the model kept neither its input nor a view of it).
-bool OnlyOwner(const at::Tensor& kept) {
-  const size_t owners = kept.use_count();
-  const bool free = owners == 1 ||
-                    (owners == 2 && kept.unsafeGetTensorImpl()->pyobj_slot()->has_unique_reference());
-  return free && kept.storage().use_count() == 1;
+// Whether nothing but the evaluator holds `input` or its memory after a model call. An input
+// passed to Python keeps its Python object, which holds a second reference; that object must be
+// held by nothing else (read with the GIL held when the model is Python's).
+bool HeldOnlyByEvaluator(const at::Tensor& input) {
+  const size_t holders = input.use_count();
+  const bool unshared =
+      holders == 1 ||
+      (holders == 2 && input.unsafeGetTensorImpl()->pyobj_slot()->has_unique_reference());
+  return unshared && input.storage().use_count() == 1 && !input.requires_grad();
 }
 
-// A tensor of `shape` for a model input: `kept` again when it is free (OnlyOwner) and unchanged,
-// else a new one, which is then kept. Reuse saves an allocation and a Python object per call.
-const at::Tensor& InputBuffer(at::Tensor& kept, at::IntArrayRef shape,
-                              const at::TensorOptions& options) {
-  const bool reusable = kept.defined() && OnlyOwner(kept) && !kept.requires_grad() &&
-                        kept.sizes() == shape && kept.is_contiguous() &&
-                        kept.scalar_type() == options.dtype() && kept.device() == options.device();
-  if (!reusable) kept = at::empty(shape, options);
-  return kept;
+// Leaves `input` as it is when `reuse` and it still has `shape` and `options`, else makes it a
+// new tensor.
+void PrepareInput(at::Tensor& input, bool reuse, at::IntArrayRef shape,
+                  const at::TensorOptions& options) {
+  if (reuse && input.defined() && input.sizes() == shape && input.is_contiguous() &&
+      input.scalar_type() == options.dtype() && input.device() == options.device()) {
+    return;
+  }
+  input = at::empty(shape, options);
 }
 
 }  // namespace
@@ -82,20 +83,29 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
     configured_threads = intra_op_threads_;
   }
   const int64_t n = leaves.size;
-  const bool on_cpu = store_->tensor().device().is_cpu();
-  at::Tensor latent, action;
-  if (max_concurrent_calls_ == 1) {
-    latent = InputBuffer(latent_input_, store_->BatchShape(n), store_->tensor().options());
-    action = InputBuffer(action_input_, {n}, at::TensorOptions().dtype(at::kLong));
-  } else {
-    latent = at::empty(store_->BatchShape(n), store_->tensor().options());
-    action = at::empty({n}, at::TensorOptions().dtype(at::kLong));
-  }
+  const bool one_call_at_a_time = max_concurrent_calls_ == 1;
+  at::Tensor fresh_latent, fresh_action;
+  at::Tensor& latent = one_call_at_a_time ? latent_input_ : fresh_latent;
+  at::Tensor& action = one_call_at_a_time ? action_input_ : fresh_action;
+  const bool reuse = one_call_at_a_time && inputs_free_;
+  PrepareInput(latent, reuse, store_->BatchShape(n), store_->tensor().options());
+  PrepareInput(action, reuse, {n}, at::TensorOptions().dtype(at::kLong));
   store_->ReadInto(leaves.source_slots, n, latent, leaves.helpers);
   std::copy(leaves.actions, leaves.actions + n, action.data_ptr<int64_t>());
-  if (!on_cpu) action = action.to(store_->tensor().device());
+  at::Tensor device_action;
+  if (!store_->tensor().device().is_cpu()) device_action = action.to(store_->tensor().device());
+  const at::Tensor& model_action = device_action.defined() ? device_action : action;
 
-  const StepTensors step = fn_(latent, action);
+  inputs_free_ = false;
+  fn_(latent, model_action, [&](const StepTensors& step) {
+    Consume(step, leaves, outputs);
+    inputs_free_ = one_call_at_a_time && HeldOnlyByEvaluator(latent) && HeldOnlyByEvaluator(action);
+  });
+}
+
+void CallbackEvaluator::Consume(const StepTensors& step, const LeafBatch& leaves,
+                                const LeafOutputs& outputs) const {
+  const int64_t n = leaves.size;
   store_->Check(step.latent, n, "Step.latent");
   CopyChecked(step.reward, "Step.reward", n, 0, outputs.rewards, false);
   CopyChecked(step.logits, "Step.logits", n, num_actions_, outputs.logits, true);

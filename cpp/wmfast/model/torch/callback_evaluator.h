@@ -26,8 +26,15 @@ struct StepTensors {
   at::Tensor discount;  // [n] floating point, or undefined (then 1)
 };
 
-// latent [n, ...] and action [n] int64 on the store's device in; the step out.
-using RecurrentFn = std::function<StepTensors(const at::Tensor& latent, const at::Tensor& action)>;
+// Receives a model's step; its tensors may not be used after it returns.
+using ConsumeStep = std::function<void(const StepTensors& step)>;
+
+// Runs the model on latent [n, ...] and action [n] (int64, on the store's device) and hands the
+// step to `consume` before returning. The step's tensors are dropped inside the call: a Python
+// model's outputs hold Python objects, and dropping them there, with the GIL still held, saves a
+// GIL round trip per tensor.
+using RecurrentFn = std::function<void(const at::Tensor& latent, const at::Tensor& action,
+                                       const ConsumeStep& consume)>;
 
 class CallbackEvaluator : public Evaluator {
  public:
@@ -41,13 +48,18 @@ class CallbackEvaluator : public Evaluator {
   int max_concurrent_calls() const override { return max_concurrent_calls_; }
 
  private:
+  // Checks the step's outputs, copies them to `outputs` and stores the next latents.
+  void Consume(const StepTensors& step, const LeafBatch& leaves, const LeafOutputs& outputs) const;
+
   LatentStore* store_;
   int num_actions_;
   RecurrentFn fn_;
   int max_concurrent_calls_;
   int intra_op_threads_;  // the creating thread's; other calling threads are set to match
-  // The last call's inputs, reused when the model kept neither (one call at a time only).
+  // With one call at a time, the last call's inputs, used again when the model kept neither
+  // them nor a view of them (inputs_free_): saves an allocation and a Python object per call.
   at::Tensor latent_input_, action_input_;
+  bool inputs_free_ = false;
 };
 
 }  // namespace wmfast::model

@@ -76,7 +76,7 @@ void CopyRows(const char* src, const int64_t* src_slots, char* dst, const int64_
 }
 
 // An uninitialised tensor of `shape` like `options`; CPU memory comes from the block cache.
-at::Tensor Uninitialised(const std::vector<int64_t>& shape, const at::TensorOptions& options) {
+at::Tensor Uninitialised(at::IntArrayRef shape, const at::TensorOptions& options) {
   if (!options.device().is_cpu()) return at::empty(shape, options);
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
@@ -156,8 +156,8 @@ void LatentStore::Clear(const std::vector<int64_t>& slots) {
   storage_.index_fill_(0, Indices(slots.data(), static_cast<int64_t>(slots.size())), 0);
 }
 
-std::vector<int64_t> LatentStore::BatchShape(int64_t n) const {
-  std::vector<int64_t> shape(storage_.sizes().begin(), storage_.sizes().end());
+at::DimVector LatentStore::BatchShape(int64_t n) const {
+  at::DimVector shape(storage_.sizes().begin(), storage_.sizes().end());
   shape[0] = n;
   return shape;
 }

@@ -11,6 +11,7 @@
 #ifndef WMFAST_MODEL_TORCH_LATENT_STORE_H_
 #define WMFAST_MODEL_TORCH_LATENT_STORE_H_
 
+#include <ATen/core/DimVector.h>
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -46,7 +47,7 @@ class LatentStore {
   void ReadInto(const int64_t* slots, int64_t n, at::Tensor& out, ThreadPool* pool = nullptr) const;
 
   // The shape of a batch of n latents.
-  std::vector<int64_t> BatchShape(int64_t n) const;
+  at::DimVector BatchShape(int64_t n) const;
 
   // Throws std::invalid_argument (InvalidType for a dtype) naming `name` unless `latents` is a
   // [n, ...] tensor this store can hold.

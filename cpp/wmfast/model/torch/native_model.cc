@@ -162,7 +162,7 @@ RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
                      kFields[k]);
   }
   return [model = std::move(model), check_interrupt = std::move(check_interrupt), index](
-             const at::Tensor& latent, const at::Tensor& action) {
+             const at::Tensor& latent, const at::Tensor& action, const ConsumeStep& consume) {
     if (check_interrupt) check_interrupt();
     const std::vector<at::Tensor> outputs = model->Run({latent, action});
     StepTensors step;
@@ -171,7 +171,7 @@ RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
     step.logits = outputs[index[2]];
     step.value = outputs[index[3]];
     if (index[4] >= 0) step.discount = outputs[index[4]];
-    return step;
+    consume(step);
   };
 }
 
