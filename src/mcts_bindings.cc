@@ -307,8 +307,11 @@ void InitMcts(py::module_& m) {
       "mcts_search",
       [](const SearchConfig& config, py::object model_fn, py::object root_latent,
          py::object root_logits, py::object root_value, std::optional<CArray<uint8_t>> invalid,
-         py::object gumbel, const SearchState* reuse,
-         std::optional<CArray<int64_t>> actions_taken, uint64_t stream) {
+         py::object gumbel, py::object reuse, std::optional<CArray<int64_t>> actions_taken,
+         uint64_t stream) {
+        // `reuse` as an object: pybind11 probes other modules' types (an AttributeError made
+        // and dropped, ~1 µs) before it takes None for a null SearchState*.
+        const SearchState* previous = reuse.is_none() ? nullptr : reuse.cast<const SearchState*>();
         const bool has_root = !root_latent.is_none();
         at::Tensor latent;
         FloatInput logits, value;
@@ -319,7 +322,7 @@ void InitMcts(py::module_& m) {
         }
         const FloatInput gumbel_noise(gumbel);
         return RunSearch(config, std::move(model_fn), latent, logits.data, value.data, invalid,
-                         gumbel_noise.data, reuse, actions_taken, stream, has_root);
+                         gumbel_noise.data, previous, actions_taken, stream, has_root);
       },
       py::arg("config"), py::arg("model_fn"), py::arg("root_latent"), py::arg("root_logits"),
       py::arg("root_value"), py::arg("invalid"), py::arg("gumbel"), py::arg("reuse"),

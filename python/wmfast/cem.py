@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from wmfast import _torch_ext
+from wmfast.native import NativeModel
 
 __all__ = ["CEM", "ICEM", "MPPI", "MPCAgent", "Plan"]
 
@@ -403,6 +404,4 @@ class MPCAgent:
 
 def _native_or(dynamics: Any) -> Any:
     """A wm.NativeModel's C++ runner (the planner then calls it without Python), else as is."""
-    from wmfast.native import NativeModel
-
     return dynamics._native if isinstance(dynamics, NativeModel) else dynamics

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from wmfast import _torch_ext
+from wmfast.native import NativeModel
 
 __all__ = [
     "MCTS",
@@ -325,8 +326,6 @@ def _float_array(value: Any, name: str, shape: tuple[int, ...]):
 
 
 def _model_fn(model: Any) -> Callable[..., Any]:
-    from wmfast.native import NativeModel
-
     if isinstance(model, NativeModel):
         return model._native  # runs in C++, without Python in the loop
     fn = getattr(model, "recurrent_inference", None)
@@ -434,7 +433,9 @@ class _Planner:
             if B < 1:
                 raise ValueError("root.latent holds no roots (batch size 0)")
             raw_logits = root.logits
-            logits_shape = tuple(getattr(raw_logits, "shape", np.shape(raw_logits)))
+            logits_shape = tuple(
+                raw_logits.shape if hasattr(raw_logits, "shape") else np.shape(raw_logits)
+            )
             if len(logits_shape) == 2 and logits_shape[0] == B and logits_shape[1] != A:
                 raise ValueError(
                     f"root.logits has {logits_shape[1]} actions (shape {list(logits_shape)}) but "
