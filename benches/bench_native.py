@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wmfast as wm
-from bench_mcts import LATENT, MLPModel, _root, _time
+from bench_mcts import LATENT, MLPModel, _root, _time_in_turns
 
 B, A, N = 256, 18, 50
 
@@ -65,7 +65,7 @@ def test_native_vs_callback(benchmark, contenders, name):
 def main() -> None:
     torch.set_num_threads(1)
     contenders, export_seconds = setup()
-    times = {name: _time(fn) for name, fn in contenders.items()}
+    times = _time_in_turns(contenders, dict.fromkeys(contenders, 0.1))
     print(f"export (cached after the first time): {export_seconds:.2f} s")
     print(f"MCTS, MLP model (latent {LATENT}), B={B}, A={A}, N={N}, 1 torch thread")
     for name, seconds in times.items():

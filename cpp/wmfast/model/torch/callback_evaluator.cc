@@ -47,7 +47,7 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
 
 // Whether nothing but the evaluator holds `input` or its memory after a model call. An input
 // passed to Python keeps its Python object, which holds a second reference; that object must be
-// held by nothing else (read with the GIL held when the model is Python's).
+// held by nothing else.
 bool HeldOnlyByEvaluator(const at::Tensor& input) {
   const size_t holders = input.use_count();
   const bool unshared =
@@ -96,10 +96,13 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
   if (!store_->tensor().device().is_cpu()) device_action = action.to(store_->tensor().device());
   const at::Tensor& model_action = device_action.defined() ? device_action : action;
 
-  inputs_free_ = false;
+  if (one_call_at_a_time) inputs_free_ = false;
   fn_(latent, model_action, [&](const StepTensors& step) {
     Consume(step, leaves, outputs);
-    inputs_free_ = one_call_at_a_time && HeldOnlyByEvaluator(latent) && HeldOnlyByEvaluator(action);
+    // Here a Python model's GIL is still held (the check reads a Python reference count).
+    if (one_call_at_a_time) {
+      inputs_free_ = HeldOnlyByEvaluator(latent) && HeldOnlyByEvaluator(action);
+    }
   });
 }
 
