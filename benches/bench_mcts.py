@@ -97,13 +97,7 @@ def _mean_time(fn, min_seconds):
             return elapsed / calls
 
 
-def _time(fn, min_seconds=0.3, repeats=3):
-    """Best of `repeats` runs, each the mean over enough calls to last min_seconds."""
-    fn()
-    return min(_mean_time(fn, min_seconds) for _ in range(repeats))
-
-
-def _time_in_turns(fns, min_seconds, rounds=10):
+def _time_in_turns(fns, min_seconds=0.1, rounds=10):
     """name -> best of `rounds` mean times, the callables taking turns in each round. On a shared
     machine a busy moment only slows things down: many short turns give every contender of a
     row its quiet moments (the same search timed twice in one row differed by up to 1.4x with
@@ -113,7 +107,7 @@ def _time_in_turns(fns, min_seconds, rounds=10):
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
-            best[name] = min(best[name], _mean_time(fn, min_seconds[name]))
+            best[name] = min(best[name], _mean_time(fn, min_seconds))
     return best
 
 
@@ -161,13 +155,12 @@ def run_table(cases, skip_slow_baselines=True):
     for model_kind in ("free", "mlp"):
         print(f"\n## {model_kind} model: simulations/s (B*N per second); ratio = wmfast x1 / other")
         for B, A, N in cases:
-            fns, min_seconds = {}, {}
+            fns = {}
             for name, fn in contenders(B, A, N, model_kind).items():
                 slow = name in ("numpy", "lightzero", "mctx muzero") and B * N > 256 * 200
-                if skip_slow_baselines and slow:
-                    continue
-                fns[name], min_seconds[name] = fn, 0.1
-            row = _time_in_turns(fns, min_seconds)
+                if not (skip_slow_baselines and slow):
+                    fns[name] = fn
+            row = _time_in_turns(fns)
             base = row["wmfast x1"]
             parts = []
             for name, seconds in row.items():

@@ -65,7 +65,7 @@ def test_native_vs_callback(benchmark, contenders, name):
 def main() -> None:
     torch.set_num_threads(1)
     contenders, export_seconds = setup()
-    times = _time_in_turns(contenders, dict.fromkeys(contenders, 0.1))
+    times = _time_in_turns(contenders)
     print(f"export (cached after the first time): {export_seconds:.2f} s")
     print(f"MCTS, MLP model (latent {LATENT}), B={B}, A={A}, N={N}, 1 torch thread")
     for name, seconds in times.items():

@@ -163,7 +163,7 @@ at::DimVector LatentStore::BatchShape(int64_t n) const {
 }
 
 at::Tensor LatentStore::Read(const int64_t* slots, int64_t n, ThreadPool* pool) const {
-  // A copy, never a view of the store: the model may keep or modify its input.
+  // A copy, never a view of the store.
   at::Tensor out = at::empty(BatchShape(n), storage_.options());
   ReadInto(slots, n, out, pool);
   return out;
