@@ -1,5 +1,6 @@
 """Agents that drive gymnasium environments with wmfast planners."""
 
+from wmfast.agents.muzero import MuZeroAgent
 from wmfast.agents.tabular import TabularAgent
 
-__all__ = ["TabularAgent"]
+__all__ = ["MuZeroAgent", "TabularAgent"]

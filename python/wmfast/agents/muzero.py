@@ -1,0 +1,444 @@
+"""MuZeroAgent: learn a value-equivalent model of a gymnasium environment and plan with it.
+
+The loop (``train``): N environments play with one batched wmfast search per move; finished
+games go to a prioritized replay; the learner minimises MuZero's K-step unrolled loss at a fixed
+number of gradient updates per environment step; optionally, stored positions are re-searched
+with the current network (reanalyse). Everything runs in one process on the network's device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import wmfast as wm
+from wmfast.muzero.config import Config
+from wmfast.muzero.loss import unrolled_loss
+from wmfast.muzero.networks import MLPNetwork, SearchModel
+from wmfast.muzero.reanalyse import reanalyse
+from wmfast.muzero.replay import Replay
+from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, choose_actions
+
+__all__ = ["MuZeroAgent", "TrainingError"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. the loss became NaN); the message names the update."""
+
+
+def _check_env(env: Any) -> tuple[tuple[int, ...], Any, int]:
+    import gymnasium as gym
+
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise TypeError(
+            "MuZeroAgent needs a Discrete action space, got "
+            f"{type(env.action_space).__name__} ({env.action_space}); continuous actions need a "
+            "sampled search (not in this agent)"
+        )
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        raise TypeError(
+            "MuZeroAgent needs a Box observation space, got "
+            f"{type(env.observation_space).__name__} ({env.observation_space}); wrap the "
+            "environment (e.g. gymnasium.wrappers.FlattenObservation / a one-hot wrapper)"
+        )
+    return tuple(env.observation_space.shape), env.observation_space.dtype, int(env.action_space.n)
+
+
+def _atomic_save(obj: Any, path: str) -> None:
+    """torch.save to a temporary file in the same folder, then an atomic rename."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class MuZeroAgent:
+    """A MuZero agent for a gymnasium environment with Discrete actions and Box observations.
+
+    Args:
+      env_fn: makes one environment (called ``config.num_envs`` times, plus for evaluation).
+      network: an ``nn.Module`` with ``initial_inference`` / ``recurrent_inference``
+        (``wmfast.muzero.networks``); None builds an MLPNetwork from the config.
+      config: a ``wmfast.muzero.Config``.
+      search: the search to plan with (a wm.MCTS / wm.GumbelMCTS); None builds the one the
+        config names. Evaluation and ``act`` use a copy without root noise.
+      legal_actions: optional ``legal_actions(env, obs, info) -> [A] bool`` when the
+        environment does not put an ``action_mask`` in its info.
+    """
+
+    def __init__(
+        self,
+        env_fn: Callable[[], Any],
+        network: torch.nn.Module | None = None,
+        config: Config | None = None,
+        search: Any = None,
+        legal_actions: LegalActionsFn | None = None,
+    ) -> None:
+        self.config = config = Config() if config is None else config
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a wmfast.muzero.Config, got {type(config).__name__}")
+        self.env_fn = env_fn
+        probe = env_fn()
+        self.obs_shape, obs_dtype, self.num_actions = _check_env(probe)
+        probe.close()
+        torch.manual_seed(config.seed)
+        if network is None:
+            network = MLPNetwork(int(np.prod(self.obs_shape)), self.num_actions,
+                                 config.latent_dim, config.hidden, config.support_size)
+        for method in ("initial_inference", "recurrent_inference"):
+            if not callable(getattr(network, method, None)):
+                raise TypeError(f"network must have a {method} method, got {type(network).__name__}")
+        self.network = network
+        self.device = next(network.parameters()).device
+        self.model = SearchModel(network, config.support_size, config.two_player)
+        self.search = search if search is not None else self._make_search(noise=True)
+        self.eval_search = self._make_search(noise=False)
+        self.legal_actions = legal_actions
+        self.optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        obs_dtype = np.float32 if np.issubdtype(obs_dtype, np.floating) else obs_dtype
+        self.replay = Replay(config.replay_capacity, self.obs_shape, obs_dtype, self.num_actions,
+                             config.discount, config.td_steps, config.unroll_steps,
+                             config.priority_alpha, config.priority_beta, seed=config.seed)
+        self.env_steps = 0
+        self.updates = 0
+        self.episodes = 0
+        self.train_seconds = 0.0
+        self.history: list[dict[str, float]] = []   # one row per log interval
+        self._reanalyse_cursor = 0
+        self._updates_due = 0.0
+        self._selfplay: SelfPlay | None = None
+
+    def _make_search(self, noise: bool) -> Any:
+        c = self.config
+        if c.search == "gumbel":
+            return wm.GumbelMCTS(self.num_actions, c.num_simulations,
+                                 max_num_considered_actions=c.max_num_considered_actions,
+                                 gumbel_scale=c.gumbel_scale if noise else 0.0,
+                                 discount=c.discount, seed=c.seed)
+        return wm.MCTS(self.num_actions, c.num_simulations, discount=c.discount,
+                       pb_c_init=c.pb_c_init, pb_c_base=c.pb_c_base,
+                       dirichlet_alpha=c.dirichlet_alpha,
+                       dirichlet_fraction=c.dirichlet_fraction if noise else 0.0,
+                       seed=c.seed, temperature=0.0)
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    def _greedy(self, obs: np.ndarray, legal: np.ndarray | None) -> np.ndarray:
+        self.network.eval()
+        obs_t = torch.as_tensor(obs, dtype=torch.get_default_dtype(), device=self.device)
+        out = self.eval_search.search(self.model, self.model.initial_inference(obs_t),
+                                      legal_actions=legal)
+        if self.config.search == "gumbel":
+            return np.asarray(out.action).astype(np.int64)
+        return choose_actions(np.asarray(out.visit_counts), 0.0, np.random.default_rng())
+
+    def act(self, obs: Any, legal_actions: Any = None) -> int | np.ndarray:
+        """The greedy action (most visited; Gumbel: the best considered action without noise)
+        for one observation, or [B] actions for a batch [B, *obs_shape]."""
+        array = np.asarray(obs)
+        single = array.shape == self.obs_shape
+        if not single and array.shape[1:] != self.obs_shape:
+            raise ValueError(f"obs must have shape {list(self.obs_shape)} or [B, "
+                             f"{', '.join(map(str, self.obs_shape))}], got {list(array.shape)}")
+        batch = array[None] if single else array
+        legal = None if legal_actions is None else np.asarray(legal_actions, bool).reshape(
+            len(batch), self.num_actions)
+        actions = self._greedy(batch, legal)
+        return int(actions[0]) if single else actions
+
+    def evaluate(self, episodes: int = 20, seed: int = 10_000) -> dict[str, Any]:
+        """Greedy returns over ``episodes`` episodes played together (one batched search per
+        move). Returns {"mean_return", "returns", "lengths"}."""
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+        with _torch_threads(self.config.torch_threads):
+            return self._evaluate(episodes, seed)
+
+    def _evaluate(self, episodes: int, seed: int) -> dict[str, Any]:
+        from wmfast.muzero.selfplay import _legal_mask
+
+        envs = [self.env_fn() for _ in range(episodes)]
+        obs, masks = [], []
+        for i, env in enumerate(envs):
+            o, info = env.reset(seed=seed + i)
+            obs.append(o)
+            masks.append(_legal_mask(env, o, info, self.num_actions, self.legal_actions))
+        returns = np.zeros(episodes)
+        lengths = np.zeros(episodes, np.int64)
+        live = list(range(episodes))
+        while live:
+            legal = None
+            if any(masks[i] is not None for i in live):
+                legal = np.stack([np.ones(self.num_actions, bool) if masks[i] is None else masks[i]
+                                  for i in live])
+            actions = self._greedy(np.stack([obs[i] for i in live]), legal)
+            still = []
+            for i, action in zip(live, actions):
+                o, reward, terminated, truncated, info = envs[i].step(int(action))
+                returns[i] += reward
+                lengths[i] += 1
+                obs[i] = o
+                masks[i] = _legal_mask(envs[i], o, info, self.num_actions, self.legal_actions)
+                if not (terminated or truncated):
+                    still.append(i)
+            live = still
+        for env in envs:
+            env.close()
+        return {"mean_return": float(returns.mean()), "returns": returns, "lengths": lengths}
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def _learn(self) -> dict[str, float]:
+        c = self.config
+        self.network.train()
+        batch = self.replay.sample(c.batch_size)
+        dev, dtype = self.device, torch.get_default_dtype()
+
+        def tensor(x: np.ndarray, dt: torch.dtype = dtype) -> torch.Tensor:
+            return torch.as_tensor(x, dtype=dt, device=dev)
+
+        losses = unrolled_loss(
+            self.network, tensor(batch.observations), tensor(batch.actions, torch.int64),
+            tensor(batch.target_values), tensor(batch.target_rewards),
+            tensor(batch.target_policies), tensor(batch.value_mask), tensor(batch.reward_mask),
+            tensor(batch.policy_mask), tensor(batch.weights), c.support_size,
+            c.value_loss_weight)
+        if not torch.isfinite(losses.total):
+            raise TrainingError(
+                f"the loss became {losses.total.item()} at update {self.updates + 1} "
+                f"(env step {self.env_steps}); the network's weights are those of update "
+                f"{self.updates}")
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        if c.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        priorities = (losses.root_values.cpu().numpy() - batch.target_values[:, 0])
+        self.replay.update_priorities(batch.index, priorities)
+        if c.reanalyse_fraction > 0:
+            self._reanalyse(max(1, int(round(c.reanalyse_fraction * c.batch_size))))
+        return {"loss": losses.total.item(), "value_loss": float(losses.value),
+                "reward_loss": float(losses.reward), "policy_loss": float(losses.policy)}
+
+    def _reanalyse(self, count: int) -> None:
+        """Re-searches the next ``count`` stored positions, sweeping the replay in order."""
+        valid = np.flatnonzero(self.replay.valid)
+        if len(valid) == 0:
+            return
+        start = np.searchsorted(valid, self._reanalyse_cursor)
+        index = valid[(start + np.arange(min(count, len(valid)))) % len(valid)]
+        self._reanalyse_cursor = int(index[-1]) + 1
+        self.network.eval()
+        reanalyse(self.replay, self.model, self.search, index)
+
+    def train(
+        self,
+        env_steps: int,
+        *,
+        time_limit: float | None = None,
+        eval_every: float | None = None,
+        eval_episodes: int = 20,
+        target_return: float | None = None,
+        log_dir: str | None = None,
+        progress: bool = True,
+        checkpoint: str | None = None,
+    ) -> list[dict[str, float]]:
+        """Trains for ``env_steps`` more environment steps (or until ``time_limit`` seconds).
+
+        Args:
+          env_steps: environment steps to play (all environments together).
+          time_limit: stop after this many seconds of training (None: no limit).
+          eval_every: evaluate greedily every this many seconds of training (None: never).
+          eval_episodes: episodes per evaluation.
+          target_return: stop once an evaluation's mean return reaches it.
+          log_dir: write ``log.csv`` (and TensorBoard events when tensorboard is installed).
+          progress: show a tqdm progress bar.
+          checkpoint: save the agent there after every evaluation (atomic) and at the end.
+        Returns: the log rows of this call (also in ``self.history``).
+        """
+        if isinstance(env_steps, bool) or not isinstance(env_steps, int) or env_steps < 1:
+            raise ValueError(f"env_steps must be an int >= 1, got {env_steps!r}")
+        with _torch_threads(self.config.torch_threads):
+            return self._train(env_steps, time_limit, eval_every, eval_episodes, target_return,
+                               log_dir, progress, checkpoint)
+
+    def _train(self, env_steps: int, time_limit: float | None, eval_every: float | None,
+               eval_episodes: int, target_return: float | None, log_dir: str | None,
+               progress: bool, checkpoint: str | None) -> list[dict[str, float]]:
+        c = self.config
+        if self._selfplay is None:
+            envs = [self.env_fn() for _ in range(c.num_envs)]
+            self._selfplay = SelfPlay(envs, self.model, self.search, self.num_actions,
+                                      c.two_player, seed=c.seed + 1000 * self.episodes,
+                                      legal_actions=self.legal_actions)
+        selfplay = self._selfplay
+        writer, csv_file, csv_writer = None, None, None
+        if log_dir is not None:
+            os.makedirs(log_dir, exist_ok=True)
+            csv_file = open(os.path.join(log_dir, "log.csv"), "a", newline="")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(log_dir)
+            except ImportError:
+                writer = None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=env_steps, unit="step", desc="MuZero", dynamic_ncols=True)
+        rows: list[dict[str, float]] = []
+        start_steps, start_time = self.env_steps, time.perf_counter()
+        base_seconds = self.train_seconds
+        last_eval = 0.0
+        last_log = time.perf_counter()
+        learn_stats: dict[str, float] = {}
+        try:
+            while self.env_steps - start_steps < env_steps:
+                elapsed = time.perf_counter() - start_time
+                if time_limit is not None and elapsed >= time_limit:
+                    break
+                progress_fraction = (self.env_steps - start_steps) / env_steps
+                self.network.eval()
+                games = selfplay.step(c.temperature(progress_fraction))
+                for game in games:
+                    self.replay.add(game)
+                self.episodes += len(games)
+                self.env_steps += len(selfplay.envs)
+                if bar is not None:
+                    bar.update(len(selfplay.envs))
+                self._updates_due += c.updates_per_step * len(selfplay.envs)
+                while self._updates_due >= 1.0:
+                    self._updates_due -= 1.0
+                    if len(self.replay) < max(c.min_replay, 1):
+                        continue
+                    learn_stats = self._learn()
+                self.train_seconds = base_seconds + (time.perf_counter() - start_time)
+                evaluate_now = (eval_every is not None
+                                and self.train_seconds - last_eval >= eval_every
+                                and self.updates > 0)
+                if evaluate_now or time.perf_counter() - last_log >= 5.0:
+                    last_log = time.perf_counter()
+                    recent = selfplay.episode_returns[-20:]
+                    row = {"env_steps": self.env_steps, "updates": self.updates,
+                           "episodes": self.episodes, "seconds": round(self.train_seconds, 2),
+                           "train_return": float(np.mean(recent)) if recent else math.nan,
+                           **learn_stats}
+                    if evaluate_now:
+                        last_eval = self.train_seconds
+                        row["eval_return"] = self.evaluate(eval_episodes)["mean_return"]
+                        self.train_seconds = base_seconds + (time.perf_counter() - start_time)
+                        row["seconds"] = round(self.train_seconds, 2)
+                    rows.append(row)
+                    self.history.append(row)
+                    self._log(row, csv_file, writer)
+                    if bar is not None:
+                        bar.set_postfix({k: round(v, 1) for k, v in row.items()
+                                         if k in ("train_return", "eval_return", "loss")})
+                    if evaluate_now and checkpoint is not None:
+                        self.save(checkpoint)
+                    if (target_return is not None and "eval_return" in row
+                            and row["eval_return"] >= target_return):
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+            if csv_file is not None:
+                csv_file.close()
+            if writer is not None:
+                writer.close()
+        if checkpoint is not None:
+            self.save(checkpoint)
+        return rows
+
+    _LOG_FIELDS = ("env_steps", "updates", "episodes", "seconds", "train_return", "eval_return",
+                   "loss", "value_loss", "reward_loss", "policy_loss")
+
+    def _log(self, row: dict[str, float], csv_file: Any, writer: Any) -> None:
+        if csv_file is not None:
+            csv_writer = csv.DictWriter(csv_file, fieldnames=self._LOG_FIELDS, extrasaction="ignore")
+            if csv_file.tell() == 0:
+                csv_writer.writeheader()
+            csv_writer.writerow(row)
+            csv_file.flush()
+        if writer is not None:
+            for key, value in row.items():
+                if key != "env_steps" and isinstance(value, (int, float)) and math.isfinite(value):
+                    writer.add_scalar(key, value, row["env_steps"])
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Network (the module itself), optimizer, replay, counters, config and RNG states."""
+        return {
+            "format": "wmfast.MuZeroAgent/1",
+            "config": dataclasses.asdict(self.config),
+            "network": self.network,
+            "optimizer": self.optimizer.state_dict(),
+            "replay": self.replay.state_dict(),
+            "counters": {"env_steps": self.env_steps, "updates": self.updates,
+                         "episodes": self.episodes, "train_seconds": self.train_seconds,
+                         "reanalyse_cursor": self._reanalyse_cursor},
+            "history": list(self.history),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self, path: str) -> None:
+        """Writes the agent to ``path`` atomically (a kill mid-save leaves the old file)."""
+        _atomic_save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str, env_fn: Callable[[], Any],
+             legal_actions: LegalActionsFn | None = None) -> MuZeroAgent:
+        """An agent saved by :meth:`save`, ready to act or to continue training (the
+        self-play environments start new episodes)."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or state.get("format") != "wmfast.MuZeroAgent/1":
+            raise ValueError(f"{path} is not a wmfast MuZeroAgent checkpoint")
+        config = Config(**{k: (tuple(tuple(t) for t in v) if k == "temperatures" else v)
+                           for k, v in state["config"].items()})
+        agent = cls(env_fn, network=state["network"], config=config,
+                    legal_actions=legal_actions)
+        agent.optimizer.load_state_dict(state["optimizer"])
+        agent.replay.load_state_dict(state["replay"])
+        counters = state["counters"]
+        agent.env_steps, agent.updates = counters["env_steps"], counters["updates"]
+        agent.episodes, agent.train_seconds = counters["episodes"], counters["train_seconds"]
+        agent._reanalyse_cursor = counters["reanalyse_cursor"]
+        agent.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        return agent

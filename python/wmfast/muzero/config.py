@@ -1,0 +1,111 @@
+"""The settings of a MuZero agent, in one dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+__all__ = ["Config"]
+
+
+@dataclasses.dataclass
+class Config:
+    """Settings of :class:`wmfast.agents.MuZeroAgent` (defaults: MuZero's, scaled to small tasks).
+
+    Self-play and search:
+      num_envs: environments stepped together, one batched search per move for all of them.
+      two_player: alternating two-player zero-sum game (rewards are the mover's; the search
+        uses discount -1 per step, mctx's convention).
+      search: "muzero" (wm.MCTS, policy target = visit distribution) or "gumbel"
+        (wm.GumbelMCTS, policy target = completed-Q improved policy).
+      num_simulations, discount, pb_c_init, pb_c_base, dirichlet_alpha, dirichlet_fraction,
+        max_num_considered_actions, gumbel_scale: the search's parameters.
+      temperatures: ((fraction of training, temperature), ...): self-play samples actions from
+        visits^(1/temperature), the temperature of the first entry whose fraction is not yet
+        reached (MuZero's schedule). Not used by the Gumbel search, whose noise explores.
+    Network (used when the agent builds its reference network):
+      latent_dim, hidden, support_size (0: scalar value and reward heads).
+    Replay and targets:
+      replay_capacity (positions), td_steps (n), unroll_steps (K), priority_alpha (0: uniform
+      sampling), priority_beta.
+    Learner:
+      batch_size, learning_rate, weight_decay, max_grad_norm, value_loss_weight,
+      updates_per_step (gradient updates per environment step), min_replay (positions stored
+      before the first update), reanalyse_fraction (positions re-searched with the current
+      network per update, as a fraction of batch_size).
+    torch_threads: torch's intra-op threads while the agent trains or evaluates (restored
+      after); small networks run fastest on one, and two threads that wait on each other are
+      several times slower on a busy machine. None leaves torch's setting alone.
+    seed: seeds torch, the search, the replay and the environments.
+    """
+
+    num_envs: int = 16
+    two_player: bool = False
+    search: Literal["muzero", "gumbel"] = "muzero"
+    num_simulations: int = 50
+    discount: float = 0.997
+    pb_c_init: float = 1.25
+    pb_c_base: float = 19652.0
+    dirichlet_alpha: float = 0.25
+    dirichlet_fraction: float = 0.25
+    max_num_considered_actions: int = 16
+    gumbel_scale: float = 1.0
+    temperatures: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.75, 0.5), (1.0, 0.25))
+    latent_dim: int = 64
+    hidden: int = 64
+    support_size: int = 10
+    replay_capacity: int = 100_000
+    td_steps: int = 10
+    unroll_steps: int = 5
+    priority_alpha: float = 1.0
+    priority_beta: float = 1.0
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 5.0
+    value_loss_weight: float = 0.25
+    updates_per_step: float = 0.25
+    min_replay: int = 1000
+    reanalyse_fraction: float = 0.0
+    torch_threads: int | None = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ints = {"num_envs": 1, "num_simulations": 1, "max_num_considered_actions": 1,
+                "latent_dim": 1, "hidden": 1, "support_size": 0, "replay_capacity": 1,
+                "td_steps": 1, "unroll_steps": 1, "batch_size": 1, "min_replay": 0}
+        for name, low in ints.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"Config.{name} must be an int >= {low}, got {value!r}")
+        if self.torch_threads is not None and (
+                isinstance(self.torch_threads, bool) or not isinstance(self.torch_threads, int)
+                or self.torch_threads < 1):
+            raise ValueError(f"Config.torch_threads must be None or an int >= 1, got "
+                             f"{self.torch_threads!r}")
+        if self.search not in ("muzero", "gumbel"):
+            raise ValueError(f"Config.search must be 'muzero' or 'gumbel', got {self.search!r}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"Config.discount must be in [0, 1], got {self.discount!r}")
+        for name in ("learning_rate", "updates_per_step"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("weight_decay", "max_grad_norm", "value_loss_weight", "priority_alpha",
+                     "gumbel_scale", "dirichlet_fraction"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"Config.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.reanalyse_fraction <= 1.0:
+            raise ValueError(
+                f"Config.reanalyse_fraction must be in [0, 1], got {self.reanalyse_fraction!r}")
+        if not self.temperatures or any(len(t) != 2 or t[1] < 0 for t in self.temperatures):
+            raise ValueError(
+                "Config.temperatures must be ((fraction, temperature >= 0), ...), got "
+                f"{self.temperatures!r}")
+        self.temperatures = tuple((float(f), float(t)) for f, t in self.temperatures)
+
+    def temperature(self, progress: float) -> float:
+        """The self-play temperature at ``progress`` (fraction of training done, in [0, 1])."""
+        for fraction, temperature in self.temperatures:
+            if progress < fraction:
+                return temperature
+        return self.temperatures[-1][1]

@@ -1,0 +1,125 @@
+"""MuZero's K-step unrolled value-equivalent loss.
+
+From the observation at position i the network is unrolled along the K actions that were taken::
+
+    root = initial_inference(obs_i);  s_0 = root.latent
+    step_k = recurrent_inference(s_{k-1}, a_{i+k-1});  s_k = scale_gradient(step_k.latent, 1/2)
+
+and each prediction is scored against its target: cross-entropy of the value and reward supports
+(or squared error for scalar heads) and of the policy logits against the search policy. As in the
+MuZero pseudocode, the gradient of each unrolled step's loss is scaled by 1/K and the dynamics'
+incoming latent gradient by 1/2; losses are weighted per sample by the replay's importance
+weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from wmfast import transforms as T
+
+__all__ = ["Losses", "scale_gradient", "unrolled_loss"]
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; the gradient is multiplied by ``scale``."""
+    return x * scale + x.detach() * (1.0 - scale)
+
+
+@dataclasses.dataclass
+class Losses:
+    """The loss of one batch.
+
+    Attributes:
+      total: scalar tensor to minimise (weighted sum, with graph).
+      value, reward, policy: scalar tensors (detached) per component, summed over the unroll.
+      root_values: [B] (detached) predicted value at the root, as a scalar, for new priorities.
+    """
+
+    total: torch.Tensor
+    value: torch.Tensor
+    reward: torch.Tensor
+    policy: torch.Tensor
+    root_values: torch.Tensor
+
+
+def _check_head(head: torch.Tensor, B: int, support_size: int, name: str) -> None:
+    expected = [B, 2 * support_size + 1] if support_size > 0 else [B]
+    if list(head.shape) != expected:
+        kind = f"categorical logits, support_size={support_size}" if support_size else "scalars"
+        raise ValueError(f"{name} must have shape {expected} ({kind}), got {list(head.shape)}")
+
+
+def _scalar_loss(head: torch.Tensor, target: torch.Tensor, support_size: int) -> torch.Tensor:
+    """[B] loss of a value/reward head against scalar targets."""
+    if support_size > 0:
+        return -(T.scalar_to_support(target, support_size) * F.log_softmax(head, -1)).sum(-1)
+    return 0.5 * (head - target) ** 2
+
+
+def unrolled_loss(
+    network: Any,
+    observations: torch.Tensor,
+    actions: torch.Tensor,
+    target_values: torch.Tensor,
+    target_rewards: torch.Tensor,
+    target_policies: torch.Tensor,
+    value_mask: torch.Tensor,
+    reward_mask: torch.Tensor,
+    policy_mask: torch.Tensor,
+    weights: torch.Tensor,
+    support_size: int,
+    value_loss_weight: float = 0.25,
+) -> Losses:
+    """The loss of a batch of B positions unrolled K = actions.shape[1] steps.
+
+    Args:
+      network: ``initial_inference`` / ``recurrent_inference`` as in ``wmfast.muzero.networks``.
+      observations: [B, *obs_shape].
+      actions: [B, K] int64.
+      target_values, target_rewards: [B, K+1] (entry 0 of target_rewards is unused).
+      target_policies: [B, K+1, A].
+      value_mask, reward_mask, policy_mask: [B, K+1], 1 where the target is trained.
+      weights: [B] importance-sampling weights.
+      support_size: size of the categorical heads' support (0: scalar heads).
+      value_loss_weight: weight of the value loss (MuZero Reanalyse: 0.25).
+    """
+    B, K = actions.shape
+    A = target_policies.shape[-1]
+    root = network.initial_inference(observations)
+    if list(root.logits.shape) != [B, A]:
+        raise ValueError(
+            f"initial_inference logits must have shape {[B, A]}, got {list(root.logits.shape)}"
+        )
+    _check_head(root.value, B, support_size, "initial_inference value")
+    value_loss = _scalar_loss(root.value, target_values[:, 0], support_size) * value_mask[:, 0]
+    policy_loss = -(target_policies[:, 0] * F.log_softmax(root.logits, -1)).sum(-1) * policy_mask[:, 0]
+    reward_loss = torch.zeros_like(value_loss)
+    latent = root.latent
+    for k in range(1, K + 1):
+        step = network.recurrent_inference(latent, actions[:, k - 1])
+        _check_head(step.value, B, support_size, "recurrent_inference value")
+        _check_head(step.reward, B, support_size, "recurrent_inference reward")
+        v = _scalar_loss(step.value, target_values[:, k], support_size) * value_mask[:, k]
+        r = _scalar_loss(step.reward, target_rewards[:, k], support_size) * reward_mask[:, k]
+        p = -(target_policies[:, k] * F.log_softmax(step.logits, -1)).sum(-1) * policy_mask[:, k]
+        value_loss = value_loss + scale_gradient(v, 1.0 / K)
+        reward_loss = reward_loss + scale_gradient(r, 1.0 / K)
+        policy_loss = policy_loss + scale_gradient(p, 1.0 / K)
+        latent = scale_gradient(step.latent, 0.5)
+    per_sample = value_loss_weight * value_loss + reward_loss + policy_loss
+    total = (per_sample * weights).mean()
+    with torch.no_grad():
+        root_values = (T.support_to_scalar(root.value, support_size) if support_size > 0
+                       else root.value).detach()
+    return Losses(
+        total=total,
+        value=value_loss.detach().mean(),
+        reward=reward_loss.detach().mean(),
+        policy=policy_loss.detach().mean(),
+        root_values=root_values,
+    )

@@ -1,0 +1,162 @@
+"""Batched self-play: N environments, one batched wmfast search per move for all of them.
+
+Every move: one ``initial_inference`` call on the N current observations, one search of N trees
+(a batched model call per simulation, the loop in C++), an action per environment (sampled from
+visits^(1/temperature), or the Gumbel search's choice), then each environment steps. Finished
+episodes come back as :class:`~wmfast.muzero.replay.Game` records; a truncated episode's game
+carries the network's value of its final observation to bootstrap from.
+
+Legal actions come from ``info["action_mask"]`` (the gymnasium/PettingZoo convention) when the
+environment provides one, or from a ``legal_actions(env, obs, info)`` callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from wmfast.muzero.networks import SearchModel
+from wmfast.muzero.replay import Game
+
+__all__ = ["LegalActionsFn", "SelfPlay", "choose_actions"]
+
+LegalActionsFn = Callable[[Any, Any, dict], Any]
+
+
+def choose_actions(visits: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """[B] actions from visit counts [B, A]: argmax at temperature 0 (ties to the lowest index),
+    else sampled from visits^(1/temperature)."""
+    if temperature == 0.0:
+        return visits.argmax(axis=1)
+    weights = visits.astype(np.float64) ** (1.0 / temperature)
+    weights /= weights.sum(axis=1, keepdims=True)
+    cumulative = weights.cumsum(axis=1)
+    draws = rng.random((len(visits), 1)) * cumulative[:, -1:]
+    return np.minimum((cumulative <= draws).sum(axis=1), visits.shape[1] - 1)
+
+
+def _legal_mask(env: Any, obs: Any, info: dict, num_actions: int,
+                legal_actions: LegalActionsFn | None) -> np.ndarray | None:
+    if legal_actions is not None:
+        mask = legal_actions(env, obs, info)
+    elif "action_mask" in info:
+        mask = info["action_mask"]
+    else:
+        return None
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != (num_actions,):
+        raise ValueError(f"action mask must have shape [{num_actions}], got {list(mask.shape)}")
+    return mask
+
+
+class SelfPlay:
+    """Plays N environments with a batched search and collects finished games.
+
+    Args:
+      envs: N gymnasium environments (Discrete actions), reset here with seeds seed..seed+N-1.
+      model: the network seen by the search (a SearchModel).
+      search: a wm.MCTS or wm.GumbelMCTS with num_actions = the environments' action count.
+      num_actions: A.
+      two_player: alternating two-player zero-sum game (recorded in the games).
+      seed: seed of the environments and of the action sampling.
+      legal_actions: optional ``legal_actions(env, obs, info) -> [A] bool``.
+    """
+
+    def __init__(
+        self,
+        envs: Sequence[Any],
+        model: SearchModel,
+        search: Any,
+        num_actions: int,
+        two_player: bool = False,
+        seed: int = 0,
+        legal_actions: LegalActionsFn | None = None,
+    ) -> None:
+        self.envs = list(envs)
+        self.model, self.search, self.num_actions = model, search, num_actions
+        self.two_player = two_player
+        self.legal_actions = legal_actions
+        self.rng = np.random.default_rng(seed)
+        self._gumbel = type(search).__name__ == "GumbelMCTS"
+        self.obs: list[Any] = []
+        self.masks: list[np.ndarray | None] = []
+        for i, env in enumerate(self.envs):
+            obs, info = env.reset(seed=seed + i)
+            self.obs.append(obs)
+            self.masks.append(_legal_mask(env, obs, info, num_actions, legal_actions))
+        self._history: list[dict[str, list]] = [self._empty() for _ in self.envs]
+        self._returns = [0.0] * len(self.envs)
+        self.episode_returns: list[float] = []   # returns of the episodes finished so far
+        self.episode_lengths: list[int] = []
+
+    @staticmethod
+    def _empty() -> dict[str, list]:
+        return {"observations": [], "actions": [], "rewards": [], "root_values": [], "policies": [],
+                "legal": []}
+
+    def _observations(self) -> torch.Tensor:
+        return torch.as_tensor(np.stack(self.obs), dtype=torch.get_default_dtype())
+
+    def search_batch(self, obs: torch.Tensor, masks: list[np.ndarray | None]) -> Any:
+        """One batched search from the observations [N, *obs_shape]."""
+        legal = None
+        if any(m is not None for m in masks):
+            legal = np.stack([np.ones(self.num_actions, bool) if m is None else m for m in masks])
+        root = self.model.initial_inference(obs)
+        return self.search.search(self.model, root, legal_actions=legal)
+
+    def step(self, temperature: float) -> list[Game]:
+        """One move in every environment; returns the games that finished."""
+        out = self.search_batch(self._observations(), self.masks)
+        visits = np.asarray(out.visit_counts)
+        if self._gumbel:
+            actions = np.asarray(out.action).astype(np.int64)
+        else:
+            actions = choose_actions(visits, temperature, self.rng)
+        policies = np.asarray(out.policy, dtype=np.float32)
+        root_values = np.asarray(out.root_value, dtype=np.float32)
+        finished: list[Game] = []
+        truncated_games: list[tuple[Game, Any]] = []
+        for i, env in enumerate(self.envs):
+            history = self._history[i]
+            history["observations"].append(self.obs[i])
+            history["actions"].append(int(actions[i]))
+            history["root_values"].append(root_values[i])
+            history["policies"].append(policies[i])
+            history["legal"].append(self.masks[i])
+            obs, reward, terminated, truncated, info = env.step(int(actions[i]))
+            history["rewards"].append(float(reward))
+            self._returns[i] += float(reward)
+            if terminated or truncated:
+                game = Game(
+                    observations=np.stack(history["observations"]),
+                    actions=np.asarray(history["actions"], np.int64),
+                    rewards=np.asarray(history["rewards"], np.float32),
+                    root_values=np.asarray(history["root_values"], np.float32),
+                    policies=np.stack(history["policies"]).astype(np.float32),
+                    terminated=bool(terminated),
+                    to_play_changes=self.two_player,
+                    legal_actions=None if history["legal"][0] is None else np.stack(
+                        [np.ones(self.num_actions, bool) if m is None else m
+                         for m in history["legal"]]),
+                )
+                finished.append(game)
+                if not terminated:
+                    truncated_games.append((game, obs))
+                self.episode_returns.append(self._returns[i])
+                self.episode_lengths.append(len(game))
+                self._returns[i] = 0.0
+                self._history[i] = self._empty()
+                obs, info = env.reset()
+            self.obs[i] = obs
+            self.masks[i] = _legal_mask(env, obs, info, self.num_actions, self.legal_actions)
+        if truncated_games:
+            final = torch.as_tensor(np.stack([o for _, o in truncated_games]),
+                                    dtype=torch.get_default_dtype())
+            values = self.model.initial_inference(final).value.cpu().numpy()
+            for (game, _), value in zip(truncated_games, values):
+                game.end_value = float(value)
+        return finished
