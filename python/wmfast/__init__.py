@@ -8,6 +8,7 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 import torch  # noqa: F401
 
 from wmfast.cem import CEM, ICEM, MPPI, MPCAgent, Plan
+from wmfast.imagination import lambda_return, lambda_return_weights
 from wmfast.mcts import (
     MCTS,
     GumbelMCTS,
@@ -45,6 +46,8 @@ __all__ = [
     "TabularModel",
     "TransitionMatrix",
     "__version__",
+    "lambda_return",
+    "lambda_return_weights",
     "qtransform_by_min_max",
     "qtransform_by_parent_and_siblings",
     "qtransform_completed_by_mix_value",
