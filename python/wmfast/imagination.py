@@ -31,6 +31,8 @@ loss weights (the probability of still being alive) they multiply the per-step l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,8 @@ import torch
 
 __all__ = [
     "CONVENTIONS",
+    "Trajectory",
+    "imagine",
     "lambda_return",
     "lambda_return_weights",
 ]
@@ -211,3 +215,256 @@ def lambda_return_weights(
         # cumprod(γ c) / γ without the division (γ may be 0).
         factors = torch.cat([c[:1], gamma * c[1:horizon]])
     return torch.cumprod(factors, dim=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Imagination
+
+
+@dataclass
+class Trajectory:
+    """An imagined rollout.
+
+    Attributes:
+      states: the start's structure (a tensor, or a dict / tuple / list of tensors) with every
+        leaf stacked over time: ``[H+1, N, ...]``, ``states[0]`` the start.
+      actions: ``[H, N, ...]``: ``actions[t]`` was taken in ``states[t]`` and led to
+        ``states[t+1]``.
+      horizon: H.
+    """
+
+    states: Any
+    actions: torch.Tensor
+    horizon: int
+
+
+def _flatten(tree: Any, path: str = "") -> tuple[list[tuple[str, Any]], Any]:
+    """Leaves (with their paths) and a structure spec of a tensor / dict / tuple / list tree."""
+    if isinstance(tree, dict):
+        leaves, specs = [], []
+        for key, value in tree.items():
+            sub_leaves, spec = _flatten(value, f"{path}[{key!r}]")
+            leaves += sub_leaves
+            specs.append((key, spec))
+        return leaves, ("dict", type(tree), specs)
+    if isinstance(tree, (tuple, list)):
+        leaves, specs = [], []
+        for index, value in enumerate(tree):
+            sub_leaves, spec = _flatten(value, f"{path}[{index}]")
+            leaves += sub_leaves
+            specs.append(spec)
+        return leaves, ("seq", type(tree), specs)
+    return [(path or "state", tree)], ("leaf",)
+
+
+def _unflatten(spec: Any, leaves: list[Any]) -> Any:
+    iterator = iter(leaves)
+
+    def build(node: Any) -> Any:
+        kind = node[0]
+        if kind == "leaf":
+            return next(iterator)
+        if kind == "dict":
+            return node[1]((key, build(sub)) for key, sub in node[2])
+        items = [build(sub) for sub in node[2]]
+        if hasattr(node[1], "_fields"):  # namedtuple
+            return node[1](*items)
+        return node[1](items)
+
+    return build(spec)
+
+
+def _state_leaves(tree: Any, name: str) -> tuple[list[tuple[str, torch.Tensor]], Any]:
+    leaves, spec = _flatten(tree)
+    if not leaves:
+        raise ValueError(f"{name} must contain at least one tensor, got {tree!r}")
+    converted = []
+    for path, leaf in leaves:
+        if isinstance(leaf, np.ndarray):
+            leaf = _float_tensor(leaf, f"{name}{path}") if leaf.dtype.kind == "f" else (
+                torch.from_numpy(leaf))
+        if not isinstance(leaf, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a tensor or a dict/tuple/list of tensors; "
+                f"{name}{'' if path == 'state' else path} is a {type(leaf).__name__}"
+            )
+        converted.append((path, leaf))
+    return converted, spec
+
+
+def imagine(
+    dynamics: Callable[[Any, torch.Tensor], Any],
+    policy: Callable[[Any], torch.Tensor],
+    start: Any,
+    horizon: int,
+    *,
+    grad: str | None = "dynamics",
+    detach_policy_input: bool = True,
+    check_finite: bool = True,
+) -> Trajectory:
+    """Rolls N start states forward ``horizon`` steps under ``policy``.
+
+    Args:
+      dynamics: ``dynamics(state, action) -> next_state``, the same structure and leaf shapes
+        as ``start`` (e.g. ``rssm.imagine_step``). Rewards, continues and values are not asked
+        for inside the loop: apply the heads to ``traj.states`` afterwards, batched over
+        ``[H+1, N]``.
+      policy: ``policy(state) -> action [N, ...]`` (a sampled action tensor; for dynamics
+        backpropagation a reparameterised or straight-through sample).
+      start: ``[N, ...]`` tensor, or a dict / tuple / list of them (an RSSM's ``deter`` and
+        ``stoch``); numpy arrays are converted. Usually detached posterior states.
+      horizon: H >= 1.
+      grad: ``"dynamics"`` keeps the autograd graph through the dynamics and the policy's
+        actions (Dreamer's dynamics backpropagation); ``None`` runs under ``torch.no_grad()``
+        (REINFORCE: recompute the log-probabilities on ``traj.states`` afterwards) and writes
+        into preallocated ``[H+1, N, ...]`` buffers.
+      detach_policy_input: the policy sees ``state`` detached (dreamerv3-torch, SheepRL and
+        official DreamerV3 all do), so actor gradients reach earlier steps only through the
+        actions.
+      check_finite: raise if the dynamics or the policy produced NaN or infinite values.
+
+    Returns:
+      :class:`Trajectory` with ``states`` ``[H+1, N, ...]`` (the structure of ``start``) and
+      ``actions`` ``[H, N, ...]``.
+
+    Raises ValueError for a bad horizon or ``grad``, start leaves without a common batch size,
+    an action whose leading dimension is not N or whose shape/dtype changes between steps, a
+    next state whose structure or shapes differ from ``start``, and non-finite values;
+    TypeError when the policy returns something other than a tensor.
+    """
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+    horizon = int(horizon)
+    if grad not in ("dynamics", None):
+        raise ValueError(f"grad must be 'dynamics' or None, got {grad!r}")
+    leaves, spec = _state_leaves(start, "start")
+    batch = None
+    for path, leaf in leaves:
+        if leaf.ndim < 1:
+            raise ValueError(f"start{path} must have a batch dimension [N, ...], got a scalar")
+        if batch is None:
+            batch = leaf.shape[0]
+        elif leaf.shape[0] != batch:
+            raise ValueError(
+                f"every start leaf must have the same batch size N = {batch} (dim 0), "
+                f"start{path} has shape {list(leaf.shape)}"
+            )
+    start_state = _unflatten(spec, [leaf for _, leaf in leaves])
+    if grad is None:
+        with torch.no_grad():
+            return _rollout(dynamics, policy, start_state, leaves, spec, batch, horizon,
+                            detach_policy_input, check_finite, preallocate=True)
+    return _rollout(dynamics, policy, start_state, leaves, spec, batch, horizon,
+                    detach_policy_input, check_finite, preallocate=False)
+
+
+def _detach(tree: Any) -> Any:
+    leaves, spec = _flatten(tree)
+    return _unflatten(spec, [leaf.detach() for _, leaf in leaves])
+
+
+def _check_action(action: Any, first: torch.Tensor | None, batch: int, step: int) -> None:
+    if not isinstance(action, torch.Tensor):
+        raise TypeError(
+            f"policy must return an action tensor [N, ...], got {type(action).__name__} "
+            f"at step {step}"
+        )
+    if first is None:
+        if action.ndim < 1 or action.shape[0] != batch:
+            raise ValueError(
+                f"policy must return actions with the batch size N = {batch} in dim 0, "
+                f"got shape {list(action.shape)} at step {step}"
+            )
+    elif action.shape != first.shape or action.dtype != first.dtype:
+        raise ValueError(
+            f"policy must return actions of one shape and dtype at every step: "
+            f"{list(first.shape)} {first.dtype} at step 0, "
+            f"{list(action.shape)} {action.dtype} at step {step}"
+        )
+
+
+def _check_next_state(state: Any, spec: Any, leaves: list, step: int) -> list[torch.Tensor]:
+    next_leaves, next_spec = _flatten(state)
+    if next_spec != spec:
+        raise ValueError(
+            f"dynamics must return a state with the structure of start, got "
+            f"{[path for path, _ in next_leaves]} instead of {[path for path, _ in leaves]} "
+            f"at step {step}"
+        )
+    out = []
+    for (path, reference), (_, leaf) in zip(leaves, next_leaves):
+        if not isinstance(leaf, torch.Tensor) or leaf.shape != reference.shape:
+            got = list(leaf.shape) if isinstance(leaf, torch.Tensor) else type(leaf).__name__
+            raise ValueError(
+                f"dynamics must return state{'' if path == 'state' else path} with the shape "
+                f"of start {list(reference.shape)}, got {got} at step {step}"
+            )
+        if leaf.dtype != reference.dtype or leaf.device != reference.device:
+            raise ValueError(
+                f"dynamics must return state{'' if path == 'state' else path} with the dtype "
+                f"and device of start ({reference.dtype}, {reference.device}), got "
+                f"{leaf.dtype}, {leaf.device} at step {step}"
+            )
+        out.append(leaf)
+    return out
+
+
+def _first_bad_step(stacked: torch.Tensor) -> int:
+    ok = torch.isfinite(stacked.reshape(stacked.shape[0], -1)).all(1)
+    return int((~ok).nonzero()[0, 0])
+
+
+def _rollout(dynamics, policy, state, leaves, spec, batch, horizon, detach_policy_input,
+             check_finite, preallocate):
+    state_buffers = None
+    action_buffer = None
+    state_steps = [[leaf] for _, leaf in leaves]
+    action_steps = []
+    first_action = None
+    if preallocate:
+        state_buffers = []
+        for _, leaf in leaves:
+            buffer = leaf.new_empty((horizon + 1, *leaf.shape))
+            buffer[0] = leaf
+            state_buffers.append(buffer)
+    for t in range(horizon):
+        action = policy(_detach(state) if detach_policy_input else state)
+        _check_action(action, first_action, batch, t)
+        next_state = dynamics(state, action)
+        next_leaves = _check_next_state(next_state, spec, leaves, t)
+        if first_action is None:
+            first_action = action
+            if preallocate:
+                action_buffer = action.new_empty((horizon, *action.shape))
+        if preallocate:
+            action_buffer[t] = action
+            for buffer, leaf in zip(state_buffers, next_leaves):
+                buffer[t + 1] = leaf
+        else:
+            action_steps.append(action)
+            for steps, leaf in zip(state_steps, next_leaves):
+                steps.append(leaf)
+        state = next_state
+    if preallocate:
+        stacked_states, actions = state_buffers, action_buffer
+    else:
+        stacked_states = [torch.stack(steps) for steps in state_steps]
+        actions = torch.stack(action_steps)
+    if check_finite:
+        # Report the earliest producer of a non-finite value (a NaN state at step t makes the
+        # policy's action at step t + 1 NaN too); at one step the policy ran first.
+        problems = []
+        if actions.is_floating_point() and not bool(torch.isfinite(actions).all()):
+            step = _first_bad_step(actions)
+            problems.append((step, 0, f"policy returned NaN or infinite actions at step {step}"))
+        for (path, _), stacked in zip(leaves, stacked_states):
+            if stacked.is_floating_point() and not bool(torch.isfinite(stacked).all()):
+                index = _first_bad_step(stacked)
+                leaf = "" if path == "state" else path
+                message = (f"start{leaf} has NaN or infinite values" if index == 0 else
+                           f"dynamics returned NaN or infinite values in state{leaf} at step "
+                           f"{index - 1} (states[{index}])")
+                problems.append((index - 1, 1, message))
+        if problems:
+            raise ValueError(min(problems)[2])
+    return Trajectory(_unflatten(spec, stacked_states), actions, horizon)
