@@ -1,5 +1,6 @@
 """Agents that drive gymnasium environments with wmfast planners."""
 
+from wmfast.agents.dreamer import DreamerAgent
 from wmfast.agents.tabular import TabularAgent
 
-__all__ = ["TabularAgent"]
+__all__ = ["DreamerAgent", "TabularAgent"]
