@@ -8,6 +8,7 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 import torch  # noqa: F401
 
 from wmfast.cem import CEM, ICEM, MPPI, MPCAgent, Plan
+from wmfast.imagination import Trajectory, imagine, lambda_return, lambda_return_weights
 from wmfast.mcts import (
     MCTS,
     GumbelMCTS,
@@ -43,8 +44,12 @@ __all__ = [
     "SearchTree",
     "Step",
     "TabularModel",
+    "Trajectory",
     "TransitionMatrix",
     "__version__",
+    "imagine",
+    "lambda_return",
+    "lambda_return_weights",
     "qtransform_by_min_max",
     "qtransform_by_parent_and_siblings",
     "qtransform_completed_by_mix_value",

@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 
+def _dreamer_cartpole(argv: Sequence[str]) -> int:
+    from wmfast.demos.dreamer_cartpole import main
+
+    return main(argv)
+
+
 def _frozenlake(argv: Sequence[str]) -> int:
     from wmfast.demos.frozenlake import main
 
@@ -18,6 +24,7 @@ def _pendulum(argv: Sequence[str]) -> int:
 
 
 DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
+    "dreamer-cartpole": _dreamer_cartpole,
     "frozenlake": _frozenlake,
     "pendulum": _pendulum,
 }
