@@ -412,7 +412,11 @@ class MuZeroAgent:
             "replay": self.replay.state_dict(),
             "counters": {"env_steps": self.env_steps, "updates": self.updates,
                          "episodes": self.episodes, "train_seconds": self.train_seconds,
-                         "reanalyse_cursor": self._reanalyse_cursor},
+                         "reanalyse_cursor": self._reanalyse_cursor,
+                         # Each search of a planner draws the next random stream of its seed:
+                         # a resumed run continues the streams.
+                         "search_streams": [getattr(s, "_searches", 0)
+                                            for s in (self.search, self.eval_search)]},
             "history": list(self.history),
             "torch_rng": torch.get_rng_state(),
         }
@@ -439,6 +443,9 @@ class MuZeroAgent:
         agent.env_steps, agent.updates = counters["env_steps"], counters["updates"]
         agent.episodes, agent.train_seconds = counters["episodes"], counters["train_seconds"]
         agent._reanalyse_cursor = counters["reanalyse_cursor"]
+        for search, streams in zip((agent.search, agent.eval_search), counters["search_streams"]):
+            if hasattr(search, "_searches"):
+                search._searches = streams
         agent.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
         return agent

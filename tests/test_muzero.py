@@ -1,0 +1,296 @@
+"""MuZero toolkit: the loss against a hand-written reference, learning a chain MDP's values,
+self-play and reanalyse, save/load/resume, and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+import wmfast as wm
+from wmfast.agents import MuZeroAgent
+from wmfast.agents.muzero import TrainingError
+from wmfast.muzero import (
+    Config,
+    MLPNetwork,
+    ResNetwork,
+    SearchModel,
+    choose_actions,
+    reanalyse,
+    unrolled_loss,
+)
+
+# -- the loss ---------------------------------------------------------------------------------
+
+
+def _support_reference(x: float, size: int) -> list[float]:
+    """MuZero's two-hot support target of one scalar, written out."""
+    y = math.copysign(math.sqrt(abs(x) + 1) - 1, x) + 1e-3 * x
+    y = min(max(y, -size), size)
+    out = [0.0] * (2 * size + 1)
+    low = math.floor(y)
+    out[low + size] += 1 - (y - low)
+    if low + size + 1 <= 2 * size:
+        out[low + size + 1] += y - low
+    return out
+
+
+def _reference_loss(net, obs, actions, tv, tr, tp, vm, rm, pm, w, size, vw):
+    """(loss value, loss whose gradient MuZero follows): every step's loss counts fully in the
+    value; in the gradient, unrolled steps count 1/K and the gradient a latent receives from the
+    next dynamics step is halved (MuZero's pseudocode)."""
+    B, K = actions.shape
+
+    def ce(logits, probs):
+        return -(probs * F.log_softmax(logits, -1)).sum(-1)
+
+    def support(values):
+        return torch.tensor([_support_reference(float(v), size) for v in values])
+
+    root = net.initial_inference(obs)
+    first = vw * ce(root.value, support(tv[:, 0])) * vm[:, 0] + ce(root.logits, tp[:, 0]) * pm[:, 0]
+    value, grad = first * w, first * w
+    latent = root.latent
+    for k in range(1, K + 1):
+        step = net.recurrent_inference(latent, actions[:, k - 1])
+        term = (vw * ce(step.value, support(tv[:, k])) * vm[:, k]
+                + ce(step.reward, support(tr[:, k])) * rm[:, k]
+                + ce(step.logits, tp[:, k]) * pm[:, k]) * w
+        value = value + term
+        grad = grad + term / K
+        latent = step.latent.clone()   # only the next dynamics step sees the halved gradient
+        latent.register_hook(lambda g: g * 0.5)
+    return value.mean(), grad.mean()
+
+
+def test_unrolled_loss_matches_the_written_out_loss_and_its_gradient():
+    torch.manual_seed(0)
+    B, K, A, size = 6, 3, 3, 4
+    net = MLPNetwork(5, A, latent_dim=8, hidden=16, support_size=size)
+    for head in (net.value_head, net.reward_head, net.policy_head):
+        torch.nn.init.normal_(head[-1].weight)     # non-trivial heads
+    obs = torch.randn(B, 5)
+    actions = torch.randint(0, A, (B, K))
+    tv, tr = torch.randn(B, K + 1) * 5, torch.randn(B, K + 1)
+    tp = torch.softmax(torch.randn(B, K + 1, A), -1)
+    masks = [(torch.rand(B, K + 1) > 0.3).float() for _ in range(3)]
+    w = torch.rand(B) + 0.5
+    losses = unrolled_loss(net, obs, actions, tv, tr, tp, *masks, w, size, 0.25)
+    net.zero_grad()
+    losses.total.backward()
+    ours = [p.grad.clone() for p in net.parameters()]
+    value, grad_loss = _reference_loss(net, obs, actions, tv, tr, tp, *masks, w, size, 0.25)
+    net.zero_grad()
+    grad_loss.backward()
+    torch.testing.assert_close(losses.total, value)
+    for a, b in zip(ours, (p.grad for p in net.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_loss_names_a_head_of_the_wrong_shape():
+    net = MLPNetwork(4, 2, latent_dim=8, hidden=8, support_size=3)
+    B, K = 4, 2
+    args = (torch.zeros(B, 4), torch.zeros(B, K, dtype=torch.long), torch.zeros(B, K + 1),
+            torch.zeros(B, K + 1), torch.full((B, K + 1, 2), 0.5), torch.ones(B, K + 1),
+            torch.ones(B, K + 1), torch.ones(B, K + 1), torch.ones(B))
+    with pytest.raises(ValueError, match=r"initial_inference value must have shape \[4, 11\]"):
+        unrolled_loss(net, *args, support_size=5)
+
+
+# -- search model and action choice -----------------------------------------------------------
+
+
+def test_search_model_decodes_supports_and_flips_for_two_players():
+    net = MLPNetwork(3, 2, latent_dim=4, hidden=8, support_size=5)
+    torch.nn.init.normal_(net.value_head[-1].weight)
+    obs = torch.randn(7, 3)
+    model = SearchModel(net, 5, two_player=True)
+    root = model.initial_inference(obs)
+    raw = net.initial_inference(obs)
+    torch.testing.assert_close(root.value, wm.transforms.support_to_scalar(raw.value, 5))
+    assert not root.value.requires_grad
+    step = model.recurrent_inference(root.latent, torch.zeros(7, dtype=torch.long))
+    assert step.reward.shape == (7,) and step.value.shape == (7,)
+    assert (step.discount == -1).all()
+    assert SearchModel(net, 5).recurrent_inference(root.latent, torch.zeros(7, dtype=torch.long)).discount is None
+
+
+def test_choose_actions():
+    visits = np.array([[1, 5, 5, 0], [0, 0, 0, 9]])
+    np.testing.assert_array_equal(choose_actions(visits, 0.0, np.random.default_rng(0)), [1, 3])
+    rng = np.random.default_rng(0)
+    draws = np.array([choose_actions(visits[:1], 1.0, rng)[0] for _ in range(4000)])
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 4000, [1 / 11, 5 / 11, 5 / 11, 0], atol=0.025)
+
+
+# -- a chain MDP whose values are known -------------------------------------------------------
+
+
+class Chain(gym.Env):
+    """States 0..L-1 (one-hot), both actions move right, reward 1 on leaving the last state."""
+
+    def __init__(self, length: int = 5) -> None:
+        self.length = length
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (length,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.state = 0
+
+    def _obs(self):
+        obs = np.zeros(self.length, np.float32)
+        obs[self.state] = 1.0
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.state += 1
+        done = self.state == self.length
+        if done:
+            self.state = 0
+        return self._obs(), float(done), done, False, {}
+
+
+def _small_config(**changes) -> Config:
+    settings = dict(num_envs=4, num_simulations=4, batch_size=32, min_replay=20, hidden=16,
+                    latent_dim=8, support_size=5, discount=0.9, td_steps=10, unroll_steps=3,
+                    updates_per_step=0.5, learning_rate=1e-2, seed=0)
+    settings.update(changes)
+    return Config(**settings)
+
+
+def test_training_drives_the_value_prediction_to_the_true_values():
+    torch.manual_seed(0)
+    agent = MuZeroAgent(lambda: Chain(5), config=_small_config())
+    agent.train(1600, progress=False)
+    obs = torch.eye(5)
+    values = SearchModel(agent.network, 5).initial_inference(obs).value
+    true = torch.tensor([0.9 ** (4 - s) for s in range(5)])
+    torch.testing.assert_close(values, true, atol=0.06, rtol=0)
+    # The learned model's reward: 1 only for the step out of the last state.
+    latent = SearchModel(agent.network, 5).initial_inference(obs).latent
+    reward = SearchModel(agent.network, 5).recurrent_inference(latent, torch.zeros(5, dtype=torch.long)).reward
+    torch.testing.assert_close(reward, torch.tensor([0.0, 0, 0, 0, 1]), atol=0.1, rtol=0)
+
+
+# -- self-play, reanalyse, checkpoints --------------------------------------------------------
+
+
+def test_self_play_fills_the_replay_and_reanalyse_refreshes_it():
+    agent = MuZeroAgent(lambda: gym.make("CartPole-v1"), config=_small_config(min_replay=10**9))
+    agent.train(400, progress=False)
+    assert agent.env_steps == 400 and agent.updates == 0
+    replay = agent.replay
+    assert replay.positions_added == len(replay) > 0
+    assert replay.games_added == agent.episodes
+    stored = np.flatnonzero(replay.valid)
+    np.testing.assert_allclose(replay.policies[stored].sum(1), 1.0, atol=1e-5)
+    before = replay.policies[stored[:8]].copy()
+    search = wm.MCTS(2, 16, dirichlet_fraction=0.0, seed=3)
+    reanalyse(replay, agent.model, search, stored[:8])
+    obs = torch.as_tensor(replay.observations[stored[:8]])
+    expected = search.search(agent.model, agent.model.initial_inference(obs))
+    # A fresh planner with the same seed draws the same stream: the same search again.
+    expected = wm.MCTS(2, 16, dirichlet_fraction=0.0, seed=3).search(
+        agent.model, agent.model.initial_inference(obs))
+    np.testing.assert_allclose(replay.policies[stored[:8]], np.asarray(expected.policy), atol=1e-6)
+    np.testing.assert_allclose(replay.root_values[stored[:8]], np.asarray(expected.root_value), atol=1e-5)
+    assert not np.allclose(before, replay.policies[stored[:8]])
+
+
+def test_save_load_resume_gives_identical_next_updates(tmp_path):
+    config = _small_config(reanalyse_fraction=0.25)
+    agent = MuZeroAgent(lambda: Chain(5), config=config)
+    agent.train(200, progress=False)
+    path = str(tmp_path / "agent.pt")
+    agent.save(path)
+    loaded = MuZeroAgent.load(path, lambda: Chain(5))
+    assert (loaded.env_steps, loaded.updates, loaded.episodes) == (agent.env_steps, agent.updates, agent.episodes)
+    for _ in range(3):
+        a, b = agent._learn(), loaded._learn()
+        assert a == b
+    for p, q in zip(agent.network.parameters(), loaded.network.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    np.testing.assert_array_equal(agent.replay.priorities, loaded.replay.priorities)
+    loaded.train(64, progress=False)   # resumes: counters continue
+    assert loaded.env_steps == agent.env_steps + 64
+    assert loaded.act(np.eye(5, dtype=np.float32)[0]) in (0, 1)
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    agent = MuZeroAgent(lambda: Chain(5), config=_small_config())
+    path = str(tmp_path / "agent.pt")
+    agent.save(path)
+    good = open(path, "rb").read()
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        agent.save(path)
+    monkeypatch.undo()
+    assert open(path, "rb").read() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["agent.pt"]
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_unsupported_environments_are_refused():
+    with pytest.raises(TypeError, match="Discrete action space"):
+        MuZeroAgent(lambda: gym.make("Pendulum-v1"))
+    with pytest.raises(TypeError, match="Box observation space"):
+        MuZeroAgent(lambda: gym.make("FrozenLake-v1"))
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="Config.num_simulations"):
+        Config(num_simulations=0)
+    with pytest.raises(ValueError, match="Config.discount"):
+        Config(discount=1.5)
+    with pytest.raises(ValueError, match="Config.search"):
+        Config(search="alphazero")
+
+
+def test_nan_loss_stops_training_naming_the_update():
+    class Poisoned(MLPNetwork):
+        def initial_inference(self, obs):
+            root = super().initial_inference(obs)
+            if self.training:
+                return wm.Root(root.latent, root.logits, root.value * math.nan)
+            return root
+
+    net = Poisoned(5, 2, latent_dim=8, hidden=16, support_size=5)
+    agent = MuZeroAgent(lambda: Chain(5), network=net, config=_small_config())
+    with pytest.raises(TrainingError, match=r"update 1 \(env step \d+\)"):
+        agent.train(400, progress=False)
+    assert agent.updates == 0
+
+
+def test_resnetwork_shapes():
+    net = ResNetwork((3, 3, 3), 9, channels=8, blocks=1, support_size=4)
+    root = net.initial_inference(torch.zeros(5, 3, 3, 3))
+    assert root.latent.shape == (5, 8, 3, 3) and root.logits.shape == (5, 9) and root.value.shape == (5, 9)
+    step = net.recurrent_inference(root.latent, torch.arange(5))
+    assert step.latent.shape == (5, 8, 3, 3) and step.reward.shape == (5, 9)
+    assert float(step.latent.detach().min()) >= 0 and float(step.latent.detach().max()) <= 1
+
+
+def test_demo_smoke(tmp_path, capsys):
+    from wmfast.demos.muzero_cartpole import main
+
+    assert main(["--smoke", "--json", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["demo"] == "muzero-cartpole" and result["env_steps"] > 0
+    assert {"muzero_cartpole.png", "log.csv", "agent.pt"} <= {p.name for p in tmp_path.iterdir()}
+    agent = MuZeroAgent.load(str(tmp_path / "agent.pt"), lambda: gym.make("CartPole-v1"))
+    assert agent.env_steps == result["env_steps"]
