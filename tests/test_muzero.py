@@ -10,9 +10,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
-
 import wmfast as wm
+from torch.nn import functional as F
 from wmfast.agents import MuZeroAgent
 from wmfast.agents.muzero import TrainingError
 from wmfast.muzero import (
@@ -44,7 +43,7 @@ def _reference_loss(net, obs, actions, tv, tr, tp, vm, rm, pm, w, size, vw):
     """(loss value, loss whose gradient MuZero follows): every step's loss counts fully in the
     value; in the gradient, unrolled steps count 1/K and the gradient a latent receives from the
     next dynamics step is halved (MuZero's pseudocode)."""
-    B, K = actions.shape
+    K = actions.shape[1]
 
     def ce(logits, probs):
         return -(probs * F.log_softmax(logits, -1)).sum(-1)
@@ -159,9 +158,9 @@ class Chain(gym.Env):
 
 
 def _small_config(**changes) -> Config:
-    settings = dict(num_envs=4, num_simulations=4, batch_size=32, min_replay=20, hidden=16,
-                    latent_dim=8, support_size=5, discount=0.9, td_steps=10, unroll_steps=3,
-                    updates_per_step=0.5, learning_rate=1e-2, seed=0)
+    settings = {"num_envs": 4, "num_simulations": 4, "batch_size": 32, "min_replay": 20,
+                "hidden": 16, "latent_dim": 8, "support_size": 5, "discount": 0.9, "td_steps": 10,
+                "unroll_steps": 3, "updates_per_step": 0.5, "learning_rate": 1e-2, "seed": 0}
     settings.update(changes)
     return Config(**settings)
 
@@ -228,7 +227,8 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     agent = MuZeroAgent(lambda: Chain(5), config=_small_config())
     path = str(tmp_path / "agent.pt")
     agent.save(path)
-    good = open(path, "rb").read()
+    with open(path, "rb") as handle:
+        good = handle.read()
 
     def broken_save(obj, handle):
         handle.write(b"partial")
@@ -238,7 +238,8 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         agent.save(path)
     monkeypatch.undo()
-    assert open(path, "rb").read() == good
+    with open(path, "rb") as handle:
+        assert handle.read() == good
     assert [p.name for p in tmp_path.iterdir()] == ["agent.pt"]
 
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from wmfast import transforms as T
 from wmfast.muzero import Game, Replay
 

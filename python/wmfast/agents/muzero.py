@@ -250,7 +250,7 @@ class MuZeroAgent:
         priorities = (losses.root_values.cpu().numpy() - batch.target_values[:, 0])
         self.replay.update_priorities(batch.index, priorities)
         if c.reanalyse_fraction > 0:
-            self._reanalyse(max(1, int(round(c.reanalyse_fraction * c.batch_size))))
+            self._reanalyse(max(1, round(c.reanalyse_fraction * c.batch_size)))
         return {"loss": losses.total.item(), "value_loss": float(losses.value),
                 "reward_loss": float(losses.reward), "policy_loss": float(losses.policy)}
 
@@ -306,83 +306,87 @@ class MuZeroAgent:
                                       c.two_player, seed=c.seed + 1000 * self.episodes,
                                       legal_actions=self.legal_actions)
         selfplay = self._selfplay
-        writer, csv_file, csv_writer = None, None, None
-        if log_dir is not None:
-            os.makedirs(log_dir, exist_ok=True)
-            csv_file = open(os.path.join(log_dir, "log.csv"), "a", newline="")
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        with contextlib.ExitStack() as stack:
+            csv_file = writer = bar = None
+            if log_dir is not None:
+                os.makedirs(log_dir, exist_ok=True)
+                csv_file = stack.enter_context(
+                    open(os.path.join(log_dir, "log.csv"), "a", newline=""))
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    pass
+                else:
+                    writer = SummaryWriter(log_dir)
+                    stack.callback(writer.close)
+            if progress:
+                from tqdm.auto import tqdm
 
-                writer = SummaryWriter(log_dir)
-            except ImportError:
-                writer = None
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+                bar = stack.enter_context(
+                    tqdm(total=env_steps, unit="step", desc="MuZero", dynamic_ncols=True))
+            rows = self._train_loop(selfplay, env_steps, time_limit, eval_every, eval_episodes,
+                                    target_return, checkpoint, csv_file, writer, bar)
+        if checkpoint is not None:
+            self.save(checkpoint)
+        return rows
 
-            bar = tqdm(total=env_steps, unit="step", desc="MuZero", dynamic_ncols=True)
+    def _train_loop(self, selfplay: SelfPlay, env_steps: int, time_limit: float | None,
+                    eval_every: float | None, eval_episodes: int, target_return: float | None,
+                    checkpoint: str | None, csv_file: Any, writer: Any,
+                    bar: Any) -> list[dict[str, float]]:
+        c = self.config
         rows: list[dict[str, float]] = []
         start_steps, start_time = self.env_steps, time.perf_counter()
         base_seconds = self.train_seconds
-        last_eval = 0.0
+        last_eval = base_seconds
         last_log = time.perf_counter()
         learn_stats: dict[str, float] = {}
-        try:
-            while self.env_steps - start_steps < env_steps:
-                elapsed = time.perf_counter() - start_time
-                if time_limit is not None and elapsed >= time_limit:
-                    break
-                progress_fraction = (self.env_steps - start_steps) / env_steps
-                self.network.eval()
-                games = selfplay.step(c.temperature(progress_fraction))
-                for game in games:
-                    self.replay.add(game)
-                self.episodes += len(games)
-                self.env_steps += len(selfplay.envs)
-                if bar is not None:
-                    bar.update(len(selfplay.envs))
-                self._updates_due += c.updates_per_step * len(selfplay.envs)
-                while self._updates_due >= 1.0:
-                    self._updates_due -= 1.0
-                    if len(self.replay) < max(c.min_replay, 1):
-                        continue
-                    learn_stats = self._learn()
-                self.train_seconds = base_seconds + (time.perf_counter() - start_time)
-                evaluate_now = (eval_every is not None
-                                and self.train_seconds - last_eval >= eval_every
-                                and self.updates > 0)
-                if evaluate_now or time.perf_counter() - last_log >= 5.0:
-                    last_log = time.perf_counter()
-                    recent = selfplay.episode_returns[-20:]
-                    row = {"env_steps": self.env_steps, "updates": self.updates,
-                           "episodes": self.episodes, "seconds": round(self.train_seconds, 2),
-                           "train_return": float(np.mean(recent)) if recent else math.nan,
-                           **learn_stats}
-                    if evaluate_now:
-                        last_eval = self.train_seconds
-                        row["eval_return"] = self.evaluate(eval_episodes)["mean_return"]
-                        self.train_seconds = base_seconds + (time.perf_counter() - start_time)
-                        row["seconds"] = round(self.train_seconds, 2)
-                    rows.append(row)
-                    self.history.append(row)
-                    self._log(row, csv_file, writer)
-                    if bar is not None:
-                        bar.set_postfix({k: round(v, 1) for k, v in row.items()
-                                         if k in ("train_return", "eval_return", "loss")})
-                    if evaluate_now and checkpoint is not None:
-                        self.save(checkpoint)
-                    if (target_return is not None and "eval_return" in row
-                            and row["eval_return"] >= target_return):
-                        break
-        finally:
+        while self.env_steps - start_steps < env_steps:
+            elapsed = time.perf_counter() - start_time
+            if time_limit is not None and elapsed >= time_limit:
+                break
+            progress_fraction = (self.env_steps - start_steps) / env_steps
+            self.network.eval()
+            games = selfplay.step(c.temperature(progress_fraction))
+            for game in games:
+                self.replay.add(game)
+            self.episodes += len(games)
+            self.env_steps += len(selfplay.envs)
             if bar is not None:
-                bar.close()
-            if csv_file is not None:
-                csv_file.close()
-            if writer is not None:
-                writer.close()
-        if checkpoint is not None:
-            self.save(checkpoint)
+                bar.update(len(selfplay.envs))
+            self._updates_due += c.updates_per_step * len(selfplay.envs)
+            while self._updates_due >= 1.0:
+                self._updates_due -= 1.0
+                if len(self.replay) < max(c.min_replay, 1):
+                    continue
+                learn_stats = self._learn()
+            self.train_seconds = base_seconds + (time.perf_counter() - start_time)
+            evaluate_now = (eval_every is not None
+                            and self.train_seconds - last_eval >= eval_every
+                            and self.updates > 0)
+            if evaluate_now or time.perf_counter() - last_log >= 5.0:
+                last_log = time.perf_counter()
+                recent = selfplay.episode_returns[-20:]
+                row = {"env_steps": self.env_steps, "updates": self.updates,
+                       "episodes": self.episodes, "seconds": round(self.train_seconds, 2),
+                       "train_return": float(np.mean(recent)) if recent else math.nan,
+                       **learn_stats}
+                if evaluate_now:
+                    last_eval = self.train_seconds
+                    row["eval_return"] = self.evaluate(eval_episodes)["mean_return"]
+                    self.train_seconds = base_seconds + (time.perf_counter() - start_time)
+                    row["seconds"] = round(self.train_seconds, 2)
+                rows.append(row)
+                self.history.append(row)
+                self._log(row, csv_file, writer)
+                if bar is not None:
+                    bar.set_postfix({k: round(v, 1) for k, v in row.items()
+                                     if k in ("train_return", "eval_return", "loss")})
+                if evaluate_now and checkpoint is not None:
+                    self.save(checkpoint)
+                if (target_return is not None and "eval_return" in row
+                        and row["eval_return"] >= target_return):
+                    break
         return rows
 
     _LOG_FIELDS = ("env_steps", "updates", "episodes", "seconds", "train_return", "eval_return",
