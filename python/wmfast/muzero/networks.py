@@ -234,10 +234,16 @@ class SearchModel:
             if self._discount is None or self._discount.shape[0] != B:
                 self._discount = torch.full((B,), -1.0, device=latent.device)
             discount = self._discount
-        return Step(
-            step.latent,
-            self._scalar(step.reward, "recurrent_inference reward"),
-            step.logits,
-            self._scalar(step.value, "recurrent_inference value"),
-            discount,
-        )
+        if self.support_size == 0:
+            return Step(step.latent, step.reward, step.logits, step.value, discount)
+        B = step.value.shape[0]
+        expected = [B, 2 * self.support_size + 1]
+        for name, head in (("reward", step.reward), ("value", step.value)):
+            if list(head.shape) != expected:
+                raise ValueError(
+                    f"recurrent_inference {name} must have shape {expected} (categorical "
+                    f"logits, support_size={self.support_size}), got {list(head.shape)}"
+                )
+        # Both heads decoded by one call: half the small torch ops per simulation.
+        scalars = T.support_to_scalar(torch.cat([step.reward, step.value]), self.support_size)
+        return Step(step.latent, scalars[:B], step.logits, scalars[B:], discount)
