@@ -179,6 +179,15 @@ def test_training_drives_the_value_prediction_to_the_true_values():
     torch.testing.assert_close(reward, torch.tensor([0.0, 0, 0, 0, 1]), atol=0.1, rtol=0)
 
 
+def test_gumbel_agent_learns_the_chain_policy_targets():
+    agent = MuZeroAgent(lambda: Chain(5), config=_small_config(search="gumbel"))
+    assert isinstance(agent.search, wm.GumbelMCTS)
+    agent.train(200, progress=False)
+    stored = np.flatnonzero(agent.replay.valid)
+    np.testing.assert_allclose(agent.replay.policies[stored].sum(1), 1.0, atol=1e-5)
+    assert agent.evaluate(2)["mean_return"] == 1.0
+
+
 # -- self-play, reanalyse, checkpoints --------------------------------------------------------
 
 

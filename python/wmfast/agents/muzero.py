@@ -27,7 +27,7 @@ from wmfast.muzero.loss import unrolled_loss
 from wmfast.muzero.networks import MLPNetwork, SearchModel
 from wmfast.muzero.reanalyse import reanalyse
 from wmfast.muzero.replay import Replay
-from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, choose_actions
+from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay
 
 __all__ = ["MuZeroAgent", "TrainingError"]
 
@@ -163,7 +163,7 @@ class MuZeroAgent:
                                       legal_actions=legal)
         if self.config.search == "gumbel":
             return np.asarray(out.action).astype(np.int64)
-        return choose_actions(np.asarray(out.visit_counts), 0.0, np.random.default_rng())
+        return np.asarray(out.visit_counts).argmax(axis=1)
 
     def act(self, obs: Any, legal_actions: Any = None) -> int | np.ndarray:
         """The greedy action (most visited; Gumbel: the best considered action without noise)
