@@ -196,7 +196,7 @@ def mpc_quality(episodes=3, steps=40, h=12, pop=500):
             agent = wm.MPCAgent(factory(ep), point_mass)
             s, total = starts[ep:ep + 1], 0.0
             for _ in range(steps):
-                a = torch.as_tensor(agent.act(s[0]))[None]
+                a = agent.act(s[0])[None]
                 s, r = point_mass(s, a)
                 total += r.item()
             totals.append(total)

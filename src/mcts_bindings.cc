@@ -1,5 +1,6 @@
-// Bindings of wmfast::mcts (registered in wmfast._torch): the search state as a Python object
-// with zero-copy, read-only numpy views of the tree, and the Python model callback. This is where
+// Bindings of wmfast::mcts (registered in wmfast._torch): the search state as a Python object,
+// its results as torch tensors that own the search's result buffers (moved, no copy), copies of
+// its trees as torch tensors, and the Python model callback. This is where
 // the GIL is released around tree work and re-acquired to call the model, where Ctrl-C is polled
 // between simulations, and where C++ errors become Python exceptions.
 #include <torch/csrc/autograd/python_variable.h>
@@ -75,15 +76,13 @@ struct FloatInput {
   const float* data = nullptr;
 };
 
-py::array ReadOnly(py::array array) {
-  py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  return array;
-}
-
-// A read-only numpy view of `values` (shape `shape`) that keeps `owner` alive.
+// A CPU tensor of `shape` that owns `values` (moved into it, no copy): its holder may write to
+// it or keep it, and no search reads or reuses that memory. Freed without the GIL.
 template <typename T>
-py::array View(const std::vector<T>& values, std::vector<py::ssize_t> shape, py::handle owner) {
-  return ReadOnly(py::array(py::dtype::of<T>(), shape, {}, values.data(), owner));
+at::Tensor OwningTensor(std::vector<T>&& values, at::IntArrayRef shape, at::ScalarType type) {
+  auto* owned = new std::vector<T>(std::move(values));
+  return at::from_blob(owned->data(), shape, [owned](void*) { delete owned; },
+                       at::TensorOptions().dtype(type));
 }
 
 py::str Interned(const char* name) {
@@ -266,42 +265,50 @@ void InitMcts(py::module_& m) {
         std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
         shape[0] = s.search->batch_size();
         shape.insert(shape.begin(), s.search->tree().num_nodes);
-        return t.view(shape).transpose(0, 1);
-      }, "[B, num_nodes, ...] latent of every node (a view of the store)")
-      .def("tree_arrays", [](py::object self) {
-        SearchState& s = self.cast<SearchState&>();
+        // A copy: the store is read again when a later search reuses these trees.
+        return t.view(shape).transpose(0, 1).clone(at::MemoryFormat::Contiguous);
+      }, "[B, num_nodes, ...] latent of every node (a copy of the store, on its device)")
+      .def("tree_arrays", [](SearchState& s) {
         s.search->CompleteForInspection();
         const mcts::Tree& t = s.search->tree();
-        const py::ssize_t B = t.batch_size, N = t.num_nodes, A = t.num_actions;
+        const int64_t B = t.batch_size, N = t.num_nodes, A = t.num_actions;
         py::dict d;
         for (const mcts::TreeField& field : t.Fields()) {
-          // A strided view: [B, N] or [B, N, A].
-          const py::ssize_t node = field.node_bytes;
-          std::vector<py::ssize_t> shape = {B, N}, strides = {N * node, node};
+          // The field is strided through the node records ([B, N] or [B, N, A]); copied, since a
+          // later search reusing these trees reads the records.
+          const int64_t node = field.node_bytes / 4;
+          std::vector<int64_t> shape = {B, N}, strides = {N * node, node};
           if (field.per_edge) {
             shape.push_back(A);
-            strides.push_back(4);
+            strides.push_back(1);
           }
-          d[field.name] = ReadOnly(py::array(field.is_float ? py::dtype::of<float>()
-                                                            : py::dtype::of<int32_t>(),
-                                             shape, strides, field.data, self));
+          const at::TensorOptions options =
+              at::TensorOptions().dtype(field.is_float ? at::kFloat : at::kInt);
+          const at::Tensor view =
+              at::from_blob(const_cast<void*>(field.data), shape, strides, options);
+          d[field.name] = at::empty(shape, options).copy_(view);
         }
-        py::array invalid = View(t.root_invalid_actions, {B, A}, self);
-        d["root_invalid_actions"] = invalid.attr("view")("bool");
+        d["root_invalid_actions"] =
+            at::from_blob(const_cast<uint8_t*>(t.root_invalid_actions.data()), {B, A},
+                          at::TensorOptions().dtype(at::kByte))
+                .to(at::kBool);
         return d;
-      }, "Read-only numpy views of the trees (mctx's Tree layout).")
-      .def("results", [](py::object self) {
-        const SearchState& s = self.cast<const SearchState&>();
-        const py::ssize_t B = s.search->batch_size(), A = s.search->config().num_actions;
-        py::dict d;
-        d["action"] = View(s.search->action(), {B}, self);
-        d["visit_counts"] = View(s.search->visit_counts(), {B, A}, self);
-        d["policy"] = View(s.search->policy(), {B, A}, self);
-        d["root_value"] = View(s.search->root_value(), {B}, self);
-        d["q_values"] = View(s.search->q_values(), {B, A}, self);
-        if (s.search->config().gumbel) d["gumbel"] = View(s.search->gumbel(), {B, A}, self);
-        return d;
-      }, "Read-only numpy views of the results.");
+      }, "Copies of the trees as CPU tensors, by mctx's Tree field names.")
+      .def("take_results", [](SearchState& s) {
+        const int64_t B = s.search->batch_size(), A = s.search->config().num_actions;
+        const bool gumbel = s.search->config().gumbel;
+        mcts::Search::Results r = s.search->TakeResults();
+        py::object gumbel_noise = py::none();
+        if (gumbel) gumbel_noise = py::cast(OwningTensor(std::move(r.gumbel), {B, A}, at::kFloat));
+        return py::make_tuple(
+            OwningTensor(std::move(r.action), {B}, at::kLong),
+            OwningTensor(std::move(r.visit_counts), {B, A}, at::kInt),
+            OwningTensor(std::move(r.policy), {B, A}, at::kFloat),
+            OwningTensor(std::move(r.root_value), {B}, at::kFloat),
+            OwningTensor(std::move(r.q_values), {B, A}, at::kFloat),
+            gumbel_noise);
+      }, "(action, visit_counts, policy, root_value, q_values, gumbel or None) as CPU tensors that "
+         "own the results, moved out of the search (call once).");
 
   m.def(
       "mcts_search",

@@ -340,8 +340,9 @@ def test_mpc_agent_drives_a_point_mass():
         before = len(calls)
         action = agent.act(obs)
         n_plans += len(calls) > before
-        assert action.shape == (2,) and space.contains(action.astype(np.float32))
-        obs = obs + action
+        assert isinstance(action, torch.Tensor) and action.dtype == torch.get_default_dtype()
+        assert action.shape == (2,) and space.contains(action.numpy())
+        obs = obs + action.numpy()
     assert n_plans == 3
     assert np.abs(obs).max() < 0.3  # from 2.5 in 6 steps of at most 1
     agent.reset()

@@ -79,8 +79,8 @@ def test_bad_state():
         p.plan(point_mass, torch.zeros(2))
     with pytest.raises(ValueError, match=r"state must be a floating-point tensor, got dtype Long"):
         p.plan(point_mass, torch.zeros(1, 2, dtype=torch.long))
-    with pytest.raises(TypeError, match=r"state must be a torch.Tensor or a numpy array, got list"):
-        p.plan(point_mass, [[0.0, 0.0]])
+    with pytest.raises(TypeError, match=r"state must hold numbers or booleans, got str"):
+        p.plan(point_mass, "not a state")
     with pytest.raises(ValueError,
                        match=r"goal must have the shape of state \[1, 2\], got \[1, 3\]"):
         p.plan(point_mass, torch.zeros(1, 2), goal=torch.zeros(1, 3))

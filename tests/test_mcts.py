@@ -146,9 +146,10 @@ def test_mcts_max_depth_matches_reference(max_depth):
     result = mcts.search(model, root)
     for b in range(B):
         _check_against_reference(result, _run_reference(model, root, b, N, max_depth=max_depth), b)
-    depth = np.zeros(result.tree.parents.shape, int)
+    parents = result.tree.parents.numpy()
+    depth = np.zeros(parents.shape, int)
     for n in range(1, depth.shape[1]):
-        parent = result.tree.parents[:, n]
+        parent = parents[:, n]
         depth[:, n] = np.where(parent >= 0, depth[np.arange(B), np.maximum(parent, 0)] + 1, 0)
     assert depth.max() == min(max_depth, N)
 
@@ -234,7 +235,7 @@ def test_bandit_best_arm_most_visited_and_value_converges():
         qtransform=wm.qtransform_by_min_max(0.0, 1.0),
     ).search(_bandit(rewards), root)
     assert (result.action == 2).all()
-    assert (result.visit_counts.argmax(axis=1) == 2).all()
+    assert (result.visit_counts.argmax(dim=1) == 2).all()
     np.testing.assert_allclose(result.q_values[0], rewards, atol=1e-6)
     assert result.root_value[0] > 0.8  # the mean of the returns tends to the best arm's 0.9
 
@@ -292,20 +293,22 @@ def test_illegal_actions_never_chosen_or_visited():
     rng = np.random.default_rng(0)
     legal = rng.random((B, A)) < 0.4
     legal[np.arange(B), rng.integers(0, A, B)] = True
+    legal_t = torch.from_numpy(legal)
+    rows = torch.arange(B)
     for seed in range(5):
         mcts = wm.MCTS(
             A, 30, dirichlet_fraction=0.5, dirichlet_alpha=0.3, seed=seed, temperature=1.0
         )
         result = mcts.search(model, model.root(B, seed=seed), legal_actions=legal)
-        assert legal[np.arange(B), result.action].all()
-        assert (result.visit_counts[~legal] == 0).all()
-        assert (result.policy[~legal] == 0).all()
+        assert legal_t[rows, result.action].all()
+        assert (result.visit_counts[~legal_t] == 0).all()
+        assert (result.policy[~legal_t] == 0).all()
         gumbel = wm.GumbelMCTS(A, 30, max_num_considered_actions=4, seed=seed)
-        result = gumbel.search(model, model.root(B, seed=seed), legal_actions=legal)
-        assert legal[np.arange(B), result.action].all()
-        assert (result.visit_counts[~legal] == 0).all()
-        assert (result.policy[~legal] == 0).all()
-        np.testing.assert_allclose(result.policy.sum(axis=1), 1.0, rtol=1e-5)
+        result = gumbel.search(model, model.root(B, seed=seed), legal_actions=legal_t)
+        assert legal_t[rows, result.action].all()
+        assert (result.visit_counts[~legal_t] == 0).all()
+        assert (result.policy[~legal_t] == 0).all()
+        torch.testing.assert_close(result.policy.sum(dim=1), torch.ones(B), rtol=1e-5, atol=0)
 
 
 def test_seeds_reproducible_and_threads_do_not_change_results():
@@ -328,11 +331,12 @@ def test_seeds_reproducible_and_threads_do_not_change_results():
         c1, _ = run(1, cls=cls, **kwargs)
         for x, y in ((a1, b1), (a2, b2)):
             dx, dy = x.to_dict(), y.to_dict()
+            assert dx.keys() == dy.keys()
             for name in dx:
-                np.testing.assert_array_equal(dx[name], dy[name], err_msg=name)
+                assert torch.equal(dx[name], dy[name]), name
         # A fresh stream for each search of one planner, and for another seed.
-        assert not np.array_equal(noise(a1), noise(a2))
-        assert not np.array_equal(noise(a1), noise(c1))
+        assert not torch.equal(noise(a1), noise(a2))
+        assert not torch.equal(noise(a1), noise(c1))
 
 
 def test_temperature_sampling_follows_visits():
@@ -342,10 +346,10 @@ def test_temperature_sampling_follows_visits():
         torch.zeros(B, 1), torch.tensor([[3.0, 2.0, 1.0, 0.0]]).repeat(B, 1), torch.zeros(B)
     )
     result = wm.MCTS(A, 20, dirichlet_fraction=0.0, temperature=1.0, seed=3).search(model, root)
-    counts = np.bincount(result.action, minlength=A) / B
-    np.testing.assert_allclose(counts, result.policy.mean(axis=0), atol=0.05)
+    counts = torch.bincount(result.action, minlength=A) / B
+    torch.testing.assert_close(counts, result.policy.mean(dim=0), atol=0.05, rtol=0)
     greedy = wm.MCTS(A, 20, dirichlet_fraction=0.0, temperature=0.0).search(model, root)
-    assert (greedy.action == greedy.visit_counts.argmax(axis=1)).all()
+    assert (greedy.action == greedy.visit_counts.argmax(dim=1)).all()
 
 
 def test_tree_reuse_continues_from_the_child_subtree():
@@ -354,8 +358,8 @@ def test_tree_reuse_continues_from_the_child_subtree():
     root = model.root(B)
     mcts = wm.MCTS(A, N, dirichlet_fraction=0.0, temperature=0.0)
     first = mcts.search(model, root)
-    taken = first.action.copy()
-    child = first.tree.children_index[np.arange(B), 0, taken]
+    taken = first.action.clone()
+    child = first.tree.children_index[torch.arange(B), 0, taken]
     assert (child > 0).all()
     second = mcts.search(model, None, reuse=first, action_taken=taken)
     for b in range(B):
@@ -365,9 +369,7 @@ def test_tree_reuse_continues_from_the_child_subtree():
         kept = old.children_visits[b, child[b]]
         assert new.children_visits[b, 0].sum() == kept.sum() + N
         assert new.node_visits[b, 0] == old.node_visits[b, child[b]] + N
-        np.testing.assert_array_equal(
-            new.children_prior_logits[b, 0], old.children_prior_logits[b, child[b]]
-        )
+        assert torch.equal(new.children_prior_logits[b, 0], old.children_prior_logits[b, child[b]])
         # Latents follow their nodes: the new root holds the old child's latent.
         torch.testing.assert_close(new.latents[b, 0], old.latents[b, child[b]])
         for a in range(A):
@@ -388,7 +390,7 @@ def test_tree_reuse_continues_from_the_child_subtree():
     # A new root replaces the subtree root's prior and value but keeps its statistics.
     third = mcts.search(model, model.root(B, seed=9), reuse=second, action_taken=second.action)
     assert (third.tree.node_visits[:, 0] > N).all()
-    np.testing.assert_allclose(third.tree.raw_values[:, 0], model.root(B, seed=9).value.numpy())
+    torch.testing.assert_close(third.tree.raw_values[:, 0], model.root(B, seed=9).value)
 
 
 def test_tree_reuse_without_a_root_applies_legal_actions():
@@ -413,7 +415,7 @@ def test_tree_reuse_errors():
     model = RandomModel(A, seed=4)
     mcts = wm.MCTS(A, 3, dirichlet_fraction=0.0, temperature=0.0)
     first = mcts.search(model, model.root(B))
-    unexpanded = np.argmin(first.visit_counts, axis=1)
+    unexpanded = first.visit_counts.argmin(dim=1)
     with pytest.raises(ValueError, match="never expanded"):
         mcts.search(model, None, reuse=first, action_taken=unexpanded)
     restarted = mcts.search(model, model.root(B), reuse=first, action_taken=unexpanded)
@@ -444,11 +446,11 @@ def test_gumbel_sequential_halving_budget_and_improved_policy():
     assert sorted(visits[visits > 0].tolist()) == [2, 2, 6, 6]
     # With uniform priors and no noise, the first four actions are considered; the best two
     # (2 and 3) get the extra visits and the best one is played.
-    assert set(np.flatnonzero(visits == 6)) == {2, 3}
+    assert set(torch.nonzero(visits == 6).flatten().tolist()) == {2, 3}
     assert result.action[0] == 2
     # The improved policy is softmax(logits + sigma(completed Q)): monotone in Q.
-    assert np.argsort(result.policy[0][[0, 1, 2, 3]]).tolist() == [0, 1, 3, 2]
-    np.testing.assert_allclose(result.policy.sum(), 1.0, rtol=1e-6)
+    assert torch.argsort(result.policy[0, :4]).tolist() == [0, 1, 3, 2]
+    assert result.policy.sum().item() == pytest.approx(1.0, rel=1e-6)
 
 
 def test_to_dict_and_to_dot():
@@ -458,7 +460,7 @@ def test_to_dict_and_to_dot():
     d = result.to_dict()
     assert d["children_index"].shape == (B, 9, A)
     assert d["node_visits"][:, 0].tolist() == [9, 9]
-    assert not d["node_visits"].flags.writeable
+    assert all(isinstance(v, torch.Tensor) for v in d.values())
     dot = result.to_dot(1)
     assert dot.startswith("digraph") and dot.count("->") == 8
     with pytest.raises(IndexError, match="batch_index"):
@@ -513,8 +515,8 @@ def test_model_may_keep_or_modify_its_inputs(habit):
     root = inner.root(5)
     result = wm.MCTS(3, 30, dirichlet_fraction=0.0).search(model, root)
     expected = wm.MCTS(3, 30, dirichlet_fraction=0.0).search(RandomModel(3, seed=4), root)
-    np.testing.assert_array_equal(result.visit_counts, expected.visit_counts)
-    np.testing.assert_array_equal(result.tree.node_values, expected.tree.node_values)
+    assert torch.equal(result.visit_counts, expected.visit_counts)
+    assert torch.equal(result.tree.node_values, expected.tree.node_values)
     for (latent, action), (latent_given, action_given) in kept:
         assert torch.equal(latent, latent_given) and torch.equal(action, action_given)
     assert len(kept) >= (0 if habit == "modifies" else 9)
@@ -670,9 +672,9 @@ def test_model_not_returning_a_step():
             "root.logits is -inf for every action at batch index 2",
         ),
         (
-            wm.Root([1.0], torch.zeros(B_, A_), torch.zeros(B_)),
+            wm.Root({"not": "a tensor"}, torch.zeros(B_, A_), torch.zeros(B_)),
             TypeError,
-            "root.latent must be a torch.Tensor, got list",
+            "root.latent must hold numbers or booleans, got dict",
         ),
         ((torch.zeros(B_, 2), torch.zeros(B_, A_)), TypeError, "root must be a wmfast.Root"),
         (

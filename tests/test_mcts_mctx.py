@@ -299,10 +299,13 @@ def _bandit_model(rewards):
 def _deepest_leaf(tree, b, node):
     leaf, depth = node, 0
     for a in range(tree.children_index.shape[2]):
-        child = tree.children_index[b, node, a]
+        child = int(tree.children_index[b, node, a])
         if child >= 0:
             found, found_depth = _deepest_leaf(tree, b, child)
-            if (1 + found_depth, tree.node_visits[b, found]) > (depth, tree.node_visits[b, leaf]):
+            if (1 + found_depth, int(tree.node_visits[b, found])) > (
+                depth,
+                int(tree.node_visits[b, leaf]),
+            ):
                 leaf, depth = found, 1 + found_depth
     return leaf, depth
 
@@ -389,7 +392,7 @@ def test_policies_test_gumbel_muzero_policy_without_invalid_actions():
     np.testing.assert_array_equal(result.action, [3])
     completed = c["rewards"]
     lo, hi = completed.min(axis=-1, keepdims=True), completed.max(axis=-1, keepdims=True)
-    scale = (c["maxvisit_init"] + result.visit_counts.max()) * c["value_scale"]
+    scale = (c["maxvisit_init"] + result.visit_counts.max().item()) * c["value_scale"]
     expected = np.asarray(jax.nn.softmax(c["prior_logits"] + scale * (completed - lo) / (hi - lo)))
     np.testing.assert_allclose(result.policy, expected, atol=1e-6)
     np.testing.assert_array_equal(result.visit_counts, [[6, 2, 2, 7]])

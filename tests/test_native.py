@@ -4,6 +4,7 @@ import dataclasses
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 import wmfast as wm
@@ -73,6 +74,15 @@ def test_save_and_load_round_trip(exported, tmp_path):
     loaded = wm.NativeModel.load(tmp_path / "dynamics.pt2")
     latent, action = torch.randn(7, 16), torch.randint(0, 5, (7,))
     torch.testing.assert_close(loaded(latent, action).latent, native(latent, action).latent)
+
+
+def test_numpy_and_list_inputs_are_taken_as_tensors(exported):
+    model, native, *_ = exported
+    latent = np.random.default_rng(0).normal(size=(3, 16))  # float64: taken as float32
+    out = native(latent, [0, 4, 2])
+    expected = model.step(torch.from_numpy(latent).float(), torch.tensor([0, 4, 2]))
+    assert isinstance(out.latent, torch.Tensor) and out.latent.dtype == torch.float32
+    torch.testing.assert_close(out.latent, expected.latent, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_inputs_are_named(exported):

@@ -3,7 +3,6 @@
 import _thread
 import threading
 
-import numpy as np
 import pytest
 import torch
 import wmfast as wm
@@ -66,10 +65,10 @@ def test_native_search_equals_callback_search(muzero, planner):
     with torch.no_grad():
         callback = planner().search(model, root)
     native_result = planner().search(native, root)
-    np.testing.assert_array_equal(native_result.visit_counts, callback.visit_counts)
-    np.testing.assert_array_equal(native_result.action, callback.action)
-    np.testing.assert_allclose(native_result.q_values, callback.q_values, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(native_result.root_value, callback.root_value, rtol=1e-4,
+    assert torch.equal(native_result.visit_counts, callback.visit_counts)
+    assert torch.equal(native_result.action, callback.action)
+    torch.testing.assert_close(native_result.q_values, callback.q_values, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(native_result.root_value, callback.root_value, rtol=1e-4,
                                atol=1e-5)
 
 
@@ -113,10 +112,8 @@ def test_native_dynamics_plans_like_the_callback(tmp_path, planner):
     with torch.no_grad():
         callback = planner().plan(dynamics, state)
     from_native = planner().plan(native, state)
-    torch.testing.assert_close(torch.as_tensor(from_native.actions),
-                               torch.as_tensor(callback.actions), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(torch.as_tensor(from_native.returns),
-                               torch.as_tensor(callback.returns), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(from_native.actions, callback.actions, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(from_native.returns, callback.returns, rtol=1e-4, atol=1e-4)
 
 
 def test_native_plan_releases_the_gil(tmp_path):
@@ -145,9 +142,9 @@ def test_sharded_native_search_equals_one_shard(muzero, ctrl_c):
     two = wm.NativeModel(native.path, num_runners=2)
     sharded = wm.MCTS(num_actions=NUM_ACTIONS, num_simulations=30, seed=4,
                       num_threads=2).search(two, root)
-    np.testing.assert_array_equal(sharded.visit_counts, callback.visit_counts)
-    np.testing.assert_array_equal(sharded.action, callback.action)
-    np.testing.assert_allclose(sharded.q_values, callback.q_values, rtol=1e-4, atol=1e-5)
+    assert torch.equal(sharded.visit_counts, callback.visit_counts)
+    assert torch.equal(sharded.action, callback.action)
+    torch.testing.assert_close(sharded.q_values, callback.q_values, rtol=1e-4, atol=1e-5)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     with pytest.raises(KeyboardInterrupt):

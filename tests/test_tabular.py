@@ -69,8 +69,8 @@ def test_large_update_takes_the_partitioned_path_and_still_counts_exactly():
                      s2.astype(np.int32), d)
         keys, counts = np.unique((s * A + a) * S + s2, return_counts=True)
         matrix = model.transition_counts()
-        rows = np.repeat(np.arange(S * A), np.diff(matrix.indptr))
-        np.testing.assert_array_equal(rows * S + matrix.indices, keys)
+        rows = np.repeat(np.arange(S * A), np.diff(matrix.indptr.numpy()))
+        np.testing.assert_array_equal(rows * S + matrix.indices.numpy(), keys)
         np.testing.assert_array_equal(matrix.data, counts)
 
 
@@ -89,11 +89,11 @@ def test_unseen_pairs_are_reported_as_unseen():
     model.update([0], [0], [1.0], [1], [False])
     probs = model.transition_probs()
     assert probs.visited.tolist() == [True, False, False, False, False, False]
-    assert probs.successors(0, 1)[0].size == 0
+    assert probs.successors(0, 1)[0].numel() == 0
     dense = model.transition_probs(dense=True)
-    assert np.isnan(dense[0, 1]).all() and np.isnan(dense[2]).all()
+    assert torch.isnan(dense[0, 1]).all() and torch.isnan(dense[2]).all()
     assert dense[0, 0].tolist() == [0.0, 1.0, 0.0]
-    assert np.isnan(model.mean_rewards()[1, 0])
+    assert torch.isnan(model.mean_rewards()[1, 0])
 
 
 def test_prior_spreads_pseudo_counts_uniformly():
@@ -101,7 +101,7 @@ def test_prior_spreads_pseudo_counts_uniformly():
     model.update([0, 0], [0, 0], [1.0, 1.0], [1, 1], [False, False])
     dense = model.transition_probs(dense=True)
     np.testing.assert_allclose(dense[0, 0], np.array([0.5, 2.5, 0.5, 0.5]) / 4)
-    np.testing.assert_allclose(dense.sum(axis=2), 1.0)
+    np.testing.assert_allclose(dense.sum(dim=2), 1.0)
     np.testing.assert_allclose(dense[3, 0], 0.25)  # unvisited: the prior alone
 
 
@@ -116,7 +116,7 @@ def test_value_iteration_on_true_frozenlake_equals_numpy_reference(frozenlake):
             assert sol.converged
             np.testing.assert_allclose(sol.values, ref_values, atol=1e-8)
             np.testing.assert_allclose(sol.q_values, ref_q, atol=1e-8)
-            assert (ref_q[np.arange(S), sol.policy] >= ref_values - 1e-8).all()
+            assert (ref_q[np.arange(S), sol.policy.numpy()] >= ref_values - 1e-8).all()
     sol = model.value_iteration(gamma=0.99, tol=1e-13, sweep="jacobi", num_threads=2,
                                 min_visits=0)
     np.testing.assert_allclose(sol.values, reference_value_iteration(
@@ -130,7 +130,7 @@ def test_policy_iteration_agrees_with_value_iteration(frozenlake):
     pi = model.policy_iteration(gamma=0.99, tol=1e-12)
     assert pi.converged and pi.evaluation_sweeps > 0
     np.testing.assert_allclose(pi.values, vi.values, atol=1e-8)
-    np.testing.assert_allclose(vi.q_values[np.arange(S), pi.policy], vi.values, atol=1e-8)
+    np.testing.assert_allclose(vi.q_values[torch.arange(S), pi.policy], vi.values, atol=1e-8)
 
 
 def test_warm_start_converges_to_the_same_values(frozenlake):
@@ -159,9 +159,9 @@ def test_learned_model_converges_to_the_true_model(frozenlake):
         s, a, k = rng.integers(0, S, n), rng.integers(0, A, n), rng.integers(0, 3, n)
         nxt, r, d = outcomes[s, a, k].T
         model.update(s, a, r, nxt.astype(np.int64), d.astype(bool))
-        error = np.abs(model.transition_probs(dense=True) - true).max()
+        error = np.abs(model.transition_probs(dense=True).numpy() - true).max()
         # Each estimate has standard deviation <= sqrt(1/4 / N(s,a)); allow 5 of them.
-        assert error < 5 * np.sqrt(0.25 / model.visit_counts().min())
+        assert error < 5 * np.sqrt(0.25 / model.visit_counts().min().item())
         errors.append(error)
     assert errors[-1] < errors[0] / 3  # four times the data each step: the error shrinks
 
@@ -184,10 +184,10 @@ def test_sampling_is_reproducible_and_follows_the_counts():
     states, actions = np.zeros(20_000, np.int64), np.zeros(20_000, np.int64)
     next_states, rewards, terminated = model.sample(states, actions, seed=7)
     again = model.sample(states, actions, seed=np.random.default_rng(7))
-    np.testing.assert_array_equal(next_states, again[0])
-    assert abs((next_states == 2).mean() - 0.25) < 0.02
+    assert torch.equal(next_states, again[0])
+    assert abs((next_states == 2).double().mean().item() - 0.25) < 0.02
     assert ((next_states == 2) == terminated).all()
-    np.testing.assert_array_equal(rewards, np.where(next_states == 2, 5.0, 1.0))
+    assert torch.equal(rewards, torch.where(next_states == 2, 5.0, 1.0).double())
 
 
 def test_state_dict_round_trip_and_merge():

@@ -7,6 +7,11 @@ arguments and wraps results.
 
 Shapes: B independent problems, H the horizon, A the action dimension, N the number of rows of a
 model call (B x population x particles, or split over an ensemble's members, see ``propagation``).
+
+Results are torch tensors of the state's dtype on the state's device, each plan's own (the
+planner keeps no reference to them: writing to one changes no later plan). States, goals and
+action sequences may be given as numpy arrays or lists: they become CPU tensors, floating point
+in ``torch.get_default_dtype()``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 
 from wmfast import _torch_ext
+from wmfast._convert import to_tensor
 from wmfast.native import NativeModel
 
 __all__ = ["CEM", "ICEM", "MPPI", "MPCAgent", "Plan"]
@@ -42,7 +48,10 @@ _GOAL_METRICS = {"l2": "L2", "sq_l2": "SQUARED_L2", "squared_l2": "SQUARED_L2", 
 
 @dataclass(frozen=True)
 class Plan:
-    """The result of one ``plan`` call.
+    """The result of one ``plan`` call: tensors of the state's dtype on the state's device.
+
+    The tensors belong to this plan: writing to them changes no later plan, and a plan passed as
+    ``warm_start`` is read, never written.
 
     Attributes:
       actions: [B, H, A] the planned action sequences (the best sequence evaluated, or the final
@@ -83,12 +92,16 @@ def _per_dim(value: float | Sequence[float] | np.ndarray | torch.Tensor, name: s
 
 
 def _as_state(value: Any, name: str) -> torch.Tensor:
+    """A tensor as it is; a numpy array or list as a CPU tensor (floating point in the default
+    dtype)."""
+    return to_tensor(value, name)
+
+
+def _like_state(value: Any, name: str, state: torch.Tensor) -> torch.Tensor:
+    """A tensor as it is; a numpy array or list on the state's device, in its dtype."""
     if isinstance(value, torch.Tensor):
         return value
-    if isinstance(value, np.ndarray):
-        tensor = torch.from_numpy(value)
-        return tensor.float() if tensor.dtype == torch.float64 else tensor
-    raise TypeError(f"{name} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
+    return to_tensor(value, name).to(state.device, state.dtype)
 
 
 class CEM:
@@ -236,7 +249,7 @@ class CEM:
         shift: int = 1,
         value: StateFn | None = None,
         policy: StateFn | None = None,
-        noise: torch.Tensor | None = None,
+        noise: torch.Tensor | np.ndarray | None = None,
     ) -> Plan:
         """Plans from a batch of states.
 
@@ -244,7 +257,8 @@ class CEM:
           dynamics: ``(state [N, ...], action [N, A]) -> (next_state [N, ...], reward [N])``
             (with an ensemble, a leading member dimension, see the class). ``reward`` may be
             None when ``goal`` supplies the cost. Called once per horizon step, without grad.
-          state: [B, ...] floating point; the planner runs on its device and dtype.
+          state: [B, ...] floating point; the planner runs on its device and dtype (a numpy
+            array or list becomes a CPU tensor of ``torch.get_default_dtype()``).
           goal: [B, ...] goal states (latents) for a goal-reaching cost (see ``goal_metric``).
           warm_start: the previous plan; its mean (and, for iCEM, its elites) shifted by
             ``shift`` steps initialise this one (the new last steps start at the bounds' centre).
@@ -252,9 +266,15 @@ class CEM:
           policy: policy prior ``policy(state [N, ...]) -> action [N, A]`` for policy_samples.
           noise: [iterations, H, B, population, A] standard normal draws to use instead of the
             planner's own (testing, common random numbers).
+
+        Returns:
+          a Plan: actions, mean, std [B, H, A], returns [B], elites [B, K, H, A],
+          elite_returns [B, K], in the state's dtype on its device.
         """
         state = _as_state(state, "state")
         goal_t = None if goal is None else _as_state(goal, "goal").to(state.device)
+        if noise is not None:
+            noise = _like_state(noise, "noise", state)
         warm_mean = warm_elites = None
         if warm_start is not None:
             if not isinstance(warm_start, Plan):
@@ -269,19 +289,22 @@ class CEM:
         self,
         dynamics: Dynamics,
         state: torch.Tensor | np.ndarray,
-        actions: torch.Tensor,
+        actions: torch.Tensor | np.ndarray,
         *,
-        goal: torch.Tensor | None = None,
+        goal: torch.Tensor | np.ndarray | None = None,
         value: StateFn | None = None,
     ) -> torch.Tensor:
-        """Predicted returns [B, n] of action sequences [B, n, H, A] (clipped to the bounds),
-        propagated as the planner propagates its candidates."""
+        """Predicted returns [B, n] (the state's dtype, on its device) of action sequences
+        [B, n, H, A] (clipped to the bounds), propagated as the planner propagates its
+        candidates. Numpy or list actions are taken in the state's dtype, on its device."""
         state = _as_state(state, "state")
         goal_t = None if goal is None else _as_state(goal, "goal").to(state.device)
+        actions = _like_state(actions, "actions", state)
         return self._planner.evaluate(_native_or(dynamics), state, actions, goal_t, value)
 
     def noise_filter(self) -> torch.Tensor:
-        """[H, H] the lower-triangular filter colouring the noise (identity for white noise)."""
+        """[H, H] float64 the lower-triangular filter colouring the noise (identity for white
+        noise)."""
         return torch.tensor(self._planner.noise_filter(), dtype=torch.float64).view(
             self.horizon, self.horizon)
 
@@ -343,13 +366,14 @@ class MPCAgent:
       value, policy, goal: passed to every ``plan`` (goal: [obs...] or [B, obs...]).
       batched: observations come with a batch dimension (vector environments) and actions are
         returned with one.
-      device, dtype: where and in which dtype observations are planned from.
+      device, dtype: where and in which dtype observations (numpy arrays, lists or tensors) are
+        planned from; dtype None means ``torch.get_default_dtype()``.
     """
 
     def __init__(self, planner: CEM, dynamics: Dynamics, warm_start: bool = True,
                  replan_every: int = 1, action_space: Any = None, value: StateFn | None = None,
                  policy: StateFn | None = None, goal: Any = None, batched: bool = False,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> None:
         if not isinstance(planner, CEM):
             raise TypeError(f"planner must be a wmfast CEM, ICEM or MPPI, got "
                             f"{type(planner).__name__}")
@@ -363,22 +387,24 @@ class MPCAgent:
         self.warm_start = bool(warm_start)
         self.replan_every = int(replan_every)
         self.value, self.policy, self.batched = value, policy, bool(batched)
-        self.device, self.dtype = torch.device(device), dtype
+        self.device = torch.device(device)
+        self.dtype = torch.get_default_dtype() if dtype is None else dtype
         self._low = self._high = None
         if action_space is not None:
             shape = tuple(getattr(action_space, "shape", ()) or ())
             if shape != (planner.action_dim,):
                 raise ValueError(f"action_space has shape {shape}, expected ({planner.action_dim},)"
                                  " (the planner's action_dim)")
-            self._low = np.asarray(action_space.low, dtype=np.float64)
-            self._high = np.asarray(action_space.high, dtype=np.float64)
+            self._low = torch.as_tensor(np.asarray(action_space.low, dtype=np.float64)).to(
+                self.device, self.dtype)
+            self._high = torch.as_tensor(np.asarray(action_space.high, dtype=np.float64)).to(
+                self.device, self.dtype)
         self.goal = None if goal is None else self._batch(goal)
         self.last_plan: Plan | None = None
         self._step = 0
 
     def _batch(self, obs: Any) -> torch.Tensor:
-        tensor = torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs)
-        tensor = tensor.to(self.device, self.dtype)
+        tensor = to_tensor(obs, "obs").to(self.device, self.dtype)
         return tensor if self.batched else tensor.unsqueeze(0)
 
     def reset(self) -> None:
@@ -386,8 +412,10 @@ class MPCAgent:
         self.last_plan = None
         self._step = 0
 
-    def act(self, obs: Any) -> np.ndarray:
-        """The action for observation ``obs`` (numpy, [A] or [B, A] when batched)."""
+    def act(self, obs: Any) -> torch.Tensor:
+        """The action for observation ``obs`` (a numpy array, list or tensor): a tensor [A], or
+        [B, A] when batched, in the agent's dtype on its device, the caller's own (writing to it
+        changes no later action). ``.cpu().numpy()`` gives what a gymnasium env takes."""
         if self.last_plan is None or self._step >= self.replan_every:
             warm = self.last_plan if self.warm_start else None
             shift = self._step if self.last_plan is not None else 1
@@ -395,10 +423,12 @@ class MPCAgent:
                 self.dynamics, self._batch(obs), goal=self.goal, warm_start=warm, shift=shift,
                 value=self.value, policy=self.policy)
             self._step = 0
-        action = self.last_plan.actions[:, self._step].detach().cpu().numpy()
+        action = self.last_plan.actions[:, self._step].detach()
         self._step += 1
         if self._low is not None:
-            action = np.clip(action, self._low, self._high)
+            action = torch.clamp(action, self._low, self._high)  # a new tensor
+        else:
+            action = action.clone()  # the plan's later steps stay as planned
         return action if self.batched else action[0]
 
 

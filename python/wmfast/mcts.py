@@ -15,6 +15,12 @@ with that signature::
 ``Step.discount`` carries mctx's conventions: 0 ends an episode (nothing is backed up past a
 terminal step), -1 flips the sign of the value for two-player zero-sum games; the edge discount
 used by the search is ``discount * Step.discount``.
+
+Results are torch tensors: CPU tensors that each result owns (writing to them or keeping them
+changes no other result and no later search), whatever the model's device (the tree search runs
+on the CPU); only ``SearchTree.latents`` stays on the model's device. Inputs may be torch tensors,
+numpy arrays or lists; a numpy or list root latent becomes a CPU tensor, floating point in
+``torch.get_default_dtype()``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 
 from wmfast import _torch_ext
+from wmfast._convert import to_tensor
 from wmfast.native import NativeModel
 
 __all__ = [
@@ -70,10 +77,12 @@ class Root:
     """The roots of B searches, usually from the model's representation/prediction networks.
 
     Attributes:
-      latent: [B, ...] latent state of each root (a torch tensor on the model's device; numpy
-        arrays are converted to CPU tensors).
-      logits: [B, A] prior policy logits (torch or numpy, any float dtype).
-      value: [B] value estimates.
+      latent: [B, ...] latent state of each root: a torch tensor on the model's device, handed to
+        the model as it is (its dtype included); a numpy array or a list becomes a CPU tensor,
+        floating point in ``torch.get_default_dtype()`` (a float64 numpy latent reaches a float32
+        model as float32).
+      logits: [B, A] prior policy logits (torch tensor, numpy array or list, any real dtype).
+      value: [B] value estimates (likewise).
     """
 
     latent: Any
@@ -166,9 +175,11 @@ _TREE_FIELDS = (
 
 @dataclass(frozen=True)
 class SearchTree:
-    """The B search trees in mctx's ``Tree`` layout (read-only numpy views, no copy).
+    """The B search trees in mctx's ``Tree`` layout, as torch tensors.
 
-    Node 0 is the root; -1 marks "no parent" and "not expanded". N is the node capacity.
+    Node 0 is the root; -1 marks "no parent" and "not expanded". N is the node capacity. The
+    tensors are CPU copies made when ``SearchResult.tree`` is first read (``latents`` a copy on
+    the model's device): writing to them changes no later search reusing these trees.
 
     Attributes:
       node_visits: [B, N] int32 visit count of each node.
@@ -184,31 +195,33 @@ class SearchTree:
       children_rewards: [B, N, A] float32 reward of each action.
       children_discounts: [B, N, A] float32 discount of each action (discount * Step.discount).
       root_invalid_actions: [B, A] bool illegal root actions.
-      latents: [B, N, ...] latent of every node (torch, on the model's device).
+      latents: [B, N, ...] latent of every node (the root latent's dtype, on the model's device;
+        zero for nodes never evaluated).
     """
 
-    node_visits: np.ndarray
-    raw_values: np.ndarray
-    node_values: np.ndarray
-    parents: np.ndarray
-    action_from_parent: np.ndarray
-    children_index: np.ndarray
-    children_prior_logits: np.ndarray
-    children_priors: np.ndarray
-    children_visits: np.ndarray
-    children_values: np.ndarray
-    children_rewards: np.ndarray
-    children_discounts: np.ndarray
-    root_invalid_actions: np.ndarray
+    node_visits: torch.Tensor
+    raw_values: torch.Tensor
+    node_values: torch.Tensor
+    parents: torch.Tensor
+    action_from_parent: torch.Tensor
+    children_index: torch.Tensor
+    children_prior_logits: torch.Tensor
+    children_priors: torch.Tensor
+    children_visits: torch.Tensor
+    children_values: torch.Tensor
+    children_rewards: torch.Tensor
+    children_discounts: torch.Tensor
+    root_invalid_actions: torch.Tensor
     latents: torch.Tensor = field(repr=False)
 
     @property
-    def q_values(self) -> np.ndarray:
-        """[B, N, A] Q(s, a) = children_rewards + children_discounts * children_values."""
+    def q_values(self) -> torch.Tensor:
+        """[B, N, A] float32 Q(s, a) = children_rewards + children_discounts * children_values
+        (a new tensor)."""
         return self.children_rewards + self.children_discounts * self.children_values
 
-    def to_dict(self) -> dict[str, np.ndarray]:
-        """The arrays by name (mctx field names), without the latents."""
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors by name (mctx field names), without the latents."""
         return {name: getattr(self, name) for name in _TREE_FIELDS}
 
     def to_dot(self, batch_index: int = 0, max_nodes: int = 200) -> str:
@@ -219,23 +232,22 @@ class SearchTree:
             raise IndexError(
                 f"batch_index must be in [0, {self.node_visits.shape[0]}), got {batch_index}"
             )
+        visits, values = self.node_visits[b].tolist(), self.node_values[b].tolist()
+        children = self.children_index[b].tolist()
+        rewards, priors = self.children_rewards[b].tolist(), self.children_priors[b].tolist()
         lines = ["digraph search_tree {", '  node [shape=box, fontname="monospace"];']
         shown = 0
         stack = [0]
         while stack and shown < max_nodes:
             n = stack.pop()
             shown += 1
-            lines.append(
-                f'  n{n} [label="#{n}\\nN={self.node_visits[b, n]} '
-                f'V={self.node_values[b, n]:.3f}"];'
-            )
-            for a in range(self.children_index.shape[2]):
-                child = int(self.children_index[b, n, a])
+            lines.append(f'  n{n} [label="#{n}\\nN={visits[n]} V={values[n]:.3f}"];')
+            for a, child in enumerate(children[n]):
                 if child < 0:
                     continue
                 lines.append(
-                    f'  n{n} -> n{child} [label="a={a} r={self.children_rewards[b, n, a]:.3f} '
-                    f'p={self.children_priors[b, n, a]:.3f}"];'
+                    f'  n{n} -> n{child} [label="a={a} r={rewards[n][a]:.3f} '
+                    f'p={priors[n][a]:.3f}"];'
                 )
                 stack.append(child)
         lines.append("}")
@@ -244,7 +256,11 @@ class SearchTree:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The outcome of a batched search (read-only numpy arrays; ``torch.from_numpy`` shares them).
+    """The outcome of a batched search, as CPU torch tensors.
+
+    Each tensor owns its memory (the search's result buffers, handed over without a copy): it
+    may be written to or kept, and no other result or later search (``reuse=`` included) sees
+    the change. ``.numpy()`` gives a numpy view of one.
 
     Attributes:
       action: [B] int64 action to take (MCTS: sampled from visits^(1/temperature); Gumbel:
@@ -255,15 +271,15 @@ class SearchResult:
       root_value: [B] float32 searched value of the root.
       q_values: [B, A] float32 Q(root, a) (0 for unvisited actions).
       gumbel: [B, A] float32 root Gumbel noise (GumbelMCTS only, else None).
-      tree: the search trees (a SearchTree, built on first access).
+      tree: the search trees (a SearchTree of tensors, copied on first access).
     """
 
-    action: np.ndarray
-    visit_counts: np.ndarray
-    policy: np.ndarray
-    root_value: np.ndarray
-    q_values: np.ndarray
-    gumbel: np.ndarray | None = None
+    action: torch.Tensor
+    visit_counts: torch.Tensor
+    policy: torch.Tensor
+    root_value: torch.Tensor
+    q_values: torch.Tensor
+    gumbel: torch.Tensor | None = None
     _state: Any = field(default=None, repr=False, compare=False)
     _planner: Any = field(default=None, repr=False, compare=False)
     _tree: Any = field(default=None, repr=False, compare=False)
@@ -278,8 +294,8 @@ class SearchResult:
             object.__setattr__(self, "_tree", tree)
         return self._tree
 
-    def to_dict(self) -> dict[str, np.ndarray]:
-        """Results and tree arrays by name."""
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        """Results and tree tensors by name (``gumbel`` included for GumbelMCTS)."""
         out = {
             "action": self.action,
             "visit_counts": self.visit_counts,
@@ -287,18 +303,14 @@ class SearchResult:
             "root_value": self.root_value,
             "q_values": self.q_values,
         }
+        if self.gumbel is not None:
+            out["gumbel"] = self.gumbel
         out.update(self.tree.to_dict())
         return out
 
     def to_dot(self, batch_index: int = 0, max_nodes: int = 200) -> str:
         """Graphviz source of one tree (see SearchTree.to_dot)."""
         return self.tree.to_dot(batch_index, max_nodes)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return f"shape {list(value.shape)} dtype {value.dtype}"
-    return type(value).__name__
 
 
 def _float_array(value: Any, name: str, shape: tuple[int, ...]):
@@ -423,10 +435,8 @@ class _Planner:
                         f"{type(root).__name__} without .{name}"
                     )
             latent = root.latent
-            if isinstance(latent, np.ndarray):
-                latent = torch.from_numpy(latent)
             if not isinstance(latent, torch.Tensor):
-                raise TypeError(f"root.latent must be a torch.Tensor, got {_describe(latent)}")
+                latent = to_tensor(latent, "root.latent")
             if latent.dim() < 1:
                 raise ValueError("root.latent must have a leading batch dimension, got a scalar")
             B = latent.shape[0]
@@ -518,17 +528,8 @@ class _Planner:
 
 
 def _result(state: Any, planner: type) -> SearchResult:
-    arrays = state.results()
-    return SearchResult(
-        action=arrays["action"],
-        visit_counts=arrays["visit_counts"],
-        policy=arrays["policy"],
-        root_value=arrays["root_value"],
-        q_values=arrays["q_values"],
-        gumbel=arrays.get("gumbel"),
-        _state=state,
-        _planner=planner,
-    )
+    # Tensors that own the search's result buffers (moved out of it: no copy).
+    return SearchResult(*state.take_results(), _state=state, _planner=planner)
 
 
 class MCTS(_Planner):
@@ -602,11 +603,16 @@ class MCTS(_Planner):
           model: ``recurrent_inference(latent [B, ...], action [B] int64) -> Step`` (method or
             function).
           root: the roots; with ``reuse`` it may be None (the subtree roots are kept).
-          legal_actions: [B, A] bool, legal root actions (None: all legal).
+          legal_actions: [B, A] bool (or 0/1 integers), legal root actions (None: all legal);
+            a torch tensor, numpy array or list, like every array argument.
           reuse: the previous SearchResult of this planner; the search continues from the
             subtree under ``action_taken`` (statistics and latents are kept; with a root, the
             root's latent, logits and value replace the subtree root's).
           action_taken: [B] int, the action played in each environment since ``reuse``.
+
+        Returns:
+          a SearchResult of CPU tensors: action [B] int64, visit_counts [B, A] int32, policy,
+          q_values [B, A] float32, root_value [B] float32, and the trees (``.tree``).
         """
         return self._search(model, root, legal_actions, reuse, action_taken, None)
 
@@ -679,9 +685,15 @@ class GumbelMCTS(_Planner):
         Args:
           model: ``recurrent_inference(latent [B, ...], action [B] int64) -> Step``.
           root: the roots.
-          legal_actions: [B, A] bool, legal root actions (None: all legal).
+          legal_actions: [B, A] bool (or 0/1 integers), legal root actions (None: all legal).
           gumbel: [B, A] Gumbel noise to use instead of sampling it (e.g. to reproduce another
             implementation); None samples ``gumbel_scale * Gumbel(0, 1)`` from the seed.
+
+        Returns:
+          a SearchResult of CPU tensors: action [B] int64 (the best considered action),
+          visit_counts [B, A] int32, policy [B, A] float32 (the completed-Q improved policy),
+          q_values [B, A] float32, root_value [B] float32, gumbel [B, A] float32 (the noise
+          used), and the trees (``.tree``).
         """
         if root is None:
             raise ValueError("root is required")

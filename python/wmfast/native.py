@@ -20,10 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from wmfast import _torch_ext
+from wmfast._convert import to_tensor
 
 __all__ = ["ExportError", "NativeModel"]
 
@@ -159,9 +161,12 @@ class NativeModel:
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
         example_inputs = tuple(example_inputs)
-        if not example_inputs or not all(isinstance(x, torch.Tensor) for x in example_inputs):
-            raise TypeError("example_inputs must be a non-empty sequence of tensors, got "
-                            f"{[type(x).__name__ for x in example_inputs]}")
+        if not example_inputs or not all(isinstance(x, (torch.Tensor, np.ndarray))
+                                         for x in example_inputs):
+            raise TypeError("example_inputs must be a non-empty sequence of tensors (or numpy "
+                            f"arrays), got {[type(x).__name__ for x in example_inputs]}")
+        example_inputs = tuple(to_tensor(x, f"example_inputs[{i}]")
+                               for i, x in enumerate(example_inputs))
         batch = example_inputs[0].shape[0] if example_inputs[0].dim() else 0
         if any(x.dim() == 0 or x.shape[0] != batch for x in example_inputs):
             raise ValueError("example_inputs must share a leading batch dimension, got shapes "
@@ -198,9 +203,13 @@ class NativeModel:
     def output_specs(self) -> list[str]:
         return list(self._native.output_specs)
 
-    def __call__(self, *inputs: torch.Tensor) -> Any:
-        """Runs the model from C++ (shapes, dtypes and device checked) and rebuilds the output."""
-        outputs = list(self._native.run(list(inputs)))
+    def __call__(self, *inputs: Any) -> Any:
+        """Runs the model from C++ (shapes, dtypes and device checked) and rebuilds the output
+        (torch tensors, on the model's device). Numpy arrays and lists are taken as CPU tensors,
+        floating point in ``torch.get_default_dtype()``."""
+        outputs = list(self._native.run([x if isinstance(x, torch.Tensor)
+                                         else to_tensor(x, f"input {i}")
+                                         for i, x in enumerate(inputs)]))
         if self._output_type == "tensor":
             return outputs[0]
         if self._output_type == "tuple":

@@ -2,6 +2,11 @@
 
 The counting, the planning and the sampling run in the C++ core (``wmfast._core``) with the GIL
 released; this module converts inputs and wraps results.
+
+Results are CPU torch tensors, each call's own (fresh memory: writing to one changes neither the
+model nor a later result): indices and counts int64 (CSR column indices int32), estimates float64
+(the model counts and plans in float64), flags bool. Inputs may be torch tensors, numpy arrays or
+sequences.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from wmfast import _core
 from wmfast._convert import to_vector
@@ -23,11 +29,11 @@ MAX_DENSE_ENTRIES = 50_000_000
 
 @dataclass(frozen=True)
 class PlanningSolution:
-    """The result of value or policy iteration.
+    """The result of value or policy iteration (CPU tensors).
 
     Attributes:
-      values: [S] V(s) = max_a Q(s, a).
-      q_values: [S, A] Q(s, a).
+      values: [S] float64 V(s) = max_a Q(s, a).
+      q_values: [S, A] float64 Q(s, a).
       policy: [S] int64 greedy action (lowest index on ties).
       iterations: sweeps (value iteration) or policy improvements (policy iteration).
       residual: value iteration: the last sweep's max_s |V_new(s) - V_old(s)|;
@@ -36,9 +42,9 @@ class PlanningSolution:
       evaluation_sweeps: policy iteration only: sweeps spent evaluating policies.
     """
 
-    values: np.ndarray
-    q_values: np.ndarray
-    policy: np.ndarray
+    values: torch.Tensor
+    q_values: torch.Tensor
+    policy: torch.Tensor
     iterations: int
     residual: float
     converged: bool
@@ -47,54 +53,59 @@ class PlanningSolution:
 
 @dataclass(frozen=True)
 class TransitionMatrix:
-    """A sparse [S*A, S] matrix over (state, action) rows, pair p = s * A + a, in CSR form.
+    """A sparse [S*A, S] matrix over (state, action) rows, pair p = s * A + a, in CSR form, as
+    CPU tensors.
 
     Entry (p, s') is ``data[k] + uniform[p]`` for the stored successors and ``uniform[p]`` for the
     others (``uniform`` carries a prior's pseudo-counts; it is zero without one). Rows of pairs
     that were never visited (``visited[p]`` False) are empty: unseen, not a self-loop.
 
     Attributes:
-      indptr: [S*A+1] row p holds entries indptr[p]:indptr[p+1].
+      indptr: [S*A+1] int64, row p holds entries indptr[p]:indptr[p+1].
       indices: [nnz] int32 successor states, sorted within a row.
-      data: [nnz] probabilities (transition_probs) or counts (transition_counts).
-      uniform: [S*A] value added to every entry of the row.
+      data: [nnz] float64 probabilities (transition_probs) or int64 counts (transition_counts).
+      uniform: [S*A] float64 value added to every entry of the row.
       visited: [S*A] bool, N(s, a) > 0.
     """
 
     num_states: int
     num_actions: int
-    indptr: np.ndarray
-    indices: np.ndarray
-    data: np.ndarray
-    uniform: np.ndarray
-    visited: np.ndarray
+    indptr: torch.Tensor
+    indices: torch.Tensor
+    data: torch.Tensor
+    uniform: torch.Tensor
+    visited: torch.Tensor
 
     @property
     def shape(self) -> tuple[int, int]:
         return (self.num_states * self.num_actions, self.num_states)
 
-    def successors(self, state: int, action: int) -> tuple[np.ndarray, np.ndarray]:
-        """(next_states, values) stored for one pair (without the uniform part)."""
+    def successors(self, state: int, action: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next_states [k] int32, values [k]) stored for one pair (without the uniform part);
+        views of this matrix's tensors."""
         p = state * self.num_actions + action
-        lo, hi = self.indptr[p], self.indptr[p + 1]
+        lo, hi = int(self.indptr[p]), int(self.indptr[p + 1])
         return self.indices[lo:hi], self.data[lo:hi]
 
-    def to_dense(self) -> np.ndarray:
-        """[S, A, S] array; rows of unvisited pairs are NaN when there is no prior."""
+    def to_dense(self) -> torch.Tensor:
+        """[S, A, S] float64 tensor; rows of unvisited pairs are NaN when there is no prior."""
         S, A = self.num_states, self.num_actions
         _check_dense_size(S, A)
-        dense = np.repeat(self.uniform.astype(np.float64)[:, None], S, axis=1)
-        rows = np.repeat(np.arange(S * A), np.diff(self.indptr))
-        np.add.at(dense, (rows, self.indices), self.data)
-        if not self.uniform.any():
-            dense[~self.visited] = np.nan
+        dense = self.uniform.to(torch.float64)[:, None].repeat(1, S)
+        rows = torch.repeat_interleave(torch.arange(S * A), torch.diff(self.indptr))
+        dense.index_put_((rows, self.indices.long()), self.data.to(torch.float64),
+                         accumulate=True)
+        if not bool(self.uniform.any()):
+            dense[~self.visited] = float("nan")
         return dense.reshape(S, A, S)
 
     def to_scipy(self):
-        """The stored entries as a ``scipy.sparse.csr_array`` of shape [S*A, S] (no uniform part)."""
+        """The stored entries as a ``scipy.sparse.csr_array`` of shape [S*A, S] (no uniform part;
+        it shares the tensors' memory)."""
         from scipy import sparse
 
-        return sparse.csr_array((self.data, self.indices, self.indptr), shape=self.shape)
+        return sparse.csr_array((self.data.numpy(), self.indices.numpy(), self.indptr.numpy()),
+                                shape=self.shape)
 
 
 def _check_dense_size(num_states: int, num_actions: int) -> None:
@@ -114,11 +125,13 @@ class TabularModel:
     τ̂(s,a,s') = the fraction of (s,a)->s' that terminated. Memory grows with the distinct
     transitions seen, never with S*A*S. ``num_threads`` (1 to 4) threads count large updates.
 
+    Read-outs and plans are CPU torch tensors (see the module's docstring for dtypes).
+
     Example:
       >>> tm = TabularModel(num_states=64, num_actions=4)
       >>> tm.update(states, actions, rewards, next_states, terminated)
       >>> sol = tm.value_iteration(gamma=0.99)
-      >>> sol.policy[state]
+      >>> sol.policy[state]   # a tensor; int(...) for an environment
     """
 
     def __init__(self, num_states: int, num_actions: int, *, prior: float = 0.0,
@@ -184,24 +197,26 @@ class TabularModel:
     def _arrays(self) -> dict[str, np.ndarray]:
         return self._model.compiled_arrays()
 
-    def visit_counts(self) -> np.ndarray:
+    def visit_counts(self) -> torch.Tensor:
         """[S, A] int64 N(s, a)."""
-        return self._arrays()["visits"].reshape(self.num_states, self.num_actions)
+        return torch.from_numpy(self._arrays()["visits"].reshape(self.num_states,
+                                                                 self.num_actions))
 
-    def transition_counts(self, dense: bool = False) -> TransitionMatrix | np.ndarray:
-        """N(s, a, s') as a sparse TransitionMatrix, or a dense [S, A, S] int64 array."""
+    def transition_counts(self, dense: bool = False) -> TransitionMatrix | torch.Tensor:
+        """N(s, a, s') as a sparse TransitionMatrix (int64 data), or a dense [S, A, S] int64
+        tensor."""
         arrays = self._arrays()
-        matrix = self._matrix(arrays, arrays["count"], np.zeros(len(arrays["visits"])))
         if not dense:
-            return matrix
+            return self._matrix(arrays, arrays["count"], np.zeros(len(arrays["visits"])))
         _check_dense_size(self.num_states, self.num_actions)
-        counts = np.zeros(matrix.shape, dtype=np.int64)
-        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-        counts[rows, matrix.indices] = matrix.data
-        return counts.reshape(self.num_states, self.num_actions, self.num_states)
+        counts = np.zeros((self.num_states * self.num_actions, self.num_states), dtype=np.int64)
+        rows = np.repeat(np.arange(counts.shape[0]), np.diff(arrays["pair_offsets"]))
+        counts[rows, arrays["next_state"]] = arrays["count"]
+        return torch.from_numpy(counts.reshape(self.num_states, self.num_actions,
+                                               self.num_states))
 
-    def transition_probs(self, dense: bool = False) -> TransitionMatrix | np.ndarray:
-        """p̂(s'|s,a): a sparse TransitionMatrix, or a dense [S, A, S] array.
+    def transition_probs(self, dense: bool = False) -> TransitionMatrix | torch.Tensor:
+        """p̂(s'|s,a): a sparse TransitionMatrix, or a dense [S, A, S] float64 tensor.
 
         Pairs never visited are reported as unseen: an empty row with ``visited`` False in the
         sparse form, NaN rows in the dense form (unless a prior makes them uniform).
@@ -218,23 +233,27 @@ class TabularModel:
 
     def _matrix(self, arrays: dict[str, np.ndarray], data: np.ndarray,
                 uniform: np.ndarray) -> TransitionMatrix:
-        return TransitionMatrix(self.num_states, self.num_actions, arrays["pair_offsets"],
-                                arrays["next_state"], data, uniform, arrays["visits"] > 0)
+        # The arrays are fresh copies made by the core for this call: shared, not copied again.
+        return TransitionMatrix(self.num_states, self.num_actions,
+                                torch.from_numpy(arrays["pair_offsets"]),
+                                torch.from_numpy(arrays["next_state"]), torch.from_numpy(data),
+                                torch.from_numpy(uniform), torch.from_numpy(arrays["visits"] > 0))
 
-    def mean_rewards(self) -> np.ndarray:
-        """[S, A] r̂(s, a); NaN for pairs never visited."""
+    def mean_rewards(self) -> torch.Tensor:
+        """[S, A] float64 r̂(s, a); NaN for pairs never visited."""
         arrays = self._arrays()
         rewards = np.where(arrays["visits"] > 0, arrays["mean_reward"], np.nan)
-        return rewards.reshape(self.num_states, self.num_actions)
+        return torch.from_numpy(rewards.reshape(self.num_states, self.num_actions))
 
-    def terminal_probs(self) -> np.ndarray:
-        """[S, A] probability that (s, a) ends the episode; NaN for pairs never visited."""
+    def terminal_probs(self) -> torch.Tensor:
+        """[S, A] float64 probability that (s, a) ends the episode; NaN for pairs never
+        visited."""
         arrays = self._arrays()
         visits = arrays["visits"]
         rows = np.repeat(np.arange(len(visits)), np.diff(arrays["pair_offsets"]))
         terminal = np.bincount(rows, weights=arrays["terminal_count"], minlength=len(visits))
         probs = np.where(visits > 0, terminal / np.maximum(visits, 1), np.nan)
-        return probs.reshape(self.num_states, self.num_actions)
+        return torch.from_numpy(probs.reshape(self.num_states, self.num_actions))
 
     # -- planning ------------------------------------------------------------------------------
     def value_iteration(self, gamma: float = 0.99, tol: float = 1e-8, max_iters: int = 100_000,
@@ -255,6 +274,10 @@ class TabularModel:
           sweep: "gauss_seidel" (in place, fewer sweeps) or "jacobi" (the textbook iteration,
             splittable over ``num_threads``).
           initial_values: [S] warm start (e.g. the previous solution's values).
+
+        Returns:
+          a PlanningSolution: values [S] float64, q_values [S, A] float64, policy [S] int64
+          (CPU tensors), iterations, residual, converged.
         """
         return self._plan(False, gamma, tol, max_iters, r_max, min_visits, bonus, sweep,
                           num_threads, initial_values)
@@ -284,6 +307,8 @@ class TabularModel:
                                unknown_value, float(bonus), sweep,
                                _as_int(num_threads, "num_threads"),
                                initial_values)
+        for name in ("values", "q_values", "policy"):
+            out[name] = torch.from_numpy(out[name])  # owned by the core's result: no copy
         solution = PlanningSolution(**out)
         if not solution.converged:
             warnings.warn(f"{'policy' if policy_iteration else 'value'} iteration stopped after "
@@ -294,34 +319,37 @@ class TabularModel:
     # -- imagination ---------------------------------------------------------------------------
     def sample(self, states: Any, actions: Any,
                seed: int | np.random.Generator | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draws imagined transitions (Dyna): s' ~ p̂(.|s,a), terminated ~ τ̂(s,a,s').
 
         Args:
           states, actions: [n] integer arrays of visited pairs.
           seed: an int, a numpy Generator, or None (fresh entropy).
         Returns:
-          (next_states [n] int64, rewards [n] float64, terminated [n] bool); the reward is the
-          mean reward observed on (s, a, s').
+          (next_states [n] int64, rewards [n] float64, terminated [n] bool) CPU tensors; the
+          reward is the mean reward observed on (s, a, s').
         """
         states = to_vector(states, "states")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         uniforms = rng.random((2, len(states)))
-        return self._model.sample(states, to_vector(actions, "actions"), uniforms[0],
-                                  uniforms[1])
+        out = self._model.sample(states, to_vector(actions, "actions"), uniforms[0], uniforms[1])
+        return tuple(torch.from_numpy(array) for array in out)
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """All counters as numpy arrays (plain data: save with np.savez or torch.save).
+        """All counters as CPU tensors (save with torch.save), with the sizes and the prior.
 
-        One entry per distinct (pair, next state, terminated), pair = s * A + a, with its count
-        and reward sum.
+        One entry per distinct (pair, next state, terminated), pair = s * A + a: ``pairs``,
+        ``next_states``, ``counts`` [n] int64, ``terminated`` [n] bool, ``reward_sums`` [n]
+        float64.
         """
+        entries = {key: torch.from_numpy(array) for key, array in self._model.entries().items()}
         return {"num_states": self.num_states, "num_actions": self.num_actions,
-                "prior": self.prior, **self._model.entries()}
+                "prior": self.prior, **entries}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replaces the counts with those of ``state_dict()``; all-or-nothing."""
+        """Replaces the counts with those of ``state_dict()`` (tensors, or the numpy arrays of
+        earlier versions); all-or-nothing."""
         missing = {"num_states", "num_actions", "prior", *_ENTRY_KEYS} - set(state)
         if missing:
             raise KeyError(f"state is missing {sorted(missing)}")

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 #include "wmfast/common/check.h"
 #include "wmfast/common/thread_pool.h"
@@ -525,6 +526,23 @@ void Search::EnsurePriors(int64_t b, int64_t node) {
   if (tree_.priors_ready(id)) return;
   Softmax(tree_.prior_logits(id), config_.num_actions, tree_.priors(id));
   tree_.priors_ready(id) = 1;
+}
+
+Search::Results Search::TakeResults() {
+  Results r;
+  r.action = std::move(action_);
+  r.visit_counts = std::move(visit_counts_);
+  r.policy = std::move(policy_);
+  r.root_value = std::move(root_value_);
+  r.q_values = std::move(q_values_);
+  r.gumbel = std::move(gumbel_);
+  action_.clear();
+  visit_counts_.clear();
+  policy_.clear();
+  root_value_.clear();
+  q_values_.clear();
+  gumbel_.clear();
+  return r;
 }
 
 void Search::CompleteForInspection() {

@@ -133,6 +133,16 @@ class Search {
   const std::vector<float>& q_values() const { return q_values_; }     // [B, A] Q at the root
   const std::vector<float>& gumbel() const { return gumbel_; }         // [B, A] root Gumbel noise
 
+  // The results above, moved out (the accessors return empty vectors afterwards): for owners
+  // that outlive or are independent of the search, such as the tensors the bindings hand out.
+  // Tree reuse (InitFromPrevious) reads only the trees, never these.
+  struct Results {
+    std::vector<int64_t> action;
+    std::vector<int32_t> visit_counts;
+    std::vector<float> policy, root_value, q_values, gumbel;
+  };
+  Results TakeResults();
+
  private:
   // Throws std::invalid_argument at the first non-finite root input or the first root with no
   // legal action.

@@ -193,6 +193,48 @@ TEST(SearchTest, ReuseKeepsTheChildSubtree) {
   }
 }
 
+// The bindings move the results out of a search before its trees are reused: taking them gives
+// what the accessors held, and the next search continuing the trees is unchanged by it.
+TEST(SearchTest, TakeResultsLeavesTheTreesForReuse) {
+  const int B = 2, A = 3, N = 30;
+  std::vector<float> logits(B * A, 0.0f), values(B, 0.0f);
+  SearchConfig config = Config(A, N);
+  config.qtransform = QTransform::kParentAndSiblings;
+  FixedEvaluator evaluator({0.0f, 0.1f, 0.2f}, 1.0f);
+  Search kept(config, B, N + 1, 0), taken_from(config, B, N + 1, 0);
+  for (Search* s : {&kept, &taken_from}) {
+    s->InitFromRoots({logits.data(), values.data(), nullptr, nullptr});
+    s->Run(evaluator, nullptr);
+  }
+  const std::vector<int64_t> taken = {kept.action()[0], kept.action()[1]};
+  const std::vector<int32_t> visits = kept.visit_counts();
+  const std::vector<float> policy = kept.policy(), root_value = kept.root_value(),
+                           q_values = kept.q_values();
+  Search::Results results = taken_from.TakeResults();
+  EXPECT_EQ(results.action, taken);
+  EXPECT_EQ(results.visit_counts, visits);
+  EXPECT_EQ(results.policy, policy);
+  EXPECT_EQ(results.root_value, root_value);
+  EXPECT_EQ(results.q_values, q_values);
+  EXPECT_TRUE(results.gumbel.empty());  // MuZero search: no Gumbel noise
+  EXPECT_TRUE(taken_from.action().empty());
+  EXPECT_TRUE(taken_from.visit_counts().empty());
+
+  const int64_t nodes = Search::NodesForReuse(kept, taken.data(), N);
+  ASSERT_EQ(Search::NodesForReuse(taken_from, taken.data(), N), nodes);
+  Search after_kept(config, B, nodes, 1), after_taken(config, B, nodes, 1);
+  std::vector<int64_t> slots_kept, slots_taken;
+  after_kept.InitFromPrevious(kept, taken.data(), RootInput{}, &slots_kept);
+  after_taken.InitFromPrevious(taken_from, taken.data(), RootInput{}, &slots_taken);
+  after_kept.Run(evaluator, nullptr);
+  after_taken.Run(evaluator, nullptr);
+  EXPECT_EQ(slots_taken, slots_kept);
+  EXPECT_EQ(after_taken.action(), after_kept.action());
+  EXPECT_EQ(after_taken.visit_counts(), after_kept.visit_counts());
+  EXPECT_EQ(EdgeVisits(after_taken.tree()), EdgeVisits(after_kept.tree()));
+  EXPECT_EQ(NodeValues(after_taken.tree()), NodeValues(after_kept.tree()));
+}
+
 TEST(SearchTest, GumbelVisitsFollowSequentialHalving) {
   const int A = 4, N = 16;
   std::vector<float> logits(A, 0.0f), values(1, 0.0f), gumbel(A, 0.0f);

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from wmfast.tabular import PlanningSolution, TabularModel
 
@@ -33,7 +34,10 @@ class TabularAgent:
       >>> agent = TabularAgent.for_env(env, gamma=0.99)
       >>> for _ in range(100):
       ...     agent.run_episode(env)
-      >>> agent.greedy_policy()   # [S] the policy on the learned model, without optimism
+      >>> agent.greedy_policy()   # [S] int64 tensor: the learned model's policy, no optimism
+
+    ``act`` returns a Python int (what a Discrete gymnasium space takes); plans and policies are
+    CPU tensors (see ``TabularModel``).
     """
 
     def __init__(self, num_states: int, num_actions: int, *, gamma: float = 0.99,
@@ -50,7 +54,7 @@ class TabularAgent:
         self.rng = np.random.default_rng(seed)
         self.total_steps = 0
         self._pending: list[tuple[int, int, float, int, bool]] = []
-        self._values: np.ndarray | None = None
+        self._values: torch.Tensor | None = None
         self._plan: PlanningSolution = self.replan()
 
     @classmethod
@@ -94,21 +98,24 @@ class TabularAgent:
             if self.exploration == "optimism" else {}
         self._plan = self.model.value_iteration(self.gamma, self.tol,
                                                 initial_values=self._values, **optimism)
-        self._values = self._plan.values
+        # The warm start of the next replan: a copy, so writing to the plan changes nothing.
+        self._values = self._plan.values.clone()
         return self._plan
 
     def greedy_solution(self) -> PlanningSolution:
         """Value iteration on the learned model without optimism (what the agent has learned)."""
         return self.model.value_iteration(self.gamma, self.tol)
 
-    def greedy_policy(self) -> np.ndarray:
-        """[S] greedy policy on the learned model, without exploration."""
+    def greedy_policy(self) -> torch.Tensor:
+        """[S] int64 greedy policy on the learned model, without exploration."""
         return self.greedy_solution().policy
 
-    def run_episode(self, env: Any, *, learn: bool = True, policy: np.ndarray | None = None,
+    def run_episode(self, env: Any, *, learn: bool = True,
+                    policy: torch.Tensor | np.ndarray | None = None,
                     seed: int | None = None) -> EpisodeStats:
         """Plays one episode. With ``learn`` it records transitions and replans at the end; with
-        ``policy`` it follows that [S] policy instead of the agent's plan."""
+        ``policy`` it follows that [S] policy (a tensor, numpy array or list) instead of the
+        agent's plan."""
         state, _ = env.reset(seed=seed)
         steps, total = 0, 0.0
         while True:

@@ -32,8 +32,10 @@ def true_model(P, num_states: int, num_actions: int):
     return transitions, success
 
 
-def success_probability(policy: np.ndarray, transitions, success, start: int, limit: int) -> float:
-    """Exact probability that `policy` reaches the goal within `limit` steps from `start`."""
+def success_probability(policy, transitions, success, start: int, limit: int) -> float:
+    """Exact probability that `policy` ([S], a tensor or numpy array) reaches the goal within
+    `limit` steps from `start`."""
+    policy = np.asarray(policy)
     S = transitions.shape[0]
     dist = np.zeros(S)
     dist[start] = 1.0
@@ -54,8 +56,9 @@ def optimal_success(transitions, success, start: int, limit: int) -> float:
     return float(values[start])
 
 
-def evaluate(env, policy: np.ndarray, episodes: int, seed: int) -> float:
-    """Empirical success rate of `policy` over real episodes."""
+def evaluate(env, policy, episodes: int, seed: int) -> float:
+    """Empirical success rate of `policy` ([S], a tensor or numpy array) over real episodes."""
+    policy = np.asarray(policy)
     wins = 0
     for episode in range(episodes):
         state, _ = env.reset(seed=seed + episode)
@@ -150,13 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     curve.legend(loc="lower right", fontsize=8)
     side = round(np.sqrt(S))
     solution = agent.greedy_solution()
-    image = value_map.imshow(solution.values.reshape(side, side), cmap="viridis")
+    values, policy = solution.values.numpy(), solution.policy.tolist()
+    image = value_map.imshow(values.reshape(side, side), cmap="viridis")
     desc = unwrapped.desc.astype(str)
     arrows = "←↓→↑"
     for row in range(side):
         for col in range(side):
             tile = desc[row, col]
-            label = tile if tile in "HG" else arrows[solution.policy[row * side + col]]
+            label = tile if tile in "HG" else arrows[policy[row * side + col]]
             value_map.text(col, row, label, ha="center", va="center",
                            color="w", fontsize=9)
     value_map.set(title="learned values and greedy policy", xticks=[], yticks=[])

@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         planner = make_planner(args.planner, args.horizon, args.population, args.iterations,
                                args.seed, members)
         agents[label] = wm.MPCAgent(planner, dynamics, warm_start=True, action_space=space)
-        policies[label] = lambda o, agent=agents[label]: agent.act(o).astype(np.float32)
+        policies[label] = lambda o, agent=agents[label]: agent.act(o).cpu().numpy()
 
     returns: dict[str, list[float]] = {name: [] for name in policies}
     seeds = [args.seed + 1000 + i for i in range(args.episodes)]
