@@ -345,7 +345,11 @@ class MuZeroAgent:
             elapsed = time.perf_counter() - start_time
             if time_limit is not None and elapsed >= time_limit:
                 break
+            # Training progress drives the temperature schedule: the larger of the step and
+            # the time budget's fractions.
             progress_fraction = (self.env_steps - start_steps) / env_steps
+            if time_limit is not None:
+                progress_fraction = max(progress_fraction, elapsed / time_limit)
             self.network.eval()
             games = selfplay.step(c.temperature(progress_fraction))
             for game in games:

@@ -22,7 +22,8 @@ class Config:
         max_num_considered_actions, gumbel_scale: the search's parameters.
       temperatures: ((fraction of training, temperature), ...): self-play samples actions from
         visits^(1/temperature), the temperature of the first entry whose fraction is not yet
-        reached (MuZero's schedule). Not used by the Gumbel search, whose noise explores.
+        reached (MuZero's schedule); the fraction is that of ``train``'s env_steps or, when
+        larger, of its time_limit. Not used by the Gumbel search, whose noise explores.
     Network (used when the agent builds its reference network):
       latent_dim, hidden, support_size (0: scalar value and reward heads).
     Replay and targets:
