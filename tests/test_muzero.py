@@ -82,13 +82,39 @@ def test_unrolled_loss_matches_the_written_out_loss_and_its_gradient():
     losses = unrolled_loss(net, obs, actions, tv, tr, tp, *masks, w, size, 0.25)
     net.zero_grad()
     losses.total.backward()
-    ours = [p.grad.clone() for p in net.parameters()]
+    ours = [p.grad.clone() for p in net.parameters() if p.grad is not None]
     value, grad_loss = _reference_loss(net, obs, actions, tv, tr, tp, *masks, w, size, 0.25)
     net.zero_grad()
     grad_loss.backward()
     torch.testing.assert_close(losses.total, value)
-    for a, b in zip(ours, (p.grad for p in net.parameters())):
+    theirs = [p.grad for p in net.parameters() if p.grad is not None]
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_consistency_term_is_the_written_out_negative_cosine():
+    torch.manual_seed(1)
+    B, K, A = 5, 2, 2
+    net = MLPNetwork(3, A, latent_dim=8, hidden=16, support_size=2)
+    obs, next_obs = torch.randn(B, 3), torch.randn(B, K, 3)
+    actions = torch.randint(0, A, (B, K))
+    zeros, ones = torch.zeros(B, K + 1), torch.ones(B, K + 1)
+    mask = torch.tensor([[1.0, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 1]])
+    args = (net, obs, actions, zeros, zeros, torch.full((B, K + 1, A), 0.5), ones, ones, mask,
+            torch.ones(B), 2)
+    plain = unrolled_loss(*args)
+    with_term = unrolled_loss(*args, next_observations=next_obs, consistency_weight=2.0)
+    latent, expected = net.initial_inference(obs).latent, torch.zeros(B)
+    for k in range(1, K + 1):
+        latent = net.recurrent_inference(latent, actions[:, k - 1]).latent
+        online = net.project(latent, with_predictor=True)
+        target = net.project(net.initial_inference(next_obs[:, k - 1]).latent, with_predictor=False)
+        expected -= F.cosine_similarity(online, target, dim=-1) * mask[:, k]
+    torch.testing.assert_close(with_term.consistency, expected.mean())
+    torch.testing.assert_close(with_term.total, plain.total + 2.0 * expected.mean())
+    with pytest.raises(ValueError, match="next_observations"):
+        unrolled_loss(*args, consistency_weight=1.0)
 
 
 def test_loss_names_a_head_of_the_wrong_shape():
@@ -177,6 +203,14 @@ def test_training_drives_the_value_prediction_to_the_true_values():
     latent = SearchModel(agent.network, 5).initial_inference(obs).latent
     reward = SearchModel(agent.network, 5).recurrent_inference(latent, torch.zeros(5, dtype=torch.long)).reward
     torch.testing.assert_close(reward, torch.tensor([0.0, 0, 0, 0, 1]), atol=0.1, rtol=0)
+
+
+def test_agent_trains_with_the_consistency_loss():
+    agent = MuZeroAgent(lambda: Chain(5), config=_small_config(consistency_weight=1.0))
+    agent.train(200, progress=False)
+    assert agent.updates > 0 and "consistency_loss" in agent._learn()
+    batch = agent.replay.sample(8, next_observations=True)
+    assert batch.next_observations.shape == (8, 3, 5)
 
 
 def test_gumbel_agent_learns_the_chain_policy_targets():

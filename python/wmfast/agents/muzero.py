@@ -224,7 +224,8 @@ class MuZeroAgent:
     def _learn(self) -> dict[str, float]:
         c = self.config
         self.network.train()
-        batch = self.replay.sample(c.batch_size)
+        consistency = c.consistency_weight > 0
+        batch = self.replay.sample(c.batch_size, next_observations=consistency)
         dev, dtype = self.device, torch.get_default_dtype()
 
         def tensor(x: np.ndarray, dt: torch.dtype = dtype) -> torch.Tensor:
@@ -235,7 +236,9 @@ class MuZeroAgent:
             tensor(batch.target_values), tensor(batch.target_rewards),
             tensor(batch.target_policies), tensor(batch.value_mask), tensor(batch.reward_mask),
             tensor(batch.policy_mask), tensor(batch.weights), c.support_size,
-            c.value_loss_weight)
+            c.value_loss_weight,
+            next_observations=tensor(batch.next_observations) if consistency else None,
+            consistency_weight=c.consistency_weight)
         if not torch.isfinite(losses.total):
             raise TrainingError(
                 f"the loss became {losses.total.item()} at update {self.updates + 1} "
@@ -252,7 +255,8 @@ class MuZeroAgent:
         if c.reanalyse_fraction > 0:
             self._reanalyse(max(1, round(c.reanalyse_fraction * c.batch_size)))
         return {"loss": losses.total.item(), "value_loss": float(losses.value),
-                "reward_loss": float(losses.reward), "policy_loss": float(losses.policy)}
+                "reward_loss": float(losses.reward), "policy_loss": float(losses.policy),
+                "consistency_loss": float(losses.consistency)}
 
     def _reanalyse(self, count: int) -> None:
         """Re-searches the next ``count`` stored positions, sweeping the replay in order."""
@@ -394,7 +398,7 @@ class MuZeroAgent:
         return rows
 
     _LOG_FIELDS = ("env_steps", "updates", "episodes", "seconds", "train_return", "eval_return",
-                   "loss", "value_loss", "reward_loss", "policy_loss")
+                   "loss", "value_loss", "reward_loss", "policy_loss", "consistency_loss")
 
     def _log(self, row: dict[str, float], csv_file: Any, writer: Any) -> None:
         if csv_file is not None:

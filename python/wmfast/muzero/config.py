@@ -33,7 +33,9 @@ class Config:
       batch_size, learning_rate, weight_decay, max_grad_norm, value_loss_weight,
       updates_per_step (gradient updates per environment step), min_replay (positions stored
       before the first update), reanalyse_fraction (positions re-searched with the current
-      network per update, as a fraction of batch_size).
+      network per update, as a fraction of batch_size), consistency_weight (EfficientZero's
+      self-supervised consistency loss on the unrolled latents; 0: off; the network needs
+      ``project(latent, with_predictor)``, as the reference networks have).
     torch_threads: torch's intra-op threads while the agent trains or evaluates (restored
       after); small networks run fastest on one, and two threads that wait on each other are
       several times slower on a busy machine. None leaves torch's setting alone.
@@ -68,6 +70,7 @@ class Config:
     updates_per_step: float = 0.25
     min_replay: int = 1000
     reanalyse_fraction: float = 0.0
+    consistency_weight: float = 0.0
     torch_threads: int | None = 1
     seed: int = 0
 
@@ -92,6 +95,7 @@ class Config:
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("weight_decay", "max_grad_norm", "value_loss_weight", "priority_alpha",
+                     "consistency_weight",
                      "gumbel_scale", "dirichlet_fraction"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"Config.{name} must be >= 0, got {getattr(self, name)!r}")

@@ -9,7 +9,10 @@ and each prediction is scored against its target: cross-entropy of the value and
 (or squared error for scalar heads) and of the policy logits against the search policy. As in the
 MuZero pseudocode, the gradient of each unrolled step's loss is scaled by 1/K and the dynamics'
 incoming latent gradient by 1/2; losses are weighted per sample by the replay's importance
-weights.
+weights. With ``consistency_weight > 0`` the EfficientZero consistency term is added: the
+negative cosine similarity between ``network.project(s_k, with_predictor=True)`` and
+``network.project(representation(o_{i+k}), with_predictor=False)`` (no gradient through the
+target branch), for unrolled steps inside the game.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Losses:
     Attributes:
       total: scalar tensor to minimise (weighted sum, with graph).
       value, reward, policy: scalar tensors (detached) per component, summed over the unroll.
+      consistency: scalar tensor (detached), 0 when the term is off.
       root_values: [B] (detached) predicted value at the root, as a scalar, for new priorities.
     """
 
@@ -45,6 +49,7 @@ class Losses:
     reward: torch.Tensor
     policy: torch.Tensor
     root_values: torch.Tensor
+    consistency: torch.Tensor
 
 
 def _check_head(head: torch.Tensor, B: int, support_size: int, name: str) -> None:
@@ -74,6 +79,8 @@ def unrolled_loss(
     weights: torch.Tensor,
     support_size: int,
     value_loss_weight: float = 0.25,
+    next_observations: torch.Tensor | None = None,
+    consistency_weight: float = 0.0,
 ) -> Losses:
     """The loss of a batch of B positions unrolled K = actions.shape[1] steps.
 
@@ -87,9 +94,27 @@ def unrolled_loss(
       weights: [B] importance-sampling weights.
       support_size: size of the categorical heads' support (0: scalar heads).
       value_loss_weight: weight of the value loss (MuZero Reanalyse: 0.25).
+      next_observations: [B, K, *obs_shape] observations after each unrolled action (needed
+        when consistency_weight > 0).
+      consistency_weight: weight of EfficientZero's consistency loss (0: off).
     """
     B, K = actions.shape
     A = target_policies.shape[-1]
+    consistency_on = consistency_weight > 0
+    if consistency_on:
+        if not callable(getattr(network, "project", None)):
+            raise TypeError(
+                "consistency_weight > 0 needs network.project(latent, with_predictor) (the "
+                f"reference networks have it), got {type(network).__name__} without it")
+        if next_observations is None or tuple(next_observations.shape[:2]) != (B, K):
+            got = None if next_observations is None else list(next_observations.shape)
+            raise ValueError(
+                f"next_observations must have shape [{B}, {K}, ...] with consistency_weight > 0, "
+                f"got {got}")
+        with torch.no_grad():
+            next_latent = network.initial_inference(next_observations.flatten(0, 1)).latent
+            targets = network.project(next_latent, with_predictor=False).view(B, K, -1)
+    consistency_loss = torch.zeros(B, dtype=observations.dtype, device=observations.device)
     root = network.initial_inference(observations)
     if list(root.logits.shape) != [B, A]:
         raise ValueError(
@@ -110,8 +135,14 @@ def unrolled_loss(
         value_loss = value_loss + scale_gradient(v, 1.0 / K)
         reward_loss = reward_loss + scale_gradient(r, 1.0 / K)
         policy_loss = policy_loss + scale_gradient(p, 1.0 / K)
+        if consistency_on:
+            online = network.project(step.latent, with_predictor=True)
+            c = -F.cosine_similarity(online, targets[:, k - 1], dim=-1) * policy_mask[:, k]
+            consistency_loss = consistency_loss + scale_gradient(c, 1.0 / K)
         latent = scale_gradient(step.latent, 0.5)
     per_sample = value_loss_weight * value_loss + reward_loss + policy_loss
+    if consistency_on:
+        per_sample = per_sample + consistency_weight * consistency_loss
     total = (per_sample * weights).mean()
     with torch.no_grad():
         root_values = (T.support_to_scalar(root.value, support_size) if support_size > 0
@@ -122,4 +153,5 @@ def unrolled_loss(
         reward=reward_loss.detach().mean(),
         policy=policy_loss.detach().mean(),
         root_values=root_values,
+        consistency=consistency_loss.detach().mean(),
     )

@@ -51,6 +51,20 @@ def _mlp(sizes: list[int], activate_last: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class _Projection(nn.Module):
+    """EfficientZero's consistency heads (SimSiam): a projection of the flattened latent and a
+    predictor applied on the dynamics branch only."""
+
+    def __init__(self, latent_size: int, size: int) -> None:
+        super().__init__()
+        self.projection = _mlp([latent_size, size, size])
+        self.predictor = _mlp([size, size, size])
+
+    def forward(self, latent: torch.Tensor, with_predictor: bool) -> torch.Tensor:
+        z = self.projection(latent.flatten(1))
+        return self.predictor(z) if with_predictor else z
+
+
 class MLPNetwork(nn.Module):
     """MuZero's three functions as MLPs, for vector observations.
 
@@ -89,6 +103,7 @@ class MLPNetwork(nn.Module):
         self.reward_head = _mlp([latent_dim, hidden, out])
         self.policy_head = _mlp([latent_dim, hidden, num_actions])
         self.value_head = _mlp([latent_dim, hidden, out])
+        self.consistency = _Projection(latent_dim, hidden)
         # Zero-initialised last layers: uniform priors and zero values/rewards at the start.
         for head in (self.reward_head, self.policy_head, self.value_head):
             nn.init.zeros_(head[-1].weight)
@@ -97,6 +112,11 @@ class MLPNetwork(nn.Module):
     def _predict(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         value = _scalar_head(self.value_head(latent), self.support_size)
         return self.policy_head(latent), value
+
+    def project(self, latent: torch.Tensor, with_predictor: bool) -> torch.Tensor:
+        """The consistency loss's projection of a latent (and predictor, for the dynamics
+        branch)."""
+        return self.consistency(latent, with_predictor)
 
     def initial_inference(self, obs: torch.Tensor) -> Root:
         latent = scale_latent(self.representation(obs.flatten(1)))
@@ -167,6 +187,7 @@ class ResNetwork(nn.Module):
         self.policy_head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 64), nn.ReLU(),
                                          nn.Linear(64, num_actions))
         self.value_head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 64), nn.ReLU(), nn.Linear(64, out))
+        self.consistency = _Projection(flat, 64)
         for head in (self.reward_head, self.policy_head, self.value_head):
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
@@ -180,6 +201,11 @@ class ResNetwork(nn.Module):
             plane = nn.functional.one_hot(action.long(), self.board).to(like.dtype)
             return plane.view(B, 1, height, width)
         return (action.to(like.dtype) / self.num_actions).view(B, 1, 1, 1).expand(B, 1, height, width)
+
+    def project(self, latent: torch.Tensor, with_predictor: bool) -> torch.Tensor:
+        """The consistency loss's projection of a latent (and predictor, for the dynamics
+        branch)."""
+        return self.consistency(latent, with_predictor)
 
     def initial_inference(self, obs: torch.Tensor) -> Root:
         latent = scale_latent(self.representation(obs))

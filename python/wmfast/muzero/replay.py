@@ -74,6 +74,9 @@ class Batch:
       target_policies: [B, K+1, A] float32 policy targets.
       value_mask, reward_mask, policy_mask: [B, K+1] float32 1 where the target is trained.
       weights: [B] float32 importance-sampling weights (1 with uniform sampling).
+      next_observations: [B, K, *obs_shape] observations after each unrolled action (for the
+        consistency loss; only when asked for, else None). Past the game's end they repeat the
+        position's own observation and ``policy_mask[:, 1:]`` is 0 there.
     """
 
     index: np.ndarray
@@ -86,6 +89,7 @@ class Batch:
     reward_mask: np.ndarray
     policy_mask: np.ndarray
     weights: np.ndarray
+    next_observations: np.ndarray | None = None
 
 
 class Replay:
@@ -244,8 +248,9 @@ class Replay:
         value += scale * boot
         return np.where(inside, value, 0.0).astype(np.float32)
 
-    def sample(self, batch_size: int) -> Batch:
-        """B positions with their K-step unroll targets."""
+    def sample(self, batch_size: int, next_observations: bool = False) -> Batch:
+        """B positions with their K-step unroll targets (and the observations after each
+        unrolled action when ``next_observations``)."""
         if not self.valid.any():
             raise ValueError("the replay is empty: add games before sampling")
         candidates = np.flatnonzero(self.valid)
@@ -258,9 +263,10 @@ class Replay:
         else:
             pick = self.rng.integers(0, len(candidates), size=batch_size)
             weights = np.ones(batch_size, np.float32)
-        return self.targets(candidates[pick], weights)
+        return self.targets(candidates[pick], weights, next_observations)
 
-    def targets(self, index: np.ndarray, weights: np.ndarray | None = None) -> Batch:
+    def targets(self, index: np.ndarray, weights: np.ndarray | None = None,
+                next_observations: bool = False) -> Batch:
         """The unroll targets of the positions at storage indices ``index`` [B]."""
         index = np.asarray(index, np.int64)
         B, K = len(index), self.unroll_steps
@@ -290,6 +296,7 @@ class Replay:
             reward_mask=reward_mask.astype(np.float32),
             policy_mask=inside.astype(np.float32),
             weights=np.ones(B, np.float32) if weights is None else weights,
+            next_observations=self.observations[safe[:, 1:]] if next_observations else None,
         )
 
     def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
