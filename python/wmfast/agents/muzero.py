@@ -27,7 +27,7 @@ from wmfast.muzero.loss import unrolled_loss
 from wmfast.muzero.networks import MLPNetwork, SearchModel
 from wmfast.muzero.reanalyse import reanalyse
 from wmfast.muzero.replay import Replay
-from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay
+from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, _legal_mask
 
 __all__ = ["MuZeroAgent", "TrainingError"]
 
@@ -93,7 +93,8 @@ class MuZeroAgent:
         (``wmfast.muzero.networks``); None builds an MLPNetwork from the config.
       config: a ``wmfast.muzero.Config``.
       search: the search to plan with (a wm.MCTS / wm.GumbelMCTS); None builds the one the
-        config names. Evaluation and ``act`` use a copy without root noise.
+        config names. Evaluation and ``act`` use a search built from the config without root
+        noise.
       legal_actions: optional ``legal_actions(env, obs, info) -> [A] bool`` when the
         environment does not put an ``action_mask`` in its info.
     """
@@ -165,9 +166,11 @@ class MuZeroAgent:
             return np.asarray(out.action).astype(np.int64)
         return np.asarray(out.visit_counts).argmax(axis=1)
 
-    def act(self, obs: Any, legal_actions: Any = None) -> int | np.ndarray:
-        """The greedy action (most visited; Gumbel: the best considered action without noise)
-        for one observation, or [B] actions for a batch [B, *obs_shape]."""
+    def act(self, obs: Any, legal_actions: Any = None) -> int | torch.Tensor:
+        """The greedy action (most visited; Gumbel: the best considered action without noise):
+        an int for one observation, an int64 tensor [B] for a batch [B, *obs_shape].
+        ``legal_actions``: [A] or [B, A] bool (None: all legal, or the environment's mask is
+        not known here)."""
         array = np.asarray(obs)
         single = array.shape == self.obs_shape
         if not single and array.shape[1:] != self.obs_shape:
@@ -177,19 +180,18 @@ class MuZeroAgent:
         legal = None if legal_actions is None else np.asarray(legal_actions, bool).reshape(
             len(batch), self.num_actions)
         actions = self._greedy(batch, legal)
-        return int(actions[0]) if single else actions
+        return int(actions[0]) if single else torch.from_numpy(actions)
 
     def evaluate(self, episodes: int = 20, seed: int = 10_000) -> dict[str, Any]:
         """Greedy returns over ``episodes`` episodes played together (one batched search per
-        move). Returns {"mean_return", "returns", "lengths"}."""
+        move). Returns {"mean_return": float, "returns": float64 tensor [episodes],
+        "lengths": int64 tensor [episodes]}."""
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
         with _torch_threads(self.config.torch_threads):
             return self._evaluate(episodes, seed)
 
     def _evaluate(self, episodes: int, seed: int) -> dict[str, Any]:
-        from wmfast.muzero.selfplay import _legal_mask
-
         envs = [self.env_fn() for _ in range(episodes)]
         obs, masks = [], []
         for i, env in enumerate(envs):
@@ -217,7 +219,8 @@ class MuZeroAgent:
             live = still
         for env in envs:
             env.close()
-        return {"mean_return": float(returns.mean()), "returns": returns, "lengths": lengths}
+        return {"mean_return": float(returns.mean()), "returns": torch.from_numpy(returns),
+                "lengths": torch.from_numpy(lengths)}
 
     # -- learning -------------------------------------------------------------------------------
 
