@@ -67,8 +67,9 @@ def _config(**changes) -> Config:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A two-node Ray cluster on this machine for the module; Ray's token auth off and its
-    session files in a temporary folder (nothing is left in the user's home or /tmp/ray)."""
+    """A two-node Ray cluster on this machine for the module; Ray's token auth off and all its
+    files in a temporary folder (nothing is left in the user's home or in /tmp/ray: Ray writes
+    its address file under $RAY_TMPDIR/ray whatever the nodes' temp_dir)."""
     if ray is None:
         pytest.skip('needs ray (pip install "wmfast[ray]")')
     from ray import cloudpickle
@@ -76,24 +77,29 @@ def cluster():
 
     # The actors unpickle this module's Chain and lambdas by value (workers cannot import tests/).
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    previous = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     temp = tempfile.mkdtemp(prefix="wmray-")
-    nodes = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "temp_dir": temp})
+    os.makedirs(os.path.join(temp, "ray"))
+    settings = {"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    nodes = None
     try:
+        nodes = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "include_dashboard": False})
         nodes.add_node(num_cpus=1)
         ray.init(address=nodes.address, log_to_driver=False)
         yield nodes
     finally:
         ray.shutdown()
-        nodes.shutdown()
+        if nodes is not None:
+            nodes.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-        if previous is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _assert_every_game_stored_once(agent: MuZeroAgent) -> None:
@@ -268,3 +274,17 @@ def test_the_local_backend_does_not_import_ray():
             "a.train(40, progress=False)\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@needs_ray
+def test_demo_smoke_on_ray(cluster, tmp_path, capsys):
+    import json
+
+    from wmfast.demos.muzero_cartpole import main
+
+    assert main(["--smoke", "--ray", "--actors", "2", "--json", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["backend"] == "ray" and result["actors"] == 2 and result["env_steps"] > 0
+    assert ray.is_initialized()      # the demo leaves a Ray it did not start running
+    agent = MuZeroAgent.load(str(tmp_path / "agent.pt"), lambda: gym.make("CartPole-v1"))
+    assert agent.env_steps == result["env_steps"]
