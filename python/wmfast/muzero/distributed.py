@@ -214,7 +214,8 @@ class SelfPlayWorker(_Worker):
         return {"slot": self.slot, "incarnation": self.incarnation, "node": self.node,
                 "first_seq": first,
                 "games": games, "returns": list(returns), "version": version,
-                "env_steps": moves * len(self.selfplay.envs)}
+                "env_steps": moves * len(self.selfplay.envs),
+                "cpu_seconds": time.process_time()}     # the actor's CPU time so far
 
     def games_produced(self) -> int:
         return self.produced
