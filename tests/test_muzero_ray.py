@@ -171,8 +171,8 @@ def test_killed_actors_are_replaced_and_no_finished_game_is_lost(cluster):
     agent = MuZeroAgent(lambda: Chain(5), config=_config(reanalyse_fraction=0.25))
     thread, errors = _train_in_thread(agent, env_steps=1200, backend="ray", num_actors=2,
                                       num_reanalysers=1, progress=False)
-    _wait_for(lambda: agent.ray_runner is not None and len(agent.ray_runner.received) >= 5
-              and agent.updates > 0)
+    _wait_for(lambda: agent.ray_runner is not None and agent.updates > 0
+              and sum(slot == 0 for slot, _, _ in agent.ray_runner.received) >= 3)
     runner = agent.ray_runner
     victim = runner.selfplay[0].handle
     # Calls run in order: this answer comes after every call queued before it has returned.
@@ -225,6 +225,21 @@ def test_a_checkpoint_taken_while_actors_run_restores_and_resumes(cluster, tmp_p
     assert loaded.env_steps >= mid["env_steps"] + 200
     assert loaded.updates > mid["updates"]
     assert loaded.replay.games_added == mid["games"] + len(loaded.ray_runner.received)
+
+
+@needs_ray
+def test_an_actor_that_cannot_start_stops_training_with_its_error(cluster):
+    driver = os.getpid()
+
+    def env_fn():    # works here (the agent probes it), fails in the actors
+        if os.getpid() != driver:
+            raise OSError("no display in the actor")
+        return Chain(5)
+
+    agent = MuZeroAgent(env_fn, config=_config())
+    with pytest.raises(RuntimeError, match="(?s)selfplay actor 0 failed to start.*no display"):
+        agent.train(100, backend="ray", num_actors=1, progress=False)
+    assert agent.ray_runner.restarts == 0
 
 
 # -- without a cluster ---------------------------------------------------------------------------

@@ -33,7 +33,8 @@ new one in its slot, with a new seed, and training continues; games from calls t
 before the death are all in the replay (each game carries its actor slot, the actor's
 incarnation and a sequence number, and the driver checks that none is missing or repeated).
 Episodes in progress on the dead actor are lost. An exception raised by the user's code inside an
-actor (an environment's error, say) is not retried: it stops training with that error.
+actor (an environment's error, say) is not retried: it stops training with that error, and so
+does an actor whose construction failed.
 
 Imports ray lazily: the in-process path never imports it.
 """
@@ -88,7 +89,9 @@ class RayOptions:
         actors asking for 1 CPU each do not all start on a small machine); pass
         ``{"num_cpus": 1}`` to have Ray place one actor per core.
       reanalyser_options: ``.options(...)`` of the reanalyse actors.
-      spread: place the self-play actors with Ray's SPREAD strategy (over the cluster's nodes).
+      spread: place self-play actor i on the cluster's live node i mod (number of nodes) (a
+        node affinity; it waits there for the resources it asks for), unless actor_options names
+        a scheduling_strategy (pass "SPREAD" or "DEFAULT" to leave placement to Ray).
       max_restarts: actors (self-play and reanalyse together) replaced after dying before the
         run gives up with an error.
     """
@@ -294,8 +297,16 @@ class RayRunner:
     def _start_selfplay(self, slot: int, incarnation: int) -> _Slot:
         a, c = self.agent, self.agent.config
         options = dict(self.options.actor_options)
-        if self.options.spread:
-            options.setdefault("scheduling_strategy", "SPREAD")
+        if self.options.spread and "scheduling_strategy" not in options:
+            # Round robin over the live nodes, as it is started (a replacement goes to a node
+            # alive then). Ray's "SPREAD" and soft node affinity are best effort: on a two-node
+            # test cluster they put zero-CPU actors on one node.
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            nodes = sorted(n["NodeID"] for n in self.ray.nodes() if n["Alive"])
+            if nodes:
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                    nodes[(slot + incarnation) % len(nodes)], soft=False)
         seed = _actor_seed(self.spec[3], slot, incarnation, self._episodes_at_start)
         handle = self._selfplay_cls.options(**options).remote(
             a.env_fn, self.network_ref, self.spec, a.num_actions, c, a.legal_actions, seed, slot,
@@ -427,7 +438,11 @@ class RayRunner:
                             slots[slot].busy = False
                     try:
                         result = ray.get(ref)
-                    except ray.exceptions.RayActorError:
+                    except ray.exceptions.RayActorError as error:
+                        if error.actor_init_failed:
+                            # its constructor raised (env_fn, say): a new one would too
+                            raise RuntimeError(
+                                f"{kind} actor {slot} failed to start: {error}") from error
                         if kind == "selfplay":
                             # the dead actor's calls were not played: schedule them anew
                             lost = [ref, *slots[slot].queue]
