@@ -168,8 +168,11 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
 
 @needs_ray
 def test_killed_actors_are_replaced_and_no_finished_game_is_lost(cluster):
-    agent = MuZeroAgent(lambda: Chain(5), config=_config(reanalyse_fraction=0.25))
-    thread, errors = _train_in_thread(agent, env_steps=1200, backend="ray", num_actors=2,
+    # Few updates per step: a long run in steps, so the replacement actor has steps left to play
+    # even when the other actor did most of them while this one was starting.
+    agent = MuZeroAgent(lambda: Chain(5),
+                        config=_config(reanalyse_fraction=0.25, updates_per_step=0.15))
+    thread, errors = _train_in_thread(agent, env_steps=3200, backend="ray", num_actors=2,
                                       num_reanalysers=1, progress=False)
     _wait_for(lambda: agent.ray_runner is not None and agent.updates > 0
               and sum(slot == 0 for slot, _, _ in agent.ray_runner.received) >= 3)
@@ -183,7 +186,7 @@ def test_killed_actors_are_replaced_and_no_finished_game_is_lost(cluster):
     assert not thread.is_alive()
     if errors:
         raise errors[0]
-    assert agent.env_steps >= 1200
+    assert agent.env_steps >= 3200
     assert runner.restarts == 2
     assert runner.selfplay[0].incarnation == 1 and runner.reanalysers[0].incarnation == 1
     first_life = [seq for slot, inc, seq in runner.received if (slot, inc) == (0, 0)]
