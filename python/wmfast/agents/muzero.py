@@ -141,6 +141,7 @@ class MuZeroAgent:
         self._reanalyse_cursor = 0
         self._updates_due = 0.0
         self._selfplay: SelfPlay | None = None
+        self.ray_runner: Any = None   # the last backend="ray" run (actors, received games)
 
     def _make_search(self, noise: bool) -> Any:
         c = self.config
@@ -224,7 +225,9 @@ class MuZeroAgent:
 
     # -- learning -------------------------------------------------------------------------------
 
-    def _learn(self) -> dict[str, float]:
+    def _learn(self, reanalyse: bool = True) -> dict[str, float]:
+        """One gradient update (and, with ``reanalyse`` and Config.reanalyse_fraction > 0, the
+        reanalysis that goes with it; the Ray backend's reanalyse actors do that part)."""
         c = self.config
         self.network.train()
         consistency = c.consistency_weight > 0
@@ -255,7 +258,7 @@ class MuZeroAgent:
         self.updates += 1
         priorities = (losses.root_values.cpu().numpy() - batch.target_values[:, 0])
         self.replay.update_priorities(batch.index, priorities)
-        if c.reanalyse_fraction > 0:
+        if reanalyse and c.reanalyse_fraction > 0:
             self._reanalyse(max(1, round(c.reanalyse_fraction * c.batch_size)))
         return {"loss": losses.total.item(), "value_loss": float(losses.value),
                 "reward_loss": float(losses.reward), "policy_loss": float(losses.policy),
@@ -283,6 +286,10 @@ class MuZeroAgent:
         log_dir: str | None = None,
         progress: bool = True,
         checkpoint: str | None = None,
+        backend: str = "local",
+        num_actors: int | None = None,
+        num_reanalysers: int | None = None,
+        ray_options: Any = None,
     ) -> list[dict[str, float]]:
         """Trains for ``env_steps`` more environment steps (or until ``time_limit`` seconds).
 
@@ -295,19 +302,66 @@ class MuZeroAgent:
           log_dir: write ``log.csv`` (and TensorBoard events when tensorboard is installed).
           progress: show a tqdm progress bar.
           checkpoint: save the agent there after every evaluation (atomic) and at the end.
+          backend: "local" (everything in this process) or "ray": self-play and reanalyse in
+            Ray actors, the learner and the replay here (``wmfast.muzero.distributed``; needs
+            ``pip install "wmfast[ray]"``).
+          num_actors: (ray) self-play actors, each with ``config.num_envs`` environments and
+            its own batched search (default 2).
+          num_reanalysers: (ray) reanalyse actors doing the learner's reanalysis
+            (``config.reanalyse_fraction`` > 0 needed; default 0: the learner reanalyses).
+          ray_options: (ray) a ``wmfast.muzero.distributed.RayOptions`` (cluster address,
+            weights_every, actor resources, ...).
         Returns: the log rows of this call (also in ``self.history``).
         """
         if isinstance(env_steps, bool) or not isinstance(env_steps, int) or env_steps < 1:
             raise ValueError(f"env_steps must be an int >= 1, got {env_steps!r}")
-        with _torch_threads(self.config.torch_threads):
-            return self._train(env_steps, time_limit, eval_every, eval_episodes, target_return,
-                               log_dir, progress, checkpoint)
+        runner = self._ray_runner(backend, num_actors, num_reanalysers, ray_options)
+        try:
+            with _torch_threads(self.config.torch_threads):
+                return self._train(env_steps, time_limit, eval_every, eval_episodes,
+                                   target_return, log_dir, progress, checkpoint, runner)
+        finally:
+            if runner is not None:
+                runner.shutdown()   # the actors stop with the call (Ray itself keeps running)
+
+    def _ray_runner(self, backend: str, num_actors: int | None, num_reanalysers: int | None,
+                    ray_options: Any) -> Any:
+        """None for backend="local"; for "ray", a RayRunner with its actors started."""
+        if backend == "local":
+            for name, value in (("num_actors", num_actors), ("num_reanalysers", num_reanalysers),
+                                ("ray_options", ray_options)):
+                if value is not None:
+                    raise ValueError(f"{name} is a setting of backend='ray', got {name}={value!r} "
+                                     "with backend='local'")
+            return None
+        if backend != "ray":
+            raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+        num_actors = 2 if num_actors is None else num_actors
+        num_reanalysers = 0 if num_reanalysers is None else num_reanalysers
+        for name, value, low in (("num_actors", num_actors, 1),
+                                 ("num_reanalysers", num_reanalysers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if num_reanalysers and self.config.reanalyse_fraction == 0:
+            raise ValueError(f"num_reanalysers={num_reanalysers} needs Config.reanalyse_fraction "
+                             "> 0 (the share of each batch re-searched), got 0")
+        from wmfast.muzero.distributed import RayOptions, RayRunner, require_ray
+
+        require_ray()
+        if ray_options is None:
+            ray_options = RayOptions()
+        if not isinstance(ray_options, RayOptions):
+            raise TypeError("ray_options must be a wmfast.muzero.distributed.RayOptions, got "
+                            f"{type(ray_options).__name__}")
+        self.ray_runner = RayRunner(self, num_actors, num_reanalysers, ray_options)
+        return self.ray_runner
 
     def _train(self, env_steps: int, time_limit: float | None, eval_every: float | None,
                eval_episodes: int, target_return: float | None, log_dir: str | None,
-               progress: bool, checkpoint: str | None) -> list[dict[str, float]]:
+               progress: bool, checkpoint: str | None, runner: Any = None
+               ) -> list[dict[str, float]]:
         c = self.config
-        if self._selfplay is None:
+        if self._selfplay is None and runner is None:
             envs = [self.env_fn() for _ in range(c.num_envs)]
             self._selfplay = SelfPlay(envs, self.model, self.search, self.num_actions,
                                       c.two_player, seed=c.seed + 1000 * self.episodes,
@@ -331,8 +385,13 @@ class MuZeroAgent:
 
                 bar = stack.enter_context(
                     tqdm(total=env_steps, unit="step", desc="MuZero", dynamic_ncols=True))
-            rows = self._train_loop(selfplay, env_steps, time_limit, eval_every, eval_episodes,
-                                    target_return, checkpoint, csv_file, writer, bar)
+            if runner is not None:
+                rows = runner.run(env_steps, time_limit, eval_every, eval_episodes, target_return,
+                                  checkpoint, csv_file, writer, bar)
+            else:
+                rows = self._train_loop(selfplay, env_steps, time_limit, eval_every,
+                                        eval_episodes, target_return, checkpoint, csv_file,
+                                        writer, bar)
         if checkpoint is not None:
             self.save(checkpoint)
         return rows
@@ -401,7 +460,9 @@ class MuZeroAgent:
         return rows
 
     _LOG_FIELDS = ("env_steps", "updates", "episodes", "seconds", "train_return", "eval_return",
-                   "loss", "value_loss", "reward_loss", "policy_loss", "consistency_loss")
+                   "loss", "value_loss", "reward_loss", "policy_loss", "consistency_loss",
+                   # backend="ray": newest published weights, max staleness, actors replaced
+                   "weights_version", "staleness", "actor_restarts")
 
     def _log(self, row: dict[str, float], csv_file: Any, writer: Any) -> None:
         if csv_file is not None:

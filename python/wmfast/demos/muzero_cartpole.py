@@ -9,6 +9,10 @@ spent. The learning curve (return against environment steps and against wall tim
 DIR/muzero_cartpole.png, the log to DIR/log.csv, the trained agent to DIR/agent.pt (load it with
 ``MuZeroAgent.load(path, env_fn)``). ``--smoke`` runs a few seconds (a check that everything
 runs, not a result).
+
+``--ray`` runs self-play in ``--actors`` Ray actors (16 environments each) with the learner in
+this process (``pip install "wmfast[ray]"``): a local Ray instance, or the cluster at
+``--ray-address``.
 """
 
 from __future__ import annotations
@@ -74,7 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="print a JSON object with the headline figures as the last line")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny network for a few seconds: checks that it runs")
+    parser.add_argument("--ray", action="store_true",
+                        help="self-play in Ray actors (pip install \"wmfast[ray]\")")
+    parser.add_argument("--actors", type=int, default=2,
+                        help="with --ray: self-play actors (default: 2)")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --ray: the cluster to join (default: a local Ray instance)")
     args = parser.parse_args(argv)
+    if not args.ray and (args.actors != 2 or args.ray_address is not None):
+        parser.error("--actors and --ray-address need --ray")
+    if args.actors < 1:
+        parser.error(f"--actors must be >= 1, got {args.actors}")
 
     import gymnasium as gym
 
@@ -89,9 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     budget = 8.0 if args.smoke else args.minutes * 60.0
     eval_episodes = 2 if args.smoke else 20
-    agent.train(10**9, time_limit=budget, eval_every=4.0 if args.smoke else args.eval_every,
-                eval_episodes=eval_episodes, target_return=args.target, log_dir=args.out,
-                progress=not args.json)
+    backend: dict = {}
+    if args.ray:
+        from wmfast.muzero.distributed import RayOptions, require_ray
+
+        ray = require_ray()
+        started_ray = not ray.is_initialized()
+        init = {"include_dashboard": False} if args.ray_address is None else {}
+        backend = {"backend": "ray", "num_actors": args.actors,
+                   "ray_options": RayOptions(address=args.ray_address, init_kwargs=init)}
+    try:
+        agent.train(10**9, time_limit=budget, eval_every=4.0 if args.smoke else args.eval_every,
+                    eval_episodes=eval_episodes, target_return=args.target, log_dir=args.out,
+                    progress=not args.json, **backend)
+    finally:
+        if args.ray and started_ray:
+            ray.shutdown()
     evaluations = [row for row in agent.history if "eval_return" in row]
     solved = [row for row in evaluations if row["eval_return"] >= args.target]
     final = agent.evaluate(eval_episodes) if not evaluations else None
@@ -112,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps({
             "demo": "muzero-cartpole", "seed": args.seed, "smoke": args.smoke,
+            "backend": "ray" if args.ray else "local", "actors": args.actors if args.ray else 0,
             "solved": bool(solved), "target": args.target,
             "seconds_to_solve": solved[0]["seconds"] if solved else None,
             "env_steps_to_solve": solved[0]["env_steps"] if solved else None,
