@@ -145,6 +145,17 @@ def test_search_model_decodes_supports_and_flips_for_two_players():
     assert SearchModel(net, 5).recurrent_inference(root.latent, torch.zeros(7, dtype=torch.long)).discount is None
 
 
+def test_temperature_follows_the_larger_budget_fraction():
+    from wmfast.muzero.config import training_progress
+
+    assert training_progress(50, 100, 10.0, 40.0) == 0.5
+    assert training_progress(10, 100, 30.0, 40.0) == 0.75
+    assert training_progress(10, 100, 99.0, None) == 0.1
+    assert training_progress(10, 100, 99.0, 40.0) == 1.0
+    config = Config(temperatures=((0.5, 1.0), (0.75, 0.5), (1.0, 0.25)))
+    assert [config.temperature(p) for p in (0.0, 0.5, 0.8, 1.0)] == [1.0, 0.5, 0.25, 0.25]
+
+
 def test_choose_actions():
     visits = np.array([[1, 5, 5, 0], [0, 0, 0, 9]])
     np.testing.assert_array_equal(choose_actions(visits, 0.0, np.random.default_rng(0)), [1, 3])

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import wmfast as wm
-from wmfast.muzero.config import Config
+from wmfast.muzero.config import Config, training_progress
 from wmfast.muzero.loss import unrolled_loss
 from wmfast.muzero.networks import MLPNetwork, SearchModel
 from wmfast.muzero.reanalyse import reanalyse
@@ -411,13 +411,10 @@ class MuZeroAgent:
             elapsed = time.perf_counter() - start_time
             if time_limit is not None and elapsed >= time_limit:
                 break
-            # Training progress drives the temperature schedule: the larger of the step and
-            # the time budget's fractions.
-            progress_fraction = (self.env_steps - start_steps) / env_steps
-            if time_limit is not None:
-                progress_fraction = max(progress_fraction, elapsed / time_limit)
             self.network.eval()
-            games = selfplay.step(c.temperature(progress_fraction))
+            progress = training_progress(self.env_steps - start_steps, env_steps, elapsed,
+                                         time_limit)
+            games = selfplay.step(c.temperature(progress))
             for game in games:
                 self.replay.add(game)
             self.episodes += len(games)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-__all__ = ["Config"]
+__all__ = ["Config", "training_progress"]
 
 
 @dataclasses.dataclass
@@ -114,3 +114,13 @@ class Config:
             if progress < fraction:
                 return temperature
         return self.temperatures[-1][1]
+
+
+def training_progress(steps: int, env_steps: int, seconds: float,
+                      time_limit: float | None) -> float:
+    """The fraction of a ``train`` call done, which drives the temperature schedule: the larger
+    of the step budget's and the time budget's fractions."""
+    progress = steps / env_steps
+    if time_limit is not None:
+        progress = max(progress, seconds / time_limit)
+    return min(1.0, progress)

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmfast.muzero.config import Config
+from wmfast.muzero.config import Config, training_progress
 from wmfast.muzero.networks import SearchModel
 from wmfast.muzero.replay import Game
 from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay
@@ -409,7 +409,8 @@ class RayRunner:
         scheduled = a.env_steps
 
         def temperature() -> float:
-            return c.temperature(min(1.0, (scheduled - start_steps) / env_steps))
+            return c.temperature(training_progress(scheduled - start_steps, env_steps,
+                                                   time.perf_counter() - start_time, time_limit))
 
         def fill() -> None:
             nonlocal scheduled
