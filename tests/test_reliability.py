@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def run_isolated(code, timeout=60):
     """Runs `code` in a fresh interpreter; returns (returncode, output). A hang is a failure."""
     try:
         result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         pytest.fail(f"hung for {timeout} s:\n{code}")
     return result.returncode, result.stdout + result.stderr
@@ -177,9 +178,9 @@ def test_gumbel_policy_finite_when_the_only_legal_action_has_minus_inf_logit():
     assert int(out.visit_counts.sum()) == 8
 
 
-@pytest.mark.parametrize("kwargs", [dict(epsilon=0.0), dict(value_scale=1e38),
-                                    dict(maxvisit_init=float("nan")),
-                                    dict(maxvisit_init=float("inf"))])
+@pytest.mark.parametrize("kwargs", [{"epsilon": 0.0}, {"value_scale": 1e38},
+                                    {"maxvisit_init": float("nan")},
+                                    {"maxvisit_init": float("inf")}])
 def test_gumbel_transform_parameters_are_checked(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         wm.GumbelMCTS(A, 8, qtransform=wm.qtransform_completed_by_mix_value(**kwargs))
@@ -322,7 +323,7 @@ def _rewrite(src, dst, change):
 
 
 def test_package_with_a_bit_flip_in_its_library_is_refused(package, tmp_path):
-    data = bytearray(open(package.path, "rb").read())
+    data = bytearray(Path(package.path).read_bytes())
     with zipfile.ZipFile(package.path) as archive:
         info = next(i for i in archive.infolist() if i.filename.endswith(".so"))
     # Flip bytes inside the stored library (past its local header).
@@ -359,7 +360,7 @@ def test_package_without_manifest_is_refused(package, tmp_path):
 
 
 def test_truncated_package_is_refused(package, tmp_path):
-    data = open(package.path, "rb").read()
+    data = Path(package.path).read_bytes()
     cut = tmp_path / "cut.pt2"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="corrupted"):
@@ -376,8 +377,8 @@ def test_intact_package_still_loads(package, tmp_path):
 # -- 7. validation and messages ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(max_depth=True), "max_depth"), (dict(num_threads=True), "num_threads"),
-    (dict(seed=1.5), "seed"), (dict(seed="1"), "seed"), (dict(num_threads=0), "num_threads"),
+    ({"max_depth": True}, "max_depth"), ({"num_threads": True}, "num_threads"),
+    ({"seed": 1.5}, "seed"), ({"seed": "1"}, "seed"), ({"num_threads": 0}, "num_threads"),
 ])
 def test_mcts_arguments_of_the_wrong_kind_are_named(kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):

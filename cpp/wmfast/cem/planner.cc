@@ -69,6 +69,8 @@ bool IsCpuFloat(const at::Tensor& t) {
 
 // returns += weight * values, without the dispatcher on the CPU float path.
 void AddScaled(at::Tensor& returns, const at::Tensor& values, double weight) {
+  // A step past a zero discount counts for nothing, even a -inf reward (0 * -inf would be NaN).
+  if (weight == 0.0) return;
   if (IsCpuFloat(returns) && IsCpuFloat(values) && values.numel() == returns.numel()) {
     float* r = returns.data_ptr<float>();
     const float* v = values.const_data_ptr<float>();
