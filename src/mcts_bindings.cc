@@ -6,6 +6,9 @@
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/utils/pybind.h>
 #include <pybind11/numpy.h>
+#include <ATen/ops/all.h>
+#include <ATen/ops/argmin.h>
+#include <ATen/ops/isfinite.h>
 
 #include <memory>
 #include <optional>
@@ -16,6 +19,7 @@
 #include "torch_bindings.h"
 #include "wmfast/common/check.h"
 #include "wmfast/mcts/search.h"
+#include "wmfast/model/float_rows.h"
 #include "wmfast/model/torch/callback_evaluator.h"
 #include "wmfast/model/torch/latent_store.h"
 #include "wmfast/model/torch/native_model.h"
@@ -152,6 +156,21 @@ model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions
   return model::CallbackEvaluator(store, num_actions, PythonRecurrentFn(std::move(model_fn)));
 }
 
+// A NaN or infinite root latent is named here, not as the model's output it turns into.
+void CheckFiniteLatent(const at::Tensor& latent, int64_t B) {
+  if (!at::isFloatingType(latent.scalar_type()) || B == 0) return;
+  if (latent.is_cpu() && latent.scalar_type() == at::kFloat && latent.is_contiguous()) {
+    model::CheckFiniteRows(latent.const_data_ptr<float>(), B, latent.numel() / B, "root.latent",
+                           false, model::NameBy::kEntry);  // vectorised: nanoseconds per entry
+    return;
+  }
+  const at::Tensor finite = at::isfinite(latent.detach()).reshape({B, -1}).all(1);
+  if (finite.all().item<bool>()) return;
+  const int64_t b = at::argmin(finite.to(at::kInt)).item<int64_t>();
+  throw std::invalid_argument(StrCat("root.latent holds a NaN or infinite value in row ", b,
+                                     " (batch index): expected finite latents"));
+}
+
 std::unique_ptr<SearchState> RunSearch(
     const SearchConfig& config, py::object model_fn, const at::Tensor& root_latent,
     const float* root_logits, const float* root_value,
@@ -194,6 +213,7 @@ std::unique_ptr<SearchState> RunSearch(
   }
   if (has_root) {
     state->latents->Check(root_latent, B, "root.latent");
+    CheckFiniteLatent(root_latent, B);
     std::vector<int64_t> root_slots(B);
     for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());

@@ -54,3 +54,9 @@ def ctrl_c():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help="run the property-based fuzz suite (tests/fuzz) with a long budget "
+                          "(300 examples per property, or $WMFAST_FUZZ_EXAMPLES)")

@@ -244,9 +244,9 @@ def test_bad_update_raises_and_changes_nothing(kwargs, error, message):
 
 
 @pytest.mark.parametrize("args, kwargs, error, message", [
-    ((0, 2), {}, ValueError, "num_states must be positive, got 0"),
-    ((4, -1), {}, ValueError, "num_actions must be positive, got -1"),
-    ((4, 2), {"prior": -0.5}, ValueError, "prior must be a finite pseudo-count >= 0, got -0.5"),
+    ((0, 2), {}, ValueError, "num_states must be >= 1, got 0"),
+    ((4, -1), {}, ValueError, "num_actions must be >= 1, got -1"),
+    ((4, 2), {"prior": -0.5}, ValueError, "prior must be >= 0, got -0.5"),
     ((4.0, 2), {}, TypeError, "num_states must be an int, got float"),
     ((2**20, 2**12), {}, ValueError, "num_states \\* num_actions must be below 2\\^31"),
     ((4, 2), {"num_threads": 3}, ValueError, "num_threads must be 1, 2 or 4"),
@@ -260,7 +260,7 @@ def test_bad_planning_arguments():
     model = _model_with_data()
     with pytest.raises(ValueError, match="gamma must be in \\[0, 1\\], got 1.5"):
         model.value_iteration(gamma=1.5)
-    with pytest.raises(ValueError, match="tol must be positive"):
+    with pytest.raises(ValueError, match="tol must be > 0"):
         model.value_iteration(tol=0)
     with pytest.raises(ValueError, match="r_max needs gamma < 1"):
         model.value_iteration(gamma=1.0, r_max=1.0)

@@ -26,6 +26,7 @@ import torch
 
 from wmfast import _torch_ext
 from wmfast._convert import to_tensor
+from wmfast._validate import INT32_MAX, as_bool, as_float, as_int
 from wmfast.native import NativeModel
 
 __all__ = ["CEM", "ICEM", "MPPI", "MPCAgent", "Plan"]
@@ -171,12 +172,31 @@ class CEM:
         **method_options: Any,
     ) -> None:
         ext = _torch_ext.load()
-        for name, value in (("horizon", horizon), ("action_dim", action_dim),
-                            ("population", population), ("iterations", iterations)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        horizon = as_int(horizon, "horizon", 1, INT32_MAX)
+        action_dim = as_int(action_dim, "action_dim", 1, INT32_MAX)
+        population = as_int(population, "population", 1, INT32_MAX)
+        iterations = as_int(iterations, "iterations", 1, INT32_MAX)
+        if elites is not None:
+            elites = as_int(elites, "elites", 0, INT32_MAX)
+        particles = as_int(particles, "particles", 1, INT32_MAX)
+        policy_samples = as_int(policy_samples, "policy_samples", 0, INT32_MAX)
+        if ensemble_size is not None:
+            ensemble_size = as_int(ensemble_size, "ensemble_size", 1, INT32_MAX)
+        seed = as_int(seed, "seed", 0, 2**64 - 1)
+        min_std = as_float(min_std, "min_std", 0.0)
+        alpha = as_float(alpha, "alpha", 0.0, 1.0)
+        discount = as_float(discount, "discount", 0.0, 1.0)
+        return_mean = as_bool(return_mean, "return_mean")
+        disagreement_penalty = as_float(disagreement_penalty, "disagreement_penalty", 0.0)
+        goal_weight = as_float(goal_weight, "goal_weight", 0.0)
+        goal_terminal_only = as_bool(goal_terminal_only, "goal_terminal_only")
+        if not isinstance(goal_metric, str):
+            raise TypeError(f"goal_metric must be a str, got {type(goal_metric).__name__}")
+        for name in ("noise_beta", "keep_elites", "temperature"):
+            if name in method_options:
+                method_options[name] = as_float(method_options[name], name)
+        if "update_std" in method_options:
+            method_options["update_std"] = as_bool(method_options["update_std"], "update_std")
         low = _per_dim(action_low, "action_low", action_dim)
         high = _per_dim(action_high, "action_high", action_dim)
         if init_std is None:
@@ -213,9 +233,7 @@ class CEM:
         config.goal_weight = float(goal_weight)
         config.goal_terminal_only = bool(goal_terminal_only)
         config.policy_samples = int(policy_samples)
-        if int(seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        config.seed = int(seed)
+        config.seed = seed
         for name, value in method_options.items():
             if name not in _METHOD_OPTIONS:
                 raise TypeError(f"{type(self).__name__} got an unexpected keyword argument "
@@ -237,7 +255,7 @@ class CEM:
 
     def seed(self, seed: int) -> None:
         """Restarts the noise: the following plans repeat those of a planner made with ``seed``."""
-        self._planner.seed(int(seed))
+        self._planner.seed(as_int(seed, "seed", 0, 2**64 - 1))
 
     def plan(
         self,
@@ -281,7 +299,8 @@ class CEM:
                 raise TypeError(f"warm_start must be a Plan, got {type(warm_start).__name__}")
             warm_mean = warm_start.mean
             warm_elites = warm_start.elites if self.kept_elites > 0 else None
-        out = self._planner.plan(_native_or(dynamics), state, goal_t, warm_mean, warm_elites, int(shift),
+        out = self._planner.plan(_native_or(dynamics), state, goal_t, warm_mean, warm_elites,
+                                 as_int(shift, "shift", 0, INT32_MAX),
                                  noise, value, policy)
         return Plan(*out)
 
@@ -324,7 +343,7 @@ class ICEM(CEM):
                  iterations: int = 5, *, noise_beta: float = 2.0, keep_elites: float = 0.3,
                  alpha: float = 0.1, **kwargs: Any) -> None:
         super().__init__(horizon, action_dim, population, elites, iterations, alpha=alpha,
-                         noise_beta=float(noise_beta), keep_elites=float(keep_elites), **kwargs)
+                         noise_beta=noise_beta, keep_elites=keep_elites, **kwargs)
 
 
 class MPPI(CEM):

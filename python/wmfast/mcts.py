@@ -25,7 +25,6 @@ numpy arrays or lists; a numpy or list root latent becomes a CPU tensor, floatin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,6 +34,7 @@ import torch
 
 from wmfast import _torch_ext
 from wmfast._convert import to_tensor
+from wmfast._validate import INT32_MAX, as_bool, as_float, as_int
 from wmfast.native import NativeModel
 
 __all__ = [
@@ -111,19 +111,35 @@ class QTransform:
     epsilon: float = 1e-8
 
 
+# The smallest normalisation denominator (epsilon, max_value - min_value) accepted: its inverse
+# stays far from float32's overflow (the core checks the same bound).
+MIN_EPSILON = 1e-30
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _epsilon(epsilon: Any) -> float:
+    return as_float(epsilon, "epsilon", MIN_EPSILON, 1.0)
+
+
 def qtransform_by_parent_and_siblings(epsilon: float = 1e-8) -> QTransform:
-    """mctx's default for MuZero: Q normalised by the min/max over V(parent) and its Q(s, .)."""
-    return QTransform("parent_and_siblings", epsilon=epsilon)
+    """mctx's default for MuZero: Q normalised by the min/max over V(parent) and its Q(s, .).
+
+    ``epsilon`` (in [1e-30, 1]) is the smallest denominator of that normalisation."""
+    return QTransform("parent_and_siblings", epsilon=_epsilon(epsilon))
 
 
 def qtransform_by_min_max(min_value: float, max_value: float) -> QTransform:
-    """Q normalised by fixed bounds, ``(Q - min_value) / (max_value - min_value)``."""
-    if not max_value > min_value:
+    """Q normalised by fixed bounds, ``(Q - min_value) / (max_value - min_value)``; the bounds
+    are finite float32 numbers at least 1e-30 apart."""
+    low = as_float(min_value, "min_value", -_FLOAT32_MAX, _FLOAT32_MAX)
+    high = as_float(max_value, "max_value", -_FLOAT32_MAX, _FLOAT32_MAX)
+    span = float(np.float32(high)) - float(np.float32(low))
+    if not (MIN_EPSILON <= span <= _FLOAT32_MAX):
         raise ValueError(
-            f"qtransform_by_min_max: max_value must exceed min_value, got min_value={min_value}, "
-            f"max_value={max_value}"
+            f"qtransform_by_min_max: max_value - min_value must be in [{MIN_EPSILON}, 3.4e38] "
+            f"(float32), got min_value={min_value}, max_value={max_value}"
         )
-    return QTransform("min_max", min_value=float(min_value), max_value=float(max_value))
+    return QTransform("min_max", min_value=low, max_value=high)
 
 
 def qtransform_running_min_max() -> QTransform:
@@ -142,11 +158,11 @@ def qtransform_completed_by_mix_value(
     ``(maxvisit_init + max visits) * value_scale * Q`` (rescaled to [0, 1] first if asked)."""
     return QTransform(
         "completed_by_mix_value",
-        value_scale=float(value_scale),
-        maxvisit_init=float(maxvisit_init),
-        rescale_values=bool(rescale_values),
-        use_mixed_value=bool(use_mixed_value),
-        epsilon=float(epsilon),
+        value_scale=as_float(value_scale, "value_scale", 0.0, 1e30),
+        maxvisit_init=as_float(maxvisit_init, "maxvisit_init", 0.0, 1e30),
+        rescale_values=as_bool(rescale_values, "rescale_values"),
+        use_mixed_value=as_bool(use_mixed_value, "use_mixed_value"),
+        epsilon=_epsilon(epsilon),
     )
 
 
@@ -358,18 +374,12 @@ class _Planner:
 
     def __init__(self, num_actions: int, num_simulations: int, **settings: Any) -> None:
         self._ext = _torch_ext.load()
-        for name, value in (("num_actions", num_actions), ("num_simulations", num_simulations)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if num_actions < 1:
-            raise ValueError(f"num_actions must be >= 1, got {num_actions}")
-        if num_simulations < 1:
-            raise ValueError(f"num_simulations must be >= 1, got {num_simulations}")
+        num_actions = as_int(num_actions, "num_actions", 1, INT32_MAX)
+        # Node indices are int32: a tree holds num_simulations + 1 nodes (more when reusing).
+        num_simulations = as_int(num_simulations, "num_simulations", 1, 2**30)
         max_depth = settings.pop("max_depth")
-        if max_depth is not None and (
-            not isinstance(max_depth, (int, np.integer)) or max_depth < 1
-        ):
-            raise ValueError(f"max_depth must be None or an int >= 1, got {max_depth!r}")
+        if max_depth is not None:
+            max_depth = as_int(max_depth, "max_depth", 1, INT32_MAX)
         qtransform = settings.pop("qtransform")
         if isinstance(qtransform, str):
             if qtransform not in _QTRANSFORM_NAMES:
@@ -387,22 +397,28 @@ class _Planner:
         config.num_simulations = int(num_simulations)
         config.max_depth = 0 if max_depth is None else int(max_depth)
         config.gumbel = self._gumbel
+        kinds = ("parent_and_siblings", "min_max", "running_min_max", "completed_by_mix_value")
+        if qtransform.kind not in kinds:
+            raise ValueError(f"qtransform.kind must be one of {list(kinds)}, got {qtransform.kind!r}")
         config.qtransform = getattr(self._ext.QTransform, qtransform.kind.upper())
         for name in ("min_value", "max_value", "value_scale", "maxvisit_init", "epsilon"):
-            setattr(config, name, float(getattr(qtransform, name)))
-        config.rescale_values = qtransform.rescale_values
-        config.use_mixed_value = qtransform.use_mixed_value
-        seed = settings.pop("seed")
-        config.seed = int(seed) % (1 << 64)
-        num_threads = settings.pop("num_threads")
-        if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
-            raise ValueError(f"num_threads must be an int >= 1, got {num_threads!r}")
-        config.num_threads = int(num_threads)
+            value = as_float(getattr(qtransform, name), f"qtransform.{name}")
+            if abs(value) > _FLOAT32_MAX:
+                raise ValueError(f"qtransform.{name} must be a finite float32 number, got {value}")
+            setattr(config, name, value)
+        config.rescale_values = as_bool(qtransform.rescale_values, "qtransform.rescale_values")
+        config.use_mixed_value = as_bool(qtransform.use_mixed_value, "qtransform.use_mixed_value")
+        seed = as_int(settings.pop("seed"), "seed")
+        config.seed = seed % (1 << 64)
+        config.num_threads = as_int(settings.pop("num_threads"), "num_threads", 1, 1024)
+        if "max_num_considered_actions" in settings:
+            config.max_num_considered_actions = settings.pop("max_num_considered_actions")
+        if "discount" in settings:
+            settings["discount"] = as_float(settings["discount"], "discount", 0.0, 1.0)
         for name, value in settings.items():
-            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(
-                value
-            ):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            value = as_float(value, name)
+            if abs(value) > _FLOAT32_MAX:
+                raise ValueError(f"{name} must be a finite float32 number, got {value}")
             setattr(config, name, value)
         config.validate()
         self.config = config
@@ -423,6 +439,10 @@ class _Planner:
         fn = _model_fn(model)
         A = self.num_actions
         latent = logits = value = None
+        if reuse is not None and (not isinstance(reuse, SearchResult) or reuse._state is None):
+            raise TypeError(
+                f"reuse must be the SearchResult of a previous search, got {type(reuse).__name__}"
+            )
         if root is None:
             if reuse is None:
                 raise ValueError("root is required (it may be omitted only with reuse=)")
@@ -473,11 +493,6 @@ class _Planner:
         taken = None
         state = None
         if reuse is not None:
-            if not isinstance(reuse, SearchResult) or reuse._state is None:
-                raise TypeError(
-                    f"reuse must be the SearchResult of a previous search, got "
-                    f"{type(reuse).__name__}"
-                )
             if reuse._planner is not type(self):
                 raise ValueError(
                     f"reuse must come from a {type(self).__name__} search, got a result of "
@@ -652,15 +667,9 @@ class GumbelMCTS(_Planner):
             raise ValueError(
                 f"qtransform: GumbelMCTS uses qtransform_completed_by_mix_value(...), got {kind!r}"
             )
-        if (
-            isinstance(max_num_considered_actions, bool)
-            or not isinstance(max_num_considered_actions, (int, np.integer))
-            or max_num_considered_actions < 1
-        ):
-            raise ValueError(
-                f"max_num_considered_actions must be an int >= 1, got "
-                f"{max_num_considered_actions!r}"
-            )
+        max_num_considered_actions = as_int(
+            max_num_considered_actions, "max_num_considered_actions", 1, INT32_MAX
+        )
         super().__init__(
             num_actions,
             num_simulations,

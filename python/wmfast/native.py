@@ -13,9 +13,13 @@ import hashlib
 import importlib
 import inspect
 import io
+import json
 import os
+import re
 import shutil
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from wmfast import _torch_ext
+from wmfast import _torch_ext, _validate
 from wmfast._convert import to_tensor
 
 __all__ = ["ExportError", "NativeModel"]
 
 _MAX_BATCH = 1 << 20
+# The manifest wmfast adds to every package it writes: the SHA-256 of every other member and the
+# specs, checked before torch's loader sees the package.
+_MANIFEST = "extra/wmfast_manifest.json"
+_MANIFEST_FORMAT = 1
 
 
 class ExportError(RuntimeError):
@@ -90,6 +98,7 @@ def _fingerprint(wrapper: _Forward, example_inputs: Sequence[torch.Tensor],
     """A key that changes when the code, the weights, the input specs, the threads or torch
     change."""
     digest = hashlib.sha256()
+    digest.update(f"manifest{_MANIFEST_FORMAT}|".encode())  # packages without one are not reused
     digest.update(f"{torch.__version__}|{_spec(example_inputs)}|{num_threads}|".encode())
     digest.update(str([x.device for x in example_inputs]).encode())
     target = getattr(wrapper.inner, wrapper.method) if wrapper.method else wrapper.fn
@@ -126,9 +135,16 @@ class NativeModel:
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no native model package at {path!r}")
+        num_runners = _validate.as_int(num_runners, "num_runners", 1, 1024)
+        specs = verify_package(path)
         ext = _torch_ext.load()
-        self._native = ext.NativeModel(path, num_runners)
+        self._native = _load_cleaning_up(ext, path, num_runners)
         metadata = self._native.metadata
+        got = (metadata.get("wmfast_inputs"), metadata.get("wmfast_outputs"))
+        if got != specs:
+            raise ValueError(f"native model package {path!r}: its metadata (inputs {got[0]!r}, "
+                             f"outputs {got[1]!r}) disagrees with its manifest (inputs "
+                             f"{specs[0]!r}, outputs {specs[1]!r}); refusing to run it")
         self._output_type = metadata.get("wmfast_output_type", "tuple")
         self._output_fields = [f for f in metadata.get("wmfast_output_fields", "").split(",") if f]
         self._output_none = {f for f in metadata.get("wmfast_output_none", "").split(",") if f}
@@ -227,6 +243,98 @@ class NativeModel:
                 f"inputs={self.input_specs}, outputs={self.output_specs})")
 
 
+def _package_root(names: Sequence[str]) -> str:
+    roots = {name.split("/", 1)[0] for name in names if "/" in name}
+    return next(iter(roots)) if len(roots) == 1 else ""
+
+
+def _member_digests(archive: zipfile.ZipFile, skip: str) -> dict[str, str]:
+    digests = {}
+    for info in archive.infolist():
+        if info.filename == skip or info.is_dir():
+            continue
+        digest = hashlib.sha256()
+        with archive.open(info) as member:  # zipfile checks the member's CRC-32 as it reads
+            for block in iter(lambda: member.read(1 << 20), b""):
+                digest.update(block)
+        digests[info.filename] = digest.hexdigest()
+    return digests
+
+
+def _write_manifest(path: str, metadata: dict[str, str]) -> None:
+    """Adds wmfast's manifest (member digests and specs) to a freshly written package."""
+    with zipfile.ZipFile(path, "a") as archive:
+        root = _package_root(archive.namelist())
+        name = f"{root}/{_MANIFEST}" if root else _MANIFEST
+        manifest = {"format": _MANIFEST_FORMAT, "inputs": metadata["wmfast_inputs"],
+                    "outputs": metadata["wmfast_outputs"],
+                    "members": _member_digests(archive, skip=name)}
+        archive.writestr(name, json.dumps(manifest, sort_keys=True))
+
+
+def verify_package(path: str) -> tuple[str, str]:
+    """Checks a package before torch's loader opens it (a corrupted shared library inside would
+    crash the process there): a zip archive whose members match their CRC-32 and wmfast's
+    manifest (SHA-256 of every member, so a changed metadata file is caught too). Returns the
+    manifest's (input specs, output specs); raises ValueError naming the path otherwise."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            root = _package_root(names)
+            name = f"{root}/{_MANIFEST}" if root else _MANIFEST
+            if name not in names:
+                raise ValueError(
+                    f"native model package {path!r} has no wmfast manifest ({_MANIFEST}): it was "
+                    "not written by this version of wmfast.NativeModel.export (or was altered); "
+                    "export the model again")
+            manifest = json.loads(archive.read(name))
+            digests = _member_digests(archive, skip=name)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, UnicodeDecodeError,
+            json.JSONDecodeError, KeyError, ValueError, RuntimeError, zlib.error) as error:
+        if isinstance(error, ValueError) and "native model package" in str(error):
+            raise
+        raise ValueError(f"native model package {path!r} is corrupted: "
+                         f"{type(error).__name__}: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != _MANIFEST_FORMAT:
+        raise ValueError(f"native model package {path!r}: unknown manifest format "
+                         f"{manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+    expected = manifest.get("members")
+    if expected != digests:
+        changed = sorted(set(expected or {}) ^ set(digests)
+                         | {k for k in digests if (expected or {}).get(k) != digests[k]})
+        raise ValueError(f"native model package {path!r} does not match its manifest "
+                         f"(changed, added or missing members: {changed[:5]}); refusing to load "
+                         "it: export the model again")
+    return manifest.get("inputs"), manifest.get("outputs")
+
+
+_EXTRACT_DIR = re.compile(r"^[A-Za-z0-9]{6}$")
+
+
+def _extraction_dirs() -> set[str]:
+    # torch's loader extracts a package into /tmp/XXXXXX (mkdtemp) and leaves it when it fails.
+    try:
+        return {e.path for e in os.scandir("/tmp") if _EXTRACT_DIR.match(e.name) and e.is_dir()}
+    except OSError:
+        return set()
+
+
+def _load_cleaning_up(ext: Any, path: str, num_runners: int) -> Any:
+    """Loads through the C++ runner; after a failed load, removes the folders torch's loader
+    extracted this package into (new /tmp/XXXXXX folders holding this package's files)."""
+    before = _extraction_dirs()
+    try:
+        return ext.NativeModel(path, num_runners)
+    except BaseException:
+        with zipfile.ZipFile(path) as archive:
+            members = {n.split("/")[-1] for n in archive.namelist() if not n.endswith("/")}
+        for folder in _extraction_dirs() - before:
+            found = {f for _, _, files in os.walk(folder) for f in files}
+            if found and found <= members | {f for f in found if f.endswith((".so", ".o"))}:
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: Path,
              max_batch: int, num_threads: int) -> None:
     with torch.no_grad():
@@ -259,6 +367,7 @@ def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: 
                 exported, package_path=staged,
                 inductor_configs={"aot_inductor.metadata": metadata,
                                   "cpp.threads": num_threads})
+            _write_manifest(staged, metadata)
             os.replace(staged, path)  # atomic: a concurrent export never sees half a file
     except ExportError:
         raise

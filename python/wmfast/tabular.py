@@ -20,6 +20,7 @@ import torch
 
 from wmfast import _core
 from wmfast._convert import to_vector
+from wmfast._validate import INT32_MAX, INT64_MAX, as_float, as_int
 
 __all__ = ["PlanningSolution", "TabularModel", "TransitionMatrix"]
 
@@ -136,9 +137,10 @@ class TabularModel:
 
     def __init__(self, num_states: int, num_actions: int, *, prior: float = 0.0,
                  num_threads: int = 1) -> None:
-        self._model = _core.TabularModel(_as_int(num_states, "num_states"),
-                                         _as_int(num_actions, "num_actions"), float(prior),
-                                         _as_int(num_threads, "num_threads"))
+        self._model = _core.TabularModel(as_int(num_states, "num_states", 1, INT32_MAX),
+                                         as_int(num_actions, "num_actions", 1, INT32_MAX),
+                                         as_float(prior, "prior", 0.0),
+                                         as_int(num_threads, "num_threads", 1, 4))
 
     # -- sizes ---------------------------------------------------------------------------------
     @property
@@ -183,9 +185,15 @@ class TabularModel:
         Every element is validated before anything is counted: a ValueError/TypeError names
         the argument and the offending position and value, and the model is left unchanged.
         """
+        flags = to_vector(terminated, "terminated")
+        if flags.dtype.kind in "iu":
+            bad = np.flatnonzero((flags != 0) & (flags != 1))
+            if bad.size:
+                raise ValueError(f"terminated[{bad[0]}] = {flags[bad[0]]}: expected booleans or "
+                                 "0/1 integers")
         self._model.update(to_vector(states, "states"), to_vector(actions, "actions"),
                            to_vector(rewards, "rewards"), to_vector(next_states, "next_states"),
-                           to_vector(terminated, "terminated"))
+                           flags)
 
     def merge(self, other: TabularModel) -> None:
         """Adds the counts of another model of the same sizes (e.g. collected elsewhere)."""
@@ -293,19 +301,27 @@ class TabularModel:
     def _plan(self, policy_iteration: bool, gamma: float, tol: float, max_iters: int,
               r_max: float | None, min_visits: int, bonus: float, sweep: str, num_threads: int,
               initial_values: Any) -> PlanningSolution:
-        gamma = float(gamma)
+        gamma = as_float(gamma, "gamma", 0.0, 1.0)
+        tol = as_float(tol, "tol", 0.0, low_open=True)
+        if sweep not in ("gauss_seidel", "jacobi"):
+            raise ValueError(f"sweep must be 'gauss_seidel' or 'jacobi', got {sweep!r}")
         unknown_value = 0.0
         if r_max is not None:
+            r_max = as_float(r_max, "r_max")
             if not gamma < 1.0:
                 raise ValueError(f"r_max needs gamma < 1 (its optimistic value is "
                                  f"r_max / (1 - gamma)), got gamma={gamma}")
-            unknown_value = float(r_max) / (1.0 - gamma)
+            unknown_value = r_max / (1.0 - gamma)
+            if not np.isfinite(unknown_value):
+                raise ValueError(f"r_max / (1 - gamma) must be finite, got r_max={r_max}, "
+                                 f"gamma={gamma}")
         if initial_values is not None:
             initial_values = to_vector(initial_values, "initial_values")
-        out = self._model.plan(policy_iteration, gamma, float(tol),
-                               _as_int(max_iters, "max_iters"), _as_int(min_visits, "min_visits"),
-                               unknown_value, float(bonus), sweep,
-                               _as_int(num_threads, "num_threads"),
+        out = self._model.plan(policy_iteration, gamma, tol,
+                               as_int(max_iters, "max_iters", 1, INT64_MAX),
+                               as_int(min_visits, "min_visits", 0, INT64_MAX),
+                               unknown_value, as_float(bonus, "bonus", 0.0), sweep,
+                               as_int(num_threads, "num_threads", 1, 1024),
                                initial_values)
         for name in ("values", "q_values", "policy"):
             out[name] = torch.from_numpy(out[name])  # owned by the core's result: no copy
@@ -353,21 +369,17 @@ class TabularModel:
         missing = {"num_states", "num_actions", "prior", *_ENTRY_KEYS} - set(state)
         if missing:
             raise KeyError(f"state is missing {sorted(missing)}")
-        if (int(state["num_states"]), int(state["num_actions"])) != (self.num_states,
-                                                                      self.num_actions):
+        sizes = (as_int(state["num_states"], "state['num_states']", 1, INT32_MAX),
+                 as_int(state["num_actions"], "state['num_actions']", 1, INT32_MAX))
+        if sizes != (self.num_states, self.num_actions):
             raise ValueError(
                 f"state has num_states={state['num_states']}, num_actions={state['num_actions']}"
                 f": expected num_states={self.num_states}, num_actions={self.num_actions}")
-        fresh = _core.TabularModel(self.num_states, self.num_actions, float(state["prior"]),
+        fresh = _core.TabularModel(self.num_states, self.num_actions,
+                                   as_float(state["prior"], "state['prior']", 0.0),
                                    self._model.num_threads)
         fresh.add_entries(*(to_vector(state[key], key) for key in _ENTRY_KEYS))
         self._model = fresh
 
 
 _ENTRY_KEYS = ("pairs", "next_states", "terminated", "counts", "reward_sums")
-
-
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    return int(value)

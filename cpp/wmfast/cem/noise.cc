@@ -174,6 +174,13 @@ std::vector<double> ColoredNoiseFilter(int64_t horizon, double beta) {
       }
     }
   }
+  // A large beta overflows the spectrum (f^-beta) or loses the factorisation to rounding: such a
+  // filter would colour the noise with NaN, which later looks like the dynamics' fault.
+  for (double x : lower) {
+    WMFAST_CHECK_ARG(std::isfinite(x), "noise_beta=", beta, " gives a non-finite noise filter at "
+                     "horizon ", horizon, " (its 1/f^beta spectrum overflows): use a smaller "
+                     "noise_beta (iCEM uses 0 to 5)");
+  }
   return lower;
 }
 

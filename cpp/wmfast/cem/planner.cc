@@ -69,6 +69,8 @@ bool IsCpuFloat(const at::Tensor& t) {
 
 // returns += weight * values, without the dispatcher on the CPU float path.
 void AddScaled(at::Tensor& returns, const at::Tensor& values, double weight) {
+  // A step past a zero discount counts for nothing, even a -inf reward (0 * -inf would be NaN).
+  if (weight == 0.0) return;
   if (IsCpuFloat(returns) && IsCpuFloat(values) && values.numel() == returns.numel()) {
     float* r = returns.data_ptr<float>();
     const float* v = values.const_data_ptr<float>();
@@ -208,6 +210,10 @@ at::Tensor Planner::Rollout(const Models& models, const at::Tensor& state, const
     view_shape.push_back(d);
   }
   at::Tensor s = state.view(view_shape).expand(expand_shape).reshape(flat_shape);
+  // The models get tensors of their own: never the caller's state (reshape may return a view)
+  // nor the planner's candidate buffer. A model that writes to its inputs in place, or keeps
+  // them, changes neither the plan nor the caller's state.
+  if (s.is_alias_of(state)) s = s.clone();
 
   const bool identity_layout =
       (groups == 1 || b == 1) && p == 1;  // particle actions are the candidates' memory
@@ -259,8 +265,9 @@ at::Tensor Planner::Rollout(const Models& models, const at::Tensor& state, const
                        "policy returned actions of shape ", ShapeString(proposed.sizes()),
                        ", expected [", total, ", ", a_dim, "] for states of shape ",
                        ShapeString(s.sizes()));
-      a.copy_(at::clamp(proposed, low, high));
+      a.copy_(at::clamp(proposed, low, high));  // into the candidates' memory
     }
+    a = a.clone();  // the dynamics' own copy (see above); a fresh tensor per step
     Step step;
     if (c.propagation == Propagation::kNone) {
       step = models.dynamics(s, a);
@@ -594,7 +601,15 @@ PlanResult Planner::Plan(const Models& models, const PlanInputs& in) {
     at::Tensor new_mean, new_std;
     if (mppi) {
       // Softmax weights over the elites' returns (max-subtracted inside softmax).
-      weights = elite_returns.div(c.temperature).softmax(1);  // [B, k]
+      // As SoftmaxWeights (math.cc): rows whose best return is infinite weigh the entries
+      // equal to it (all -inf: uniform), so -inf rewards never make NaN actions.
+      const at::Tensor top = std::get<0>(elite_returns.max(1, /*keepdim=*/true));
+      const at::Tensor logits =
+          at::where(top.isinf(),
+                    at::where(elite_returns == top, at::zeros_like(elite_returns),
+                              at::full_like(elite_returns, -INFINITY)),
+                    (elite_returns - top).div(c.temperature));
+      weights = logits.softmax(1);  // [B, k]
       at::Tensor w = weights.unsqueeze(0).unsqueeze(2);      // [1, B, 1, k]
       new_mean = w.matmul(elite_actions).squeeze(2);          // [H, B, A]
       if (c.update_std) {

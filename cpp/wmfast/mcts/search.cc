@@ -24,18 +24,52 @@ constexpr int64_t kPrefetchDistance = 2;
 // mctx masks illegal root logits with the most negative finite float (softmax stays NaN-free).
 constexpr float kMaskedLogit = -FLT_MAX;
 
-// out = softmax(logits) over n entries.
+// out = softmax(logits) over n entries. Total: +inf entries share the mass, a row of -inf
+// (or of equal infinities) is uniform, NaN entries get no mass (a row of NaN: uniform).
 void Softmax(const float* logits, int n, float* out) {
-  float max_logit = logits[0];
-  for (int a = 1; a < n; ++a) max_logit = std::max(max_logit, logits[a]);
+  float max_logit = -kInf;
+  for (int a = 0; a < n; ++a) {
+    if (logits[a] > max_logit) max_logit = logits[a];
+  }
+  if (!std::isfinite(max_logit)) {
+    // No finite maximum: the entries equal to it (all, if it is -inf or every entry is NaN)
+    // share the mass.
+    int count = 0;
+    for (int a = 0; a < n; ++a) count += (logits[a] == max_logit || max_logit == -kInf) ? 1 : 0;
+    if (count == 0) count = n;
+    const float share = 1.0f / static_cast<float>(count);
+    for (int a = 0; a < n; ++a) {
+      out[a] = (max_logit == -kInf || logits[a] == max_logit) ? share : 0.0f;
+    }
+    return;
+  }
   float sum = 0.0f;
   for (int a = 0; a < n; ++a) {
-    out[a] = std::exp(logits[a] - max_logit);
+    const float e = std::exp(logits[a] - max_logit);
+    out[a] = e == e ? e : 0.0f;  // NaN logits get no mass
     sum += out[a];
   }
   const float inv = 1.0f / sum;
   for (int a = 0; a < n; ++a) out[a] *= inv;
 }
+
+// The smallest epsilon and fixed-bounds range the normalisations accept: 1 / epsilon and
+// 1 / (max_value - min_value) stay far from float32's overflow.
+constexpr float kMinEpsilon = 1e-30f;
+
+// Normalisation of values v in [lo, hi] to (v - lo) * scale, computed as (v * k - lo * k) *
+// scale so that neither the range nor a difference overflows float32 when the values span more
+// than FLT_MAX (k = 1/2 then).
+struct Normaliser {
+  float k = 1.0f, lo_k = 0.0f, scale = 1.0f;
+  Normaliser() = default;
+  Normaliser(float lo, float hi, float epsilon) {
+    if (!std::isfinite(hi - lo)) k = 0.5f;
+    lo_k = lo * k;
+    scale = 1.0f / std::max(hi * k - lo_k, epsilon * k);
+  }
+  float operator()(float v) const { return (v * k - lo_k) * scale; }
+};
 
 // Index of the first maximum (deterministic tie-breaking).
 int Argmax(const float* x, int n) {
@@ -60,7 +94,36 @@ void ValidateConfig(const SearchConfig& c) {
                    c.num_simulations);
   WMFAST_CHECK_ARG(c.pb_c_base > 0.0f, "pb_c_base must be > 0, got ", c.pb_c_base);
   WMFAST_CHECK_ARG(std::isfinite(c.pb_c_init), "pb_c_init must be finite, got ", c.pb_c_init);
-  WMFAST_CHECK_ARG(std::isfinite(c.discount), "discount must be finite, got ", c.discount);
+  WMFAST_CHECK_ARG(c.discount >= 0.0f && c.discount <= 1.0f,
+                   "discount must be in [0, 1] (a two-player game's sign flip is the model's "
+                   "Step.discount = -1), got ", c.discount);
+  WMFAST_CHECK_ARG(c.max_depth >= 0, "max_depth must be >= 0 (0: unlimited), got ", c.max_depth);
+  WMFAST_CHECK_ARG(std::isfinite(c.epsilon) && c.epsilon >= kMinEpsilon,
+                   "epsilon must be a finite number >= ", kMinEpsilon,
+                   " (the smallest denominator of the Q normalisation), got ", c.epsilon);
+  WMFAST_CHECK_ARG(std::isfinite(c.pb_c_base), "pb_c_base must be finite, got ", c.pb_c_base);
+  WMFAST_CHECK_ARG(std::isfinite(c.dirichlet_alpha), "dirichlet_alpha must be finite, got ",
+                   c.dirichlet_alpha);
+  WMFAST_CHECK_ARG(std::isfinite(c.gumbel_scale), "gumbel_scale must be finite, got ",
+                   c.gumbel_scale);
+  WMFAST_CHECK_ARG(c.qtransform != QTransform::kMinMax ||
+                       (std::isfinite(c.min_value) && std::isfinite(c.max_value) &&
+                        std::isfinite(c.max_value - c.min_value) &&
+                        c.max_value - c.min_value >= kMinEpsilon),
+                   "qtransform bounds: min_value and max_value must be finite (float32) with "
+                   "max_value - min_value in [", kMinEpsilon, ", 3.4e38], got min_value=",
+                   c.min_value, " max_value=", c.max_value);
+  // Gumbel's completed Q is scaled by (maxvisit_init + max visits) * value_scale and added to
+  // logits: bounded so that the sum stays finite.
+  WMFAST_CHECK_ARG(std::isfinite(c.maxvisit_init) && c.maxvisit_init >= 0.0f,
+                   "maxvisit_init must be a finite number >= 0, got ", c.maxvisit_init);
+  WMFAST_CHECK_ARG(std::isfinite(c.value_scale) && c.value_scale >= 0.0f,
+                   "value_scale must be a finite number >= 0, got ", c.value_scale);
+  WMFAST_CHECK_ARG(!c.gumbel || (static_cast<double>(c.maxvisit_init) + c.num_simulations) *
+                                        c.value_scale <= 1e30,
+                   "value_scale: (maxvisit_init + num_simulations) * value_scale must be <= 1e30 "
+                   "(it scales the completed Q added to logits), got (", c.maxvisit_init, " + ",
+                   c.num_simulations, ") * ", c.value_scale);
   WMFAST_CHECK_ARG(c.dirichlet_fraction >= 0.0f && c.dirichlet_fraction <= 1.0f,
                    "dirichlet_fraction must be in [0, 1], got ", c.dirichlet_fraction);
   WMFAST_CHECK_ARG(c.dirichlet_fraction == 0.0f || c.dirichlet_alpha > 0.0f,
@@ -152,9 +215,15 @@ void Search::SetupRoot(int64_t b, const float* logits, float value, const uint8_
     }
   }
   if (invalid != nullptr) {
-    float max_logit = row[0];
-    for (int a = 1; a < A; ++a) max_logit = std::max(max_logit, row[a]);
-    for (int a = 0; a < A; ++a) row[a] = invalid[a] ? kMaskedLogit : row[a] - max_logit;
+    // Relative to the largest legal logit; legal actions whose logits are all -inf are taken as
+    // equally likely (their masked neighbours must not get the prior mass).
+    float max_logit = -kInf;
+    for (int a = 0; a < A; ++a) {
+      if (!invalid[a]) max_logit = std::max(max_logit, row[a]);
+    }
+    for (int a = 0; a < A; ++a) {
+      row[a] = invalid[a] ? kMaskedLogit : max_logit == -kInf ? 0.0f : row[a] - max_logit;
+    }
   }
   Softmax(row, A, priors);
   tree_.priors_ready(root) = 1;
@@ -353,7 +422,8 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
 
   // Q normalisation: value_score = (q - lo) * scale for visited actions, 0 for the others
   // (the running min-max transform leaves Q as it is until two distinct values were seen).
-  float lo = 0.0f, scale = 1.0f;
+  float lo = 0.0f;
+  Normaliser norm;
   switch (config_.qtransform) {
     case QTransform::kParentAndSiblings: {
       const float node_value = tree_.node_value(id);
@@ -367,17 +437,15 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
         lo = std::min(lo, q);
         hi = std::max(hi, q);
       }
-      scale = 1.0f / std::max(hi - lo, config_.epsilon);
+      norm = Normaliser(lo, hi, config_.epsilon);
       break;
     }
     case QTransform::kMinMax:
-      lo = config_.min_value;
-      scale = 1.0f / (config_.max_value - config_.min_value);
+      norm = Normaliser(config_.min_value, config_.max_value, config_.epsilon);
       break;
     case QTransform::kRunningMinMax:
       if (running_max_[b] > running_min_[b]) {
-        lo = running_min_[b];
-        scale = 1.0f / (running_max_[b] - running_min_[b]);
+        norm = Normaliser(running_min_[b], running_max_[b], config_.epsilon);
       }
       break;
     case QTransform::kCompletedByMixValue:
@@ -388,6 +456,8 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
   const float* offset = at_root ? &root_score_offset_[b * A] : interior_score_offset_.data();
   // Scores of a chunk of actions and their maximum in a vectorised loop, then the first action
   // reaching it.
+  const float k = norm.k, lo_k = norm.lo_k, scale = norm.scale;
+  const float unvisited = lo_k;  // an unvisited action's value scores 0
   constexpr int kChunk = 64;
   float score[kChunk];
   int best = -1;
@@ -405,7 +475,7 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
       // the compiler vectorises, where a conditional product stayed a branch.
       const int32_t visits_a = v[a];
       const float q_a = q[a];
-      const float value_score = ((visits_a > 0 ? q_a : lo) - lo) * scale;
+      const float value_score = ((visits_a > 0 ? q_a * k : unvisited) - lo_k) * scale;
       score[a] = value_score + explore * p[a] / static_cast<float>(visits_a + 1) + o[a];
       chunk_max = std::max(chunk_max, score[a]);
     }
@@ -417,6 +487,12 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
         break;
       }
     }
+  }
+  if (best < 0) {
+    // No score above -inf (only NaN: every input is checked finite, so this is a safeguard):
+    // selection stays total, taking the first legal action.
+    best = 0;
+    while (best < A - 1 && offset[best] != 0.0f) ++best;
   }
   return best;
 }
@@ -445,7 +521,22 @@ void Search::CompletedQ(int64_t b, int64_t node, float* out) const {
             std::max(FLT_MIN, priors[a]) * qs[a] / sum_probs;
       }
     }
-    value = (value + sum_visits * weighted_q) / (sum_visits + 1.0f);
+    const float mixed = (value + sum_visits * weighted_q) / (sum_visits + 1.0f);
+    if (std::isfinite(mixed)) {
+      value = mixed;
+    } else {
+      // Values near float32's limit overflow the float sums: the same mix in double (a mean of
+      // finite values, so finite again).
+      double sum_p = 0.0, weighted = 0.0;
+      for (int a = 0; a < A; ++a) {
+        if (visits[a] > 0) sum_p += std::max(FLT_MIN, priors[a]);
+      }
+      for (int a = 0; a < A; ++a) {
+        if (visits[a] > 0) weighted += std::max(FLT_MIN, priors[a]) / sum_p * qs[a];
+      }
+      value = static_cast<float>((tree_.raw_value(id) + sum_visits * weighted) /
+                                 (static_cast<double>(sum_visits) + 1.0));
+    }
   }
   float lo = kInf, hi = -kInf;
   for (int a = 0; a < A; ++a) {
@@ -457,10 +548,11 @@ void Search::CompletedQ(int64_t b, int64_t node, float* out) const {
   const float visit_scale =
       (config_.maxvisit_init + static_cast<float>(max_visit)) * config_.value_scale;
   if (config_.rescale_values) {
-    const float inv = 1.0f / std::max(hi - lo, config_.epsilon);
-    for (int a = 0; a < A; ++a) out[a] = visit_scale * ((out[a] - lo) * inv);
+    const Normaliser norm(lo, hi, config_.epsilon);
+    for (int a = 0; a < A; ++a) out[a] = visit_scale * norm(out[a]);
   } else {
-    for (int a = 0; a < A; ++a) out[a] = visit_scale * out[a];
+    // Unscaled Q near float32's limit: clamped, so that adding logits never makes NaN.
+    for (int a = 0; a < A; ++a) out[a] = std::clamp(visit_scale * out[a], -FLT_MAX, FLT_MAX);
   }
 }
 
@@ -470,17 +562,20 @@ static int ArgmaxConsidered(const float* gumbel, const float* logits, const floa
                             int A) {
   float max_logit = logits[0];
   for (int a = 1; a < A; ++a) max_logit = std::max(max_logit, logits[a]);
-  int best = 0;
-  float best_score = 0.0f;
+  // Total: a legal action always comes back (NaN scores count as -1e9; if no legal action has
+  // the considered visit count, the first legal one with the best score).
+  int best = -1;
+  float best_score = -kInf;
   for (int a = 0; a < A; ++a) {
+    if (invalid[a]) continue;
     float score = std::max(-1e9f, gumbel[a] + (logits[a] - max_logit) + completed_q[a]);
-    if (visits[a] != considered_visit || invalid[a]) score = -kInf;
-    if (a == 0 || score > best_score) {
+    if (visits[a] != considered_visit) score = -kInf;
+    if (best < 0 || score > best_score) {
       best = a;
       best_score = score;
     }
   }
-  return best;
+  return best < 0 ? 0 : best;
 }
 
 int Search::SelectGumbelRoot(int64_t b, int sim_index) const {
@@ -611,11 +706,19 @@ void Search::ExpandAndBackup(int64_t b) {
     const float reward = tree_.reward(child), discount = tree_.discount(child);
     leaf_value = reward + discount * leaf_value;
     const float count = static_cast<float>(tree_.node_visits(up));
-    tree_.node_value(up) = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
+    float mean = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
+    if (!std::isfinite(mean)) [[unlikely]] {
+      // The running sum overflowed float32 though the mean may not: the mean as a weighted
+      // average. A non-finite return itself is an overflow of the model's values.
+      CheckBackedUp(b, leaf_value, reward, discount);
+      mean = tree_.node_value(up) * (count / (count + 1.0f)) + leaf_value / (count + 1.0f);
+    }
+    tree_.node_value(up) = mean;
     tree_.node_visits(up) += 1;
     const float child_value = tree_.node_value(child);
     tree_.visits(up)[a] += 1;
     const float q = reward + discount * child_value;
+    if (!std::isfinite(q)) [[unlikely]] CheckBackedUp(b, q, reward, discount);
     tree_.q(up)[a] = q;
     if (running) {
       running_min_[b] = std::min(running_min_[b], q);
@@ -623,6 +726,16 @@ void Search::ExpandAndBackup(int64_t b) {
     }
     child = up;
   }
+}
+
+void Search::CheckBackedUp(int64_t b, float value, float reward, float discount) const {
+  if (std::isfinite(value)) return;
+  throw std::invalid_argument(StrCat(
+      "the search's backed-up values overflowed float32 in tree ", b,
+      " (batch index): reward + discount * value = ", value, " with reward ", reward,
+      " and discount ", discount,
+      "; the model's rewards and values must stay well inside float32's range "
+      "(|x| < 3.4e38): rescale them (e.g. wmfast.transforms.h)"));
 }
 
 void Search::Finalize(int64_t b) {
@@ -647,11 +760,16 @@ void Search::Finalize(int64_t b) {
     const float* logits = tree_.prior_logits(root);
     action_[b] = ArgmaxConsidered(&gumbel_[b * A], logits, completed.data(), tree_.visits(root),
                                   max_visit, invalid, A);
-    for (int a = 0; a < A; ++a) completed[a] += logits[a];
-    float max_logit = -kInf;
-    for (int a = 0; a < A; ++a) if (!invalid[a]) max_logit = std::max(max_logit, completed[a]);
-    for (int a = 0; a < A; ++a) completed[a] = invalid[a] ? kMaskedLogit : completed[a] - max_logit;
-    Softmax(completed.data(), A, policy);
+    // Softmax over the legal actions only (illegal ones get exactly 0; legal ones all at -inf
+    // share the mass equally).
+    std::vector<float> legal_logits;
+    legal_logits.reserve(A);
+    for (int a = 0; a < A; ++a) {
+      if (!invalid[a]) legal_logits.push_back(completed[a] + logits[a]);
+    }
+    std::vector<float> legal_policy(legal_logits.size());
+    Softmax(legal_logits.data(), static_cast<int>(legal_logits.size()), legal_policy.data());
+    for (int a = 0, i = 0; a < A; ++a) policy[a] = invalid[a] ? 0.0f : legal_policy[i++];
     return;
   }
   for (int a = 0; a < A; ++a) {

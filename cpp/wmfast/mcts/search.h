@@ -166,6 +166,8 @@ class Search {
   int SelectGumbelInterior(int64_t b, int64_t node) const;
   void CompletedQ(int64_t b, int64_t node, float* out) const;
   void ExpandAndBackup(int64_t b);
+  // Throws std::invalid_argument naming tree b when a backed-up value is not finite.
+  void CheckBackedUp(int64_t b, float value, float reward, float discount) const;
   void Prefetch(int64_t b, bool backup) const;
   void Finalize(int64_t b);
   // Backs up the last simulation (sim > 0) and selects the leaves of simulation sim, for the

@@ -252,18 +252,42 @@ Solution RunPolicyIteration(const CompiledModel& model, const PlanningOptions& o
   return solution;
 }
 
+// A solution is returned only when every value and Q-value is finite: rewards near float64's
+// limit (or an unbounded undiscounted return) overflow, and NaN residuals would otherwise pass
+// for convergence.
+Solution Checked(Solution solution, const CompiledModel& model, const PlanningOptions& options,
+                 const char* method) {
+  double bad = solution.residual;
+  const char* where = "the residual";
+  for (double v : solution.q_values) {
+    if (!std::isfinite(v)) bad = v, where = "Q";
+  }
+  for (double v : solution.values) {
+    if (!std::isfinite(v)) bad = v, where = "V";
+  }
+  if (std::isfinite(bad)) return solution;
+  double largest = 0.0;
+  for (double r : model.mean_reward) largest = std::max(largest, std::abs(r));
+  throw std::invalid_argument(StrCat(
+      method, " overflowed: the values are not finite (", where, " = ", bad, ") with gamma=", options.gamma, " and mean rewards up to |r| = ", largest,
+      "; values up to |r| / (1 - gamma) must stay within float64 (rescale the rewards or lower "
+      "gamma)"));
+}
+
 }  // namespace
 
 Solution ValueIteration(const CompiledModel& model, const PlanningOptions& options) {
   CheckOptions(options);
-  return CountsFitUint32(model) ? RunValueIteration<uint32_t>(model, options)
-                                : RunValueIteration<double>(model, options);
+  return Checked(CountsFitUint32(model) ? RunValueIteration<uint32_t>(model, options)
+                                        : RunValueIteration<double>(model, options),
+                 model, options, "value iteration");
 }
 
 Solution PolicyIteration(const CompiledModel& model, const PlanningOptions& options) {
   CheckOptions(options);
-  return CountsFitUint32(model) ? RunPolicyIteration<uint32_t>(model, options)
-                                : RunPolicyIteration<double>(model, options);
+  return Checked(CountsFitUint32(model) ? RunPolicyIteration<uint32_t>(model, options)
+                                        : RunPolicyIteration<double>(model, options),
+                 model, options, "policy iteration");
 }
 
 }  // namespace wmfast::tabular

@@ -27,14 +27,18 @@ void CheckIndices(const Index* values, int64_t size, int64_t upper, const char* 
   }
 }
 
+// Checks that the values are finite; returns the sum of their absolute values.
 template <typename Real>
-void CheckFinite(const Real* values, int64_t size, const char* name) {
+double CheckFinite(const Real* values, int64_t size, const char* name) {
+  double total = 0.0;
   for (int64_t i = 0; i < size; ++i) {
     if (!std::isfinite(values[i])) [[unlikely]] {
       throw std::invalid_argument(StrCat(name, "[", i, "] = ", static_cast<double>(values[i]),
                                          " is not finite: expected finite values"));
     }
+    total += std::abs(static_cast<double>(values[i]));
   }
+  return total;
 }
 
 }  // namespace
@@ -182,13 +186,31 @@ void TabularModel::CountChunk(const TransitionBatch<Index, Reward, Flag>& batch,
   });
 }
 
+void TabularModel::CheckCapacity(int64_t added, double added_abs_reward,
+                                 const char* what) const {
+  int64_t total = 0;
+  WMFAST_CHECK_ARG(!__builtin_add_overflow(num_transitions_, added, &total), what,
+                   ": counting ", added, " more transitions on top of ", num_transitions_,
+                   " would overflow the int64 counts (at most ",
+                   std::numeric_limits<int64_t>::max(), "); the model is unchanged");
+  const double rewards = abs_reward_total_ + added_abs_reward;
+  WMFAST_CHECK_ARG(rewards <= kMaxRewardTotal, what, ": the absolute rewards would sum to ",
+                   rewards, " (", abs_reward_total_, " counted so far + ", added_abs_reward,
+                   " now), past float64's largest value ", kMaxRewardTotal,
+                   ": the model's reward sums could overflow; rescale the rewards. The model is "
+                   "unchanged");
+}
+
 template <typename Index, typename Reward, typename Flag>
 void TabularModel::Update(const TransitionBatch<Index, Reward, Flag>& batch) {
   const int64_t n = batch.size;
   CheckIndices(batch.states, n, num_states_, "states");
   CheckIndices(batch.actions, n, num_actions_, "actions");
   CheckIndices(batch.next_states, n, num_states_, "next_states");
-  CheckFinite(batch.rewards, n, "rewards");
+  const double abs_rewards = CheckFinite(batch.rewards, n, "rewards");
+  std::unique_lock lock(mutex_);
+  CheckCapacity(n, abs_rewards, "rewards");
+  abs_reward_total_ += abs_rewards;
   compiled_.reset();
   // Chunks bound the partition buffer (16 bytes a transition). They grow with the tables, whose
   // size sets how finely a chunk is partitioned, so a fresh model learns its size early.
@@ -214,6 +236,7 @@ WMFAST_INSTANTIATE_UPDATE(int64_t, double)
 #undef WMFAST_INSTANTIATE_UPDATE
 
 CounterEntries TabularModel::Entries() const {
+  std::shared_lock lock(mutex_);
   std::vector<CounterTable::Slot> slots;
   for (const CounterTable& shard : shards_) {
     for (const auto& slot : shard.slots()) {
@@ -244,7 +267,22 @@ void TabularModel::AddEntries(const int64_t* pairs, const int64_t* next_states,
     WMFAST_CHECK_ARG(counts[i] > 0, "counts[", i, "] = ", counts[i],
                      ": expected a positive count");
   }
-  CheckFinite(reward_sums, size, "reward_sums");
+  const double abs_rewards = CheckFinite(reward_sums, size, "reward_sums");
+  int64_t added = 0;
+  for (int64_t i = 0; i < size; ++i) {
+    WMFAST_CHECK_ARG(!__builtin_add_overflow(added, counts[i], &added),
+                     "counts: the counts add up to more than int64 holds (at entry ", i,
+                     "); the model is unchanged");
+  }
+  std::unique_lock lock(mutex_);
+  CheckCapacity(added, abs_rewards, "counts/reward_sums");
+  abs_reward_total_ += abs_rewards;
+  AddEntriesLocked(pairs, next_states, terminated, counts, reward_sums, size);
+}
+
+void TabularModel::AddEntriesLocked(const int64_t* pairs, const int64_t* next_states,
+                                    const uint8_t* terminated, const int64_t* counts,
+                                    const double* reward_sums, int64_t size) {
   compiled_.reset();
   for (int64_t i = 0; i < size; ++i) {
     const uint64_t key = KeyOf(static_cast<uint64_t>(pairs[i]),
@@ -268,6 +306,7 @@ void TabularModel::Merge(const TabularModel& other) {
 }
 
 std::shared_ptr<const CompiledModel> TabularModel::Compiled() const {
+  std::shared_lock shared(mutex_);
   std::lock_guard<std::mutex> lock(compiled_mutex_);
   if (compiled_) return compiled_;
 

@@ -13,16 +13,25 @@
 // several threads count at once, each owning whole shards (no locks, no atomics). Planning and
 // read-outs use a CSR view of the counts (CompiledModel), rebuilt lazily after updates.
 //
-// Not thread-safe: one writer at a time; read-outs may run concurrently with each other.
+// Thread-safe: mutations (Update, AddEntries, Merge) take an exclusive lock, read-outs (Entries,
+// Compiled, num_transitions) a shared one, so calls from several threads serialise instead of
+// racing. A CompiledModel, once returned, is an immutable snapshot: planning on it while another
+// thread updates the model is safe and sees the counts as they were.
+//
+// Overflow: counts are int64 and reward sums float64. A mutation that would take the number of
+// transitions past int64 or the sum of |reward| ever counted past float64's largest value (a
+// bound on every reward sum) is refused with std::invalid_argument, leaving the model unchanged.
 #ifndef WMFAST_TABULAR_TABULAR_MODEL_H_
 #define WMFAST_TABULAR_TABULAR_MODEL_H_
 
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <vector>
 
 #include "wmfast/common/thread_pool.h"
@@ -142,6 +151,8 @@ class CounterTable {
 class TabularModel {
  public:
   static constexpr int kNumShards = 4;  // the most threads an update can use
+  // The most the absolute rewards counted by one model may add up to (see the class comment).
+  static constexpr double kMaxRewardTotal = std::numeric_limits<double>::max();
 
   // Throws std::invalid_argument for non-positive sizes, S*A beyond 2^31, a negative prior or
   // num_threads outside {1, 2, 4}.
@@ -152,7 +163,10 @@ class TabularModel {
   int64_t num_actions() const { return num_actions_; }
   double prior() const { return prior_; }
   int num_threads() const { return num_threads_; }
-  int64_t num_transitions() const { return num_transitions_; }  // transitions counted so far
+  int64_t num_transitions() const {  // transitions counted so far
+    std::shared_lock lock(mutex_);
+    return num_transitions_;
+  }
 
   // Counts a batch. Every element is validated before anything is changed: on a bad index or a
   // non-finite reward it throws (naming the array, position and value) and the model is unchanged.
@@ -186,12 +200,19 @@ class TabularModel {
   template <typename Index, typename Reward, typename Flag>
   void CountChunk(const TransitionBatch<Index, Reward, Flag>& batch, int64_t begin, int64_t end);
   void CountRecords(const Record* records, int64_t size);
+  // Throws (naming `what`) unless `added` transitions and `added_abs_reward` of |reward| fit.
+  void CheckCapacity(int64_t added, double added_abs_reward, const char* what) const;
+  void AddEntriesLocked(const int64_t* pairs, const int64_t* next_states,
+                        const uint8_t* terminated, const int64_t* counts,
+                        const double* reward_sums, int64_t size);
   int64_t TableBytes() const;
 
   int64_t num_states_, num_actions_;
   double prior_;
   int num_threads_;
   int64_t num_transitions_ = 0;
+  double abs_reward_total_ = 0.0;  // sum of |reward| (of |reward sum| for added entries)
+  mutable std::shared_mutex mutex_;  // exclusive for mutations, shared for read-outs
   CounterTable shards_[kNumShards];
   std::unique_ptr<ThreadPool> pool_;  // when num_threads > 1
   // Partitioned transitions of the chunk being counted (kept only during an update).
