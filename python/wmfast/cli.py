@@ -3,10 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
+import importlib.util
 import os
 import platform
+import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+
+DESCRIPTION = """\
+wmfast: fast planning for model-based reinforcement learning (batched MuZero tree search,
+CEM/MPPI/iCEM, tabular models, imagination rollouts), run in C++ over PyTorch models.
+
+commands:
+  wmfast info                 versions, the torch wmfast was built against, devices, threads
+  wmfast demo                 list the demos
+  wmfast demo NAME [OPTIONS]  run a demo (wmfast demo NAME --help for its options)
+  wmfast bench [PYTEST_ARGS]  run the benchmark suites of a source checkout (benches/)
+"""
+
+BENCH_HELP = """\
+The benchmarks are not part of the installed package: they are the benches/ folder of the
+wmfast source tree (pytest-benchmark suites, and scripts such as benches/bench_mcts.py that time
+wmfast beside its baselines). To run them, get the wmfast source, install the test extras and
+run them from its root folder:
+
+  pip install --no-build-isolation ".[test]"    # in the source folder, torch installed first
+  wmfast bench                                  # or: wmfast bench --folder PATH/TO/benches
+
+The README's Benchmarks section summarises their results."""
+
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_text(text: str) -> str:
+    """Strips reStructuredText inline literals (````x```` becomes ``x``) from help text."""
+    return _LITERAL.sub(r"\1", text)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks, shows it as plain text and shows every default.
+
+    An option's help gets ``(default: X)`` unless it already names its default, or the default is
+    None or False (flags).
+    """
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_text(text))
+
+    def _format_action(self, action: argparse.Action) -> str:
+        # argparse prints no help line for an option without help text: give it one that shows
+        # its default, on a copy (the parser's own action stays as it was).
+        if not action.help and _shows_default(action):
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = plain_text(action.help or "")
+        if "default" in text or not _shows_default(action):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    default = action.default
+    return bool(action.option_strings) and not (
+        default is None or default is False or default is argparse.SUPPRESS
+        or isinstance(action, argparse._HelpAction))
 
 
 def info(args: argparse.Namespace) -> int:
@@ -49,40 +115,96 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_summary(name: str) -> str:
+    """The first line of a demo module's docstring, read without importing the module."""
+    spec = importlib.util.find_spec(f"wmfast.demos.{name.replace('-', '_')}")
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return ""
+    with open(spec.origin, encoding="utf-8") as file:
+        doc = ast.get_docstring(ast.parse(file.read())) or ""
+    first = plain_text(doc.strip().split("\n\n")[0].replace("\n", " "))
+    prefix = f"wmfast demo {name}:"
+    return first[len(prefix):].strip() if first.startswith(prefix) else first
+
+
+def demo_list() -> str:
+    from wmfast.demos import DEMOS
+
+    width = max(len(name) for name in DEMOS)
+    lines = [f"  {name:<{width}}  {demo_summary(name)}".rstrip() for name in sorted(DEMOS)]
+    return "\n".join(lines)
+
+
 def demo(args: argparse.Namespace) -> int:
     from wmfast.demos import DEMOS
 
+    if args.name is None:
+        print("usage: wmfast demo NAME [OPTIONS]   (wmfast demo NAME --help for its options)\n")
+        print("demos:")
+        print(demo_list())
+        return 0
     return DEMOS[args.name](args.demo_args)
 
 
 def bench(args: argparse.Namespace) -> int:
     """Runs the pytest-benchmark suites in the source checkout's benches/ folder."""
-    import pytest
-
     folder = args.folder or os.path.join(os.getcwd(), "benches")
     if not os.path.isdir(folder):
-        print(f"no benches/ folder at {folder}: run from a wmfast source checkout or pass --folder",
+        where = "given by --folder" if args.folder else "in the current folder"
+        print(f"wmfast bench: no benches/ folder at {folder} ({where}).\n\n{BENCH_HELP}",
               file=sys.stderr)
         return 2
+    missing = [module for module in ("pytest", "pytest_benchmark")
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        print(f"wmfast bench: {' and '.join(missing)} not installed; the benchmark suites need "
+              f"the test extras: pip install --no-build-isolation \".[test]\" (in the source "
+              f"folder).", file=sys.stderr)
+        return 2
+    import pytest
+
     return int(pytest.main([folder, "--benchmark-only", "-q", *args.pytest_args]))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     from wmfast.demos import DEMOS
 
-    parser = argparse.ArgumentParser(prog="wmfast", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="versions, build, devices, threads").set_defaults(run=info)
+    parser = argparse.ArgumentParser(prog="wmfast", description=DESCRIPTION,
+                                     formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "info", help="versions, build, devices, threads", formatter_class=HelpFormatter,
+        description=textwrap.fill(
+            "Prints the versions of wmfast, Python, numpy and torch, the torch wmfast was built "
+            "against, the build type, the devices and the thread counts.", 79),
+    ).set_defaults(run=info)
     demo_parser = commands.add_parser(
-        "demo", help="run a demo (wmfast demo NAME --help for its options)")
-    demo_parser.add_argument("name", choices=sorted(DEMOS))
-    demo_parser.add_argument("demo_args", nargs=argparse.REMAINDER)
+        "demo", help="list the demos, or run one (wmfast demo NAME --help for its options)",
+        formatter_class=HelpFormatter,
+        description=textwrap.fill(
+            "Runs a demo; with no NAME, lists them. Every demo takes --seed and --out DIR; "
+            "wmfast demo NAME --help shows its options.", 79),
+        epilog="demos:\n" + demo_list())
+    demo_parser.add_argument("name", nargs="?", choices=sorted(DEMOS), metavar="NAME",
+                             help="the demo to run: " + ", ".join(sorted(DEMOS)))
+    demo_parser.add_argument("demo_args", nargs=argparse.REMAINDER, metavar="OPTIONS",
+                             help="the demo's own options (wmfast demo NAME --help)")
     demo_parser.set_defaults(run=demo)
-    bench_parser = commands.add_parser("bench", help="run the benchmark suites (benches/)")
-    bench_parser.add_argument("--folder", default=None)
-    bench_parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    bench_parser = commands.add_parser(
+        "bench", help="run the benchmark suites of a source checkout (benches/)",
+        formatter_class=HelpFormatter,
+        description="Runs the pytest-benchmark suites of a wmfast source checkout with "
+                    "--benchmark-only.\n\n" + BENCH_HELP)
+    bench_parser.add_argument("--folder", default=None,
+                              help="the benches/ folder (default: ./benches)")
+    bench_parser.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
+                              help="passed on to pytest (for example -k mcts)")
     bench_parser.set_defaults(run=bench)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)
 

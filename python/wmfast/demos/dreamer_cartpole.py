@@ -16,10 +16,12 @@ import os
 import time
 from collections.abc import Sequence
 
+from wmfast.cli import HelpFormatter
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wmfast demo dreamer-cartpole", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-steps", type=int, default=30_000)
     parser.add_argument("--eval-every", type=int, default=5_000)

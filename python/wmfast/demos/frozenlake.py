@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from wmfast.cli import HelpFormatter
+
 
 def true_model(P, num_states: int, num_actions: int):
     """Dense transition probs [S, A, S], success probs [S, A] (goal reached) and done probs."""
@@ -72,7 +74,7 @@ def evaluate(env, policy, episodes: int, seed: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wmfast demo frozenlake", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--map", default="8x8", choices=["4x4", "8x8"], help="map size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=15)

@@ -24,6 +24,8 @@ import os
 import time
 from collections.abc import Sequence
 
+from wmfast.cli import HelpFormatter
+
 
 def config_for(seed: int, smoke: bool):
     """The demo's settings (the defaults of wmfast.muzero.Config where not given)."""
@@ -64,7 +66,7 @@ def plot(history: list[dict], path: str, title: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wmfast demo muzero-cartpole", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--minutes", type=float, default=5.0,
                         help="wall-clock training budget in minutes (default: 5)")

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from wmfast.cli import HelpFormatter
+
 MAX_SPEED, MAX_TORQUE, DT, G, M, L = 8.0, 2.0, 0.05, 10.0, 1.0, 1.0
 
 
@@ -151,7 +153,7 @@ def run_episode(env, act, seed: int, length: int, steps_bar=None) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wmfast demo pendulum", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--train-steps", type=int, default=3000,
                         help="random-action transitions to learn from")
     parser.add_argument("--collect-episode-length", type=int, default=50,
