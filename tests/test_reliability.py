@@ -438,3 +438,14 @@ def test_cem_arguments_of_the_wrong_kind_are_named():
         wm.CEM(horizon=2, action_dim=1, elites=True)
     with pytest.raises(ValueError, match="discount"):
         wm.CEM(horizon=2, action_dim=1, discount=2.0)
+
+
+def test_mppi_options_are_validated_by_name():
+    """Found by the fuzz suite: MPPI converted temperature with float() before validation."""
+    import wmfast as wm
+
+    for value in (None, "x", True):
+        with pytest.raises(TypeError, match="temperature must be a real number"):
+            wm.MPPI(horizon=2, action_dim=1, temperature=value)
+    with pytest.raises(TypeError, match="update_std must be a bool"):
+        wm.MPPI(horizon=2, action_dim=1, update_std=1)

@@ -363,8 +363,8 @@ class MPPI(CEM):
                  elites: int | None = None, iterations: int = 5, *, temperature: float = 1.0,
                  update_std: bool = False, return_mean: bool = True, **kwargs: Any) -> None:
         super().__init__(horizon, action_dim, population, elites, iterations,
-                         return_mean=return_mean, temperature=float(temperature),
-                         update_std=bool(update_std), **kwargs)
+                         return_mean=return_mean, temperature=temperature,
+                         update_std=update_std, **kwargs)
 
 
 class MPCAgent:
