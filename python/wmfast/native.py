@@ -305,7 +305,11 @@ def verify_package(path: str) -> tuple[str, str]:
         raise ValueError(f"native model package {path!r} does not match its manifest "
                          f"(changed, added or missing members: {changed[:5]}); refusing to load "
                          "it: export the model again")
-    return manifest.get("inputs"), manifest.get("outputs")
+    inputs, outputs = manifest.get("inputs"), manifest.get("outputs")
+    if not isinstance(inputs, str) or not isinstance(outputs, str):
+        raise ValueError(f"native model package {path!r}: its manifest lacks the input/output "
+                         "specs; export the model again")
+    return inputs, outputs
 
 
 _EXTRACT_DIR = re.compile(r"^[A-Za-z0-9]{6}$")
