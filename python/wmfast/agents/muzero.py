@@ -141,6 +141,7 @@ class MuZeroAgent:
         self._reanalyse_cursor = 0
         self._updates_due = 0.0
         self._selfplay: SelfPlay | None = None
+        self._native_model: Any = None   # Config.native_selfplay: a NativeSearchModel
         self.ray_runner: Any = None   # the last backend="ray" run (actors, received games)
 
     def _make_search(self, noise: bool) -> Any:
@@ -363,9 +364,17 @@ class MuZeroAgent:
         c = self.config
         if self._selfplay is None and runner is None:
             envs = [self.env_fn() for _ in range(c.num_envs)]
+            if c.native_selfplay:
+                from wmfast.muzero.native_selfplay import NativeSearchModel
+
+                self._native_model = NativeSearchModel.create(self.model, self.obs_shape,
+                                                              c.native_refresh_every)
             self._selfplay = SelfPlay(envs, self.model, self.search, self.num_actions,
                                       c.two_player, seed=c.seed + 1000 * self.episodes,
-                                      legal_actions=self.legal_actions)
+                                      legal_actions=self.legal_actions,
+                                      search_model=self._native_model and self._native_model.native)
+        elif self._native_model is not None and runner is None:
+            self._native_model.refresh()   # the network may have changed between two calls
         selfplay = self._selfplay
         with contextlib.ExitStack() as stack:
             csv_file = writer = bar = None
@@ -427,6 +436,8 @@ class MuZeroAgent:
                 if len(self.replay) < max(c.min_replay, 1):
                     continue
                 learn_stats = self._learn()
+                if self._native_model is not None:
+                    self._native_model.updated()
             self.train_seconds = base_seconds + (time.perf_counter() - start_time)
             evaluate_now = (eval_every is not None
                             and self.train_seconds - last_eval >= eval_every
