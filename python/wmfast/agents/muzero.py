@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -347,6 +348,10 @@ class MuZeroAgent:
             raise ValueError(f"num_reanalysers={num_reanalysers} needs Config.reanalyse_fraction "
                              "> 0 (the share of each batch re-searched), got 0")
         from wmfast.muzero.distributed import RayOptions, RayRunner, require_ray
+
+        if self.config.native_selfplay:
+            warnings.warn("Config.native_selfplay applies to backend='local': the Ray self-play "
+                          "actors search with the eager SearchModel", RuntimeWarning, stacklevel=3)
 
         require_ray()
         if ray_options is None:
