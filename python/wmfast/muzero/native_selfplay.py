@@ -46,9 +46,14 @@ class NativeSearchModel:
         traced = SearchModel(network, model.support_size, model.two_player)
         # Cached by the weights' names and shapes: a new network of the same architecture reuses
         # the compiled package (its weights are loaded below).
-        self.native = NativeModel.export(traced.recurrent_inference, (latent, action),
-                                         cache_dir=cache_dir, num_runners=num_runners,
-                                         cache_by_weights=False)
+        training = network.training
+        network.eval()  # self-play's mode (dropout off, batch norm from its statistics)
+        try:
+            self.native = NativeModel.export(traced.recurrent_inference, (latent, action),
+                                             cache_dir=cache_dir, num_runners=num_runners,
+                                             cache_by_weights=False)
+        finally:
+            network.train(training)
         self._since_refresh = 0
         self.refresh()
 
