@@ -185,6 +185,8 @@ void InitCem(py::module_& m) {
              const py::object& policy) {
             // A NativeModel runs without Python: then the GIL is released for the whole plan.
             const bool native = py::isinstance<model::NativeModel>(dynamics);
+            std::shared_ptr<model::NativeModel> native_model;
+            if (native) native_model = dynamics.cast<std::shared_ptr<model::NativeModel>>();
             ModelsHolder holder{MakeModels(std::move(dynamics), value, policy)};
             cem::PlanInputs in;
             in.state = ToTensor(state, "state");
@@ -199,6 +201,8 @@ void InitCem(py::module_& m) {
             cem::PlanResult r;
             if (native) {
               py::gil_scoped_release release;
+              // One set of weights for the whole plan (NativeModel.load_weights waits).
+              auto weights = native_model->ReadWeights();
               r = planner.Plan(holder.models, in);
             } else {
               r = planner.Plan(holder.models, in);

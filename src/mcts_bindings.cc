@@ -218,9 +218,17 @@ std::unique_ptr<SearchState> RunSearch(
     for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());
   }
+  std::shared_ptr<model::NativeModel> native;
+  if (py::isinstance<model::NativeModel>(model_fn)) {
+    native = model_fn.cast<std::shared_ptr<model::NativeModel>>();
+  }
   model::CallbackEvaluator evaluator = EvaluatorFor(state->latents.get(), A, std::move(model_fn));
   {
     py::gil_scoped_release release;
+    // One set of weights for the whole search: NativeModel.load_weights waits for it (taken
+    // without the GIL, which the search's interrupt polls need).
+    std::shared_lock<std::shared_mutex> weights;
+    if (native) weights = native->ReadWeights();
     state->search->Run(evaluator, nullptr);
   }
   return state;

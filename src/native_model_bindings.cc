@@ -32,7 +32,17 @@ void InitNativeModel(pybind11::module_& m) {
                              [](const NativeModel& model) { return SpecStrings(model.input_specs()); })
       .def_property_readonly("output_specs",
                              [](const NativeModel& model) { return SpecStrings(model.output_specs()); })
-      .def_property_readonly("metadata", &NativeModel::metadata);
+      .def_property_readonly("metadata", &NativeModel::metadata)
+      .def_property_readonly("constants", [](const NativeModel& model) {
+        py::list out;
+        for (const auto& c : model.constants()) {
+          out.append(py::make_tuple(c.name, c.shape, model::DtypeName(c.dtype)));
+        }
+        return out;
+      }, "[(name, shape, dtype name)] of the compiled weights")
+      .def("load_weights", &NativeModel::LoadWeights, py::arg("weights"),
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("weights_version", &NativeModel::weights_version);
 }
 
 }  // namespace wmfast

@@ -40,6 +40,13 @@ _MANIFEST = "extra/wmfast_manifest.json"
 _MANIFEST_FORMAT = 1
 
 
+# Inductor settings of every package. By default Inductor writes small 1-D weights (<= 8
+# entries: a policy head's bias) into the kernels as literals, and replaces weights of one
+# uniform value (a zero-initialised head) and what is computed from them by `full` calls: such
+# weights are then not constants of the package, and load_weights could not replace them.
+_COMPILE_OPTIONS = {"always_keep_tensor_constants": True, "joint_graph_constant_folding": False}
+
+
 class ExportError(RuntimeError):
     """A model could not be exported (torch.export or AOTInductor failed)."""
 
@@ -64,6 +71,15 @@ class _Forward(nn.Module):
             self.inner, self.method = fn.__self__, fn.__name__
         else:
             self.fn = fn
+            # A method of a plain object holding modules (muzero.SearchModel holds its network):
+            # the modules are registered here, so that their weights are the package's named
+            # weights (inner.<attribute>.<parameter>, replaceable by load_weights) and part of
+            # the cache key.
+            owner = getattr(fn, "__self__", None) if inspect.ismethod(fn) else None
+            modules = {name: value for name, value in vars(owner).items()
+                       if isinstance(value, nn.Module)} if owner is not None else {}
+            if modules:
+                self.inner = nn.ModuleDict(modules)
 
     def call(self, *inputs: torch.Tensor) -> Any:
         if self.method is not None:
@@ -94,23 +110,36 @@ def _spec(tensors: Sequence[torch.Tensor]) -> str:
 
 
 def _fingerprint(wrapper: _Forward, example_inputs: Sequence[torch.Tensor],
-                 num_threads: int) -> str:
-    """A key that changes when the code, the weights, the input specs, the threads or torch
-    change."""
+                 num_threads: int, weight_values: bool = True) -> str:
+    """A key that changes when the code, the weights (their values, or with
+    ``weight_values=False`` only their names, shapes and dtypes), the input specs, the threads or
+    torch change."""
     digest = hashlib.sha256()
     digest.update(f"manifest{_MANIFEST_FORMAT}|".encode())  # packages without one are not reused
+    digest.update(f"{_COMPILE_OPTIONS}|".encode())
     digest.update(f"{torch.__version__}|{_spec(example_inputs)}|{num_threads}|".encode())
     digest.update(str([x.device for x in example_inputs]).encode())
     target = getattr(wrapper.inner, wrapper.method) if wrapper.method else wrapper.fn
     try:
         digest.update(inspect.getsource(target).encode())
-        if wrapper.method:
-            digest.update(inspect.getsource(type(wrapper.inner)).encode())
     except (OSError, TypeError):
         digest.update(repr(target).encode())
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in wrapper.state_dict().items()}, buffer)
-    digest.update(buffer.getvalue())
+    # The code of every module class involved (the exported method's owner holds modules whose
+    # forward it calls: a subclass that changes them must not reuse the package).
+    for kind in dict.fromkeys(type(m) for m in wrapper.modules() if m is not wrapper):
+        digest.update(f"{kind.__module__}.{kind.__qualname__}|".encode())
+        try:
+            digest.update(inspect.getsource(kind).encode())
+        except (OSError, TypeError):
+            pass
+    if weight_values:
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in wrapper.state_dict().items()}, buffer)
+        digest.update(buffer.getvalue())
+    else:
+        digest.update(b"weights by name|")
+        digest.update(str([(k, tuple(v.shape), v.dtype)
+                           for k, v in wrapper.state_dict().items()]).encode())
     return digest.hexdigest()[:32]
 
 
@@ -157,7 +186,8 @@ class NativeModel:
     @classmethod
     def export(cls, fn: Callable[..., Any], example_inputs: Sequence[torch.Tensor], *,
                cache_dir: str | os.PathLike | None = None, num_runners: int | None = None,
-               num_threads: int | None = None, max_batch: int = _MAX_BATCH) -> NativeModel:
+               num_threads: int | None = None, max_batch: int = _MAX_BATCH,
+               cache_by_weights: bool = True) -> NativeModel:
         """Exports ``fn`` (a module, a bound method of a module such as
         ``model.recurrent_inference``, or a function of tensors) for inputs shaped like
         ``example_inputs`` with any batch size from 1 to ``max_batch``.
@@ -168,6 +198,14 @@ class NativeModel:
         ``num_threads`` (default: ``torch.get_num_threads()`` now) is part of the fingerprint.
         Export with ``num_threads=1`` to run one shard of trees per thread
         (``MCTS(num_threads=k)``).
+
+        ``cache_by_weights=False`` leaves the weights' values out of the cache key (their names,
+        shapes and dtypes stay in): a cached package compiled for other values of the same
+        parameters is reused, and the module's current weights are put into it with
+        ``load_weights``. A model whose weights keep changing (a learner's) then compiles once.
+        This needs the weights to be parameters or buffers of the exported module (or of the
+        modules held by the exported method's object); tensors captured otherwise are compiled
+        in as they are.
 
         Raises ExportError, with torch's reason, when the model cannot be exported; such a model
         still runs as a Python callback (pass the model itself to the planner).
@@ -194,14 +232,101 @@ class NativeModel:
             example_inputs = tuple(torch.cat([x, x]) for x in example_inputs)
         wrapper = _Forward(fn)
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = folder / f"{_fingerprint(wrapper, example_inputs, num_threads)}.pt2"
-        if not path.exists():
+        path = folder / (f"{_fingerprint(wrapper, example_inputs, num_threads, cache_by_weights)}"
+                         ".pt2")
+        cached = path.exists()
+        if not cached:
             _compile(wrapper, example_inputs, path, max_batch, num_threads)
-        return cls(path, num_runners=num_runners)
+        model = cls(path, num_runners=num_runners)
+        if cached and not cache_by_weights and hasattr(wrapper, "inner"):
+            model.load_weights(wrapper.inner, prefix="inner.")
+        return model
 
     def save(self, path: str | os.PathLike) -> None:
-        """Copies the package to ``path`` (load it back with ``NativeModel.load``)."""
+        """Copies the package to ``path`` (load it back with ``NativeModel.load``).
+
+        Raises ValueError after ``load_weights``: the package holds the exported weights, not the
+        loaded ones (export the model again to save those)."""
+        if self.weights_version:
+            raise ValueError(
+                f"this NativeModel's weights were replaced by load_weights "
+                f"({self.weights_version} time(s)); its package {self.path!r} holds the exported "
+                "weights, not these: export the model again to save them")
         shutil.copyfile(self.path, path)
+
+    @property
+    def weights(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The compiled model's weights (its AOTInductor constants): {name: (shape, dtype)},
+        named as in the exported module (the module or the owner of the exported method is
+        ``inner``, e.g. ``inner.dynamics.0.weight``)."""
+        return {name: (tuple(shape), dtype) for name, shape, dtype in self._native.constants}
+
+    @property
+    def weights_version(self) -> int:
+        """How many times ``load_weights`` replaced the weights (0: the exported ones)."""
+        return self._native.weights_version
+
+    def load_weights(self, source: nn.Module | dict[str, torch.Tensor], *,
+                     prefix: str | None = None, strict: bool = True) -> list[str]:
+        """Replaces the compiled model's weights in place, without recompiling, in every runner
+        (AOTInductor's constant buffers), from an ``nn.Module`` or a ``state_dict`` with the
+        parameter names, shapes and dtypes of the exported module.
+
+        Names: ``source``'s names are matched to the model's (``weights``) under a prefix, found
+        by itself (``inner.`` for an exported module or method, ``inner.network.`` when the
+        exported method's owner holds the module as ``network``, ...) or given as ``prefix``.
+
+        Args:
+          source: the module (its parameters and buffers) or a state_dict.
+          prefix: the prefix of the model's weight names that ``source``'s names lack.
+          strict: every weight of the model under the prefix must be in ``source`` (False: the
+            missing ones keep their values).
+
+        Returns:
+          ``source``'s names the compiled model does not use (e.g. the parameters of functions
+          that were not exported), which were ignored.
+
+        Raises ValueError (naming the weight) for a missing weight, or a wrong shape or dtype;
+        nothing changes then.
+
+        Threads: a call waits for the searches (``MCTS.search``) and plans (``CEM.plan``) running
+        with this model, which see one set of weights from start to end; a direct call
+        (``native(...)``) sees either the old or the new weights.
+        """
+        tensors = _named_tensors(source)
+        if self._native.metadata.get("wmfast_weights_replaceable") != "1":
+            raise ValueError(
+                f"load_weights: the native model package {self.path!r} was compiled by an older "
+                "wmfast, which let Inductor write small or uniform weights into its kernels: they "
+                "cannot be replaced. Export the model again")
+        names = self.weights
+        if prefix is None:
+            prefix = _weights_prefix(list(names), list(tensors))
+        elif not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
+        wanted = {name[len(prefix):]: name for name in names if name.startswith(prefix)}
+        if strict:
+            missing = sorted(set(wanted) - set(tensors))
+            if missing:
+                raise ValueError(
+                    f"load_weights: source has no {missing[0]!r} (the model's weight "
+                    f"{prefix + missing[0]!r}, shape {list(names[prefix + missing[0]][0])}); "
+                    f"{len(missing)} of the model's {len(wanted)} weights under prefix "
+                    f"{prefix!r} are missing: {missing[:6]}. Pass strict=False to keep them")
+        update = {}
+        for key, tensor in tensors.items():
+            name = wanted.get(key)
+            if name is None:
+                continue
+            shape, dtype = names[name]
+            if tuple(tensor.shape) != shape or str(tensor.dtype).removeprefix("torch.") != dtype:
+                raise ValueError(
+                    f"load_weights: weight {key!r} has shape {list(tensor.shape)} and dtype "
+                    f"{str(tensor.dtype).removeprefix('torch.')}: the native model's {name!r} "
+                    f"has shape {list(shape)} and dtype {dtype}")
+            update[name] = tensor.detach()
+        self._native.load_weights(update)
+        return sorted(k for k in tensors if k not in wanted)
 
     @property
     def path(self) -> str:
@@ -241,6 +366,38 @@ class NativeModel:
     def __repr__(self) -> str:
         return (f"NativeModel({self.path!r}, device={self._native.device}, "
                 f"inputs={self.input_specs}, outputs={self.output_specs})")
+
+
+def _named_tensors(source: Any) -> dict[str, torch.Tensor]:
+    if isinstance(source, nn.Module):
+        # named_buffers: non-persistent buffers are constants of the model too
+        return {**dict(source.named_buffers()), **source.state_dict()}
+    if isinstance(source, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                        for k, v in source.items()):
+        return dict(source)
+    raise TypeError("load_weights: source must be an nn.Module or a state_dict (a dict of str "
+                    f"to tensors), got {type(source).__name__}")
+
+
+def _weights_prefix(names: list[str], keys: list[str]) -> str:
+    """The prefix under which most of ``keys`` are model weight ``names``."""
+    counts: dict[str, int] = {}
+    known = set(names)
+    for name in names:
+        for key in keys:
+            if name == key or name.endswith("." + key):
+                prefix = name[:len(name) - len(key)]
+                counts[prefix] = counts.get(prefix, 0) + 1
+    if not counts:
+        raise ValueError(
+            f"load_weights: none of source's {len(keys)} names ({keys[:4]}...) is a weight of "
+            f"the native model (its weights: {sorted(known)[:6]}...)")
+    best = max(counts.values())
+    prefixes = sorted(p for p, c in counts.items() if c == best)
+    if len(prefixes) > 1:
+        raise ValueError(f"load_weights: source's names match the model's weights under several "
+                         f"prefixes {prefixes}; pass prefix= to choose")
+    return prefixes[0]
 
 
 def _package_root(names: Sequence[str]) -> str:
@@ -358,6 +515,7 @@ def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: 
         "wmfast_output_fields": ",".join(fields),
         "wmfast_output_none": ",".join(f for f, t in zip(fields, tensors) if t is None),
         "wmfast_num_threads": str(num_threads),
+        "wmfast_weights_replaceable": "1",  # compiled with _COMPILE_OPTIONS
     }
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     try:
@@ -370,7 +528,7 @@ def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: 
             torch._inductor.aoti_compile_and_package(
                 exported, package_path=staged,
                 inductor_configs={"aot_inductor.metadata": metadata,
-                                  "cpp.threads": num_threads})
+                                  "cpp.threads": num_threads, **_COMPILE_OPTIONS})
             _write_manifest(staged, metadata)
             os.replace(staged, path)  # atomic: a concurrent export never sees half a file
     except ExportError:

@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -141,6 +142,7 @@ class MuZeroAgent:
         self._reanalyse_cursor = 0
         self._updates_due = 0.0
         self._selfplay: SelfPlay | None = None
+        self._native_model: Any = None   # Config.native_selfplay: a NativeSearchModel
         self.ray_runner: Any = None   # the last backend="ray" run (actors, received games)
 
     def _make_search(self, noise: bool) -> Any:
@@ -347,6 +349,10 @@ class MuZeroAgent:
                              "> 0 (the share of each batch re-searched), got 0")
         from wmfast.muzero.distributed import RayOptions, RayRunner, require_ray
 
+        if self.config.native_selfplay:
+            warnings.warn("Config.native_selfplay applies to backend='local': the Ray self-play "
+                          "actors search with the eager SearchModel", RuntimeWarning, stacklevel=3)
+
         require_ray()
         if ray_options is None:
             ray_options = RayOptions()
@@ -363,9 +369,17 @@ class MuZeroAgent:
         c = self.config
         if self._selfplay is None and runner is None:
             envs = [self.env_fn() for _ in range(c.num_envs)]
+            if c.native_selfplay:
+                from wmfast.muzero.native_selfplay import NativeSearchModel
+
+                self._native_model = NativeSearchModel.create(self.model, self.obs_shape,
+                                                              c.native_refresh_every)
             self._selfplay = SelfPlay(envs, self.model, self.search, self.num_actions,
                                       c.two_player, seed=c.seed + 1000 * self.episodes,
-                                      legal_actions=self.legal_actions)
+                                      legal_actions=self.legal_actions,
+                                      search_model=self._native_model and self._native_model.native)
+        elif self._native_model is not None and runner is None:
+            self._native_model.refresh()   # the network may have changed between two calls
         selfplay = self._selfplay
         with contextlib.ExitStack() as stack:
             csv_file = writer = bar = None
@@ -427,6 +441,8 @@ class MuZeroAgent:
                 if len(self.replay) < max(c.min_replay, 1):
                     continue
                 learn_stats = self._learn()
+                if self._native_model is not None:
+                    self._native_model.updated()
             self.train_seconds = base_seconds + (time.perf_counter() - start_time)
             evaluate_now = (eval_every is not None
                             and self.train_seconds - last_eval >= eval_every

@@ -36,6 +36,10 @@ class Config:
       network per update, as a fraction of batch_size), consistency_weight (EfficientZero's
       self-supervised consistency loss on the unrolled latents; 0: off; the network needs
       ``project(latent, with_predictor)``, as the reference networks have).
+    native_selfplay: self-play searches through a wm.NativeModel export of the search model's
+      recurrent_inference (no Python per simulation; backend="local"), its weights refreshed
+      from the learner every ``native_refresh_every`` updates without recompiling; when the
+      network cannot be exported, a warning says why and self-play stays eager.
     torch_threads: torch's intra-op threads while the agent trains or evaluates (restored
       after); small networks run fastest on one, and two threads that wait on each other are
       several times slower on a busy machine. None leaves torch's setting alone.
@@ -73,11 +77,14 @@ class Config:
     consistency_weight: float = 0.0
     torch_threads: int | None = 1
     seed: int = 0
+    native_selfplay: bool = False
+    native_refresh_every: int = 1
 
     def __post_init__(self) -> None:
         ints = {"num_envs": 1, "num_simulations": 1, "max_num_considered_actions": 1,
                 "latent_dim": 1, "hidden": 1, "support_size": 0, "replay_capacity": 1,
-                "td_steps": 1, "unroll_steps": 1, "batch_size": 1, "min_replay": 0}
+                "td_steps": 1, "unroll_steps": 1, "batch_size": 1, "min_replay": 0,
+                "native_refresh_every": 1}
         for name, low in ints.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

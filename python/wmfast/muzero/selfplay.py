@@ -63,6 +63,9 @@ class SelfPlay:
       two_player: alternating two-player zero-sum game (recorded in the games).
       seed: seed of the environments and of the action sampling.
       legal_actions: optional ``legal_actions(env, obs, info) -> [A] bool``.
+      search_model: what the search calls (default: ``model``), e.g. a wm.NativeModel export
+        of ``model.recurrent_inference`` (``wmfast.muzero.native_selfplay``); the root still
+        comes from ``model.initial_inference``.
     """
 
     def __init__(
@@ -74,9 +77,11 @@ class SelfPlay:
         two_player: bool = False,
         seed: int = 0,
         legal_actions: LegalActionsFn | None = None,
+        search_model: Any = None,
     ) -> None:
         self.envs = list(envs)
         self.model, self.search, self.num_actions = model, search, num_actions
+        self.search_model = model if search_model is None else search_model
         self.two_player = two_player
         self.legal_actions = legal_actions
         self.rng = np.random.default_rng(seed)
@@ -106,7 +111,7 @@ class SelfPlay:
         if any(m is not None for m in masks):
             legal = np.stack([np.ones(self.num_actions, bool) if m is None else m for m in masks])
         root = self.model.initial_inference(obs)
-        return self.search.search(self.model, root, legal_actions=legal)
+        return self.search.search(self.search_model, root, legal_actions=legal)
 
     def step(self, temperature: float) -> list[Game]:
         """One move in every environment; returns the games that finished."""

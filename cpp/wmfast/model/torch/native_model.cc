@@ -1,5 +1,6 @@
 #include "wmfast/model/torch/native_model.h"
 
+#include <ATen/ops/empty_strided.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <algorithm>
@@ -38,6 +39,8 @@ std::string NameOf(c10::ScalarType type) {
 }
 
 }  // namespace
+
+std::string DtypeName(c10::ScalarType type) { return NameOf(type); }
 
 std::string TensorSpec::ToString() const {
   std::ostringstream out;
@@ -83,6 +86,13 @@ NativeModel::NativeModel(const std::string& path, int num_runners)
   loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
       path, "model", /*run_single_threaded=*/false, static_cast<size_t>(num_runners),
       device_.has_index() ? device_.index() : c10::DeviceIndex(-1));
+  for (const auto& [name, tensor] : loader_->get_runner()->extract_constants_map(
+           /*use_inactive=*/false)) {
+    constants_.push_back(ConstantSpec{name, tensor.sizes().vec(), tensor.strides().vec(),
+                                      tensor.scalar_type()});
+  }
+  std::sort(constants_.begin(), constants_.end(),
+            [](const ConstantSpec& a, const ConstantSpec& b) { return a.name < b.name; });
 }
 
 NativeModel::~NativeModel() = default;
@@ -125,6 +135,58 @@ std::vector<at::Tensor> NativeModel::Run(const std::vector<at::Tensor>& inputs) 
     }
   }
   return outputs;
+}
+
+void NativeModel::LoadWeights(const std::unordered_map<std::string, at::Tensor>& weights) {
+  // Everything is checked before anything changes: AOTInductor copies each constant's whole
+  // storage into its slot of the constant buffer, trusting its size.
+  for (const auto& [name, tensor] : weights) {
+    const auto spec = std::find_if(constants_.begin(), constants_.end(),
+                                   [&](const ConstantSpec& c) { return c.name == name; });
+    if (spec == constants_.end()) {
+      std::string known;
+      for (size_t i = 0; i < constants_.size() && i < 8; ++i) {
+        known += (i ? ", '" : "'") + constants_[i].name + "'";
+      }
+      if (constants_.size() > 8) known += ", ...";
+      throw std::invalid_argument(StrCat("weight '", name, "': the native model '", path_,
+                                         "' has no such weight (it has ", constants_.size(), ": ",
+                                         known, ")"));
+    }
+    WMFAST_CHECK_ARG(tensor.defined(), "weight '", name, "' is an undefined tensor");
+    WMFAST_CHECK_ARG(tensor.sizes().equals(spec->shape), "weight '", name, "' has shape ",
+                     ShapeString(tensor.sizes()), ": the native model expects ",
+                     ShapeString(spec->shape));
+    WMFAST_CHECK_ARG(tensor.scalar_type() == spec->dtype, "weight '", name, "' has dtype ",
+                     NameOf(tensor.scalar_type()), ": the native model expects ",
+                     NameOf(spec->dtype));
+  }
+  std::unique_lock<std::shared_mutex> lock(weights_mutex_);
+  torch::inductor::AOTIModelContainerRunner* runner = loader_->get_runner();
+  // The whole set goes into the inactive buffer (AOTInductor would leave a parameter that is not
+  // named there stale), each in a fresh tensor with the compiled layout and a storage of exactly
+  // its size.
+  const std::unordered_map<std::string, at::Tensor> current =
+      runner->extract_constants_map(/*use_inactive=*/false);
+  std::unordered_map<std::string, at::Tensor> update;
+  for (const ConstantSpec& spec : constants_) {
+    auto given = weights.find(spec.name);
+    const at::Tensor* source = nullptr;
+    if (given != weights.end()) {
+      source = &given->second;
+    } else {
+      auto it = current.find(spec.name);
+      if (it == current.end()) continue;
+      source = &it->second;
+    }
+    at::Tensor slot = at::empty_strided(spec.shape, spec.strides,
+                                        at::TensorOptions().dtype(spec.dtype).device(device_));
+    slot.copy_(*source);
+    update.emplace(spec.name, std::move(slot));
+  }
+  loader_->load_constants(update, /*use_inactive=*/true, /*check_full_update=*/false);
+  runner->swap_constant_buffer();  // waits for the calls in flight
+  weights_version_.fetch_add(1);
 }
 
 RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,

@@ -6,17 +6,25 @@
 // a call's shapes (a static-shape package silently accepts a wrong batch), so Run does.
 //
 // Thread safety: Run may be called concurrently by up to `num_runners` threads (the package is
-// loaded with that many model instances).
+// loaded with that many model instances). LoadWeights may be called while other threads run the
+// model: it writes the new weights into AOTInductor's second (inactive) constant buffer and then
+// swaps the buffers, which waits for the calls in flight; each call sees either the old or the new
+// weights. A caller that needs one set of weights across many calls (a tree search) holds
+// ReadWeights() for their duration; LoadWeights then waits for it.
 #ifndef WMFAST_MODEL_TORCH_NATIVE_MODEL_H_
 #define WMFAST_MODEL_TORCH_NATIVE_MODEL_H_
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "wmfast/model/torch/callback_evaluator.h"
@@ -33,6 +41,18 @@ struct TensorSpec {
   c10::ScalarType dtype;
   std::string ToString() const;  // e.g. "float32[64]"
 };
+
+// One weight of a compiled model (an AOTInductor constant: a parameter or buffer of the exported
+// module), named by its fully qualified name in that module, e.g. "inner.dynamics.0.weight".
+struct ConstantSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;  // the layout the compiled kernels read
+  c10::ScalarType dtype;
+};
+
+// "float32", "int64", ...: the dtype names of the specs.
+std::string DtypeName(c10::ScalarType type);
 
 // Parses "float32:64;int64:" (the metadata format written by wmfast.native) into specs.
 std::vector<TensorSpec> ParseSpecs(const std::string& text);
@@ -58,6 +78,26 @@ class NativeModel {
   const std::vector<TensorSpec>& output_specs() const { return output_specs_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
+  // The compiled model's weights (AOTInductor constants, constant-folded ones left out), sorted by
+  // name.
+  const std::vector<ConstantSpec>& constants() const { return constants_; }
+
+  // Replaces weights in place, without recompiling, in every runner: `weights` maps names of
+  // constants() to tensors of the same shape and dtype (any device and layout: they are copied
+  // into the model's layout on device()). Constants not named keep their values. Throws
+  // std::invalid_argument naming the first unknown name, wrong shape or wrong dtype, before
+  // anything is changed. Waits for the holders of ReadWeights().
+  void LoadWeights(const std::unordered_map<std::string, at::Tensor>& weights);
+
+  // A shared lock on the weights: LoadWeights waits while one is held. Take it without holding
+  // a lock that LoadWeights' caller may hold (e.g. Python's GIL) to avoid a deadlock.
+  std::shared_lock<std::shared_mutex> ReadWeights() const {
+    return std::shared_lock<std::shared_mutex>(weights_mutex_);
+  }
+
+  // How many times LoadWeights replaced the weights.
+  int64_t weights_version() const { return weights_version_.load(); }
+
  private:
   std::string path_;
   int num_runners_;
@@ -65,6 +105,9 @@ class NativeModel {
   c10::Device device_ = c10::Device(c10::kCPU);
   std::vector<TensorSpec> input_specs_, output_specs_;
   std::map<std::string, std::string> metadata_;
+  std::vector<ConstantSpec> constants_;
+  mutable std::shared_mutex weights_mutex_;
+  std::atomic<int64_t> weights_version_{0};
 };
 
 // The recurrent function of a NativeModel exported from a function returning wmfast.Step:
