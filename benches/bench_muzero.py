@@ -15,6 +15,7 @@
 - replay memory: bytes per stored position against the raw observation.
 
   python benches/bench_muzero.py           # the tables
+  python benches/bench_muzero.py --native  # plus self-play through a NativeModel search model
   python benches/bench_muzero.py --quick   # shorter timings
   pytest benches/bench_muzero.py --benchmark-only
 """
@@ -41,6 +42,7 @@ import wmfast as wm
 from wmfast import transforms as T
 from wmfast.agents import MuZeroAgent
 from wmfast.muzero import Config, MLPNetwork, SearchModel, SelfPlay, reanalyse, unrolled_loss
+from wmfast.muzero.native_selfplay import NativeSearchModel
 
 torch.set_num_threads(1)   # small networks: one intra-op thread is fastest on 2 cores
 N_SIM = 50
@@ -66,7 +68,7 @@ def _rate(fn, units: int, seconds: float) -> float:
             return units * count / elapsed
 
 
-def selfplay_rows(seconds: float) -> list[str]:
+def selfplay_rows(seconds: float, with_native: bool = False) -> list[str]:
     net = make_network()
     model = SearchModel(net, 10)
     rows = []
@@ -74,11 +76,19 @@ def selfplay_rows(seconds: float) -> list[str]:
     env = gym.make("CartPole-v1")
     base = _rate(lambda: mg.play_moves(env, baseline_search, 5), 5, seconds)
     rows.append(f"muzero-general loop (1 env, Python tree, batch-1 calls): {base:8.1f} steps/s")
+    native = NativeSearchModel(model, (4,), num_runners=1) if with_native else None
     for num_envs in (1, 16, 64):
         envs = [gym.make("CartPole-v1") for _ in range(num_envs)]
         search = wm.MCTS(2, N_SIM, discount=0.997, dirichlet_fraction=0.25, seed=0)
         play = SelfPlay(envs, model, search, 2)
         rate = _rate(lambda play=play: play.step(1.0), num_envs, seconds)
+        if native is not None:
+            native_play = SelfPlay([gym.make("CartPole-v1") for _ in range(num_envs)], model,
+                                   wm.MCTS(2, N_SIM, discount=0.997, seed=0), 2,
+                                   search_model=native.native)
+            native_rate = _rate(lambda p=native_play: p.step(1.0), num_envs, seconds)
+            rows.append(f"wmfast SelfPlay {num_envs:3d} envs, NativeModel search model: "
+                        f"{native_rate:8.1f} steps/s = {native_rate / base:6.1f}x the baseline")
         obs = torch.randn(num_envs, 4)
         root = model.initial_inference(obs)
         action = torch.zeros(num_envs, dtype=torch.long)
@@ -204,10 +214,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--native", action="store_true",
+                        help="also self-play through a NativeModel export (compiles ~20 s once)")
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 3.0
     print(f"torch {torch.__version__}, one thread, CartPole-v1, N={N_SIM}", flush=True)
-    for rows in (selfplay_rows, reanalyse_rows, training_rows):
+    for row in selfplay_rows(seconds, args.native):
+        print(row, flush=True)
+    for rows in (reanalyse_rows, training_rows):
         for row in rows(seconds):
             print(row, flush=True)
     for row in memory_rows():
