@@ -17,6 +17,12 @@ def _frozenlake(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _muzero_tictactoe(argv: Sequence[str]) -> int:
+    from wmfast.demos.muzero_tictactoe import main
+
+    return main(argv)
+
+
 def _pendulum(argv: Sequence[str]) -> int:
     from wmfast.demos.pendulum import main
 
@@ -26,5 +32,6 @@ def _pendulum(argv: Sequence[str]) -> int:
 DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
     "dreamer-cartpole": _dreamer_cartpole,
     "frozenlake": _frozenlake,
+    "muzero-tictactoe": _muzero_tictactoe,
     "pendulum": _pendulum,
 }
