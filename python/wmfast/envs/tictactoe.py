@@ -16,6 +16,9 @@ Two-player protocol (the one ``wmfast.muzero`` expects with ``Config(two_player=
   or a draw.
 * An illegal move (an occupied square, an action outside 0..8, or any move after the game is
   over) raises ``ValueError``.
+* ``TicTacToe(random_opening=n)`` starts every episode after k uniformly random moves, k drawn
+  uniformly from 0..n (n <= 4, so no opening ends the game), from the env's seeded RNG: a way
+  to make self-play see more positions. The default, 0, starts from the empty board.
 
 Squares are numbered 0..8 row by row (action ``a`` is row ``a // 3``, column ``a % 3``).
 
@@ -65,14 +68,19 @@ def board_from_observation(obs: Any) -> tuple[int, ...]:
 
 class TicTacToe(gym.Env):
     """TicTacToe for two players sharing one gymnasium environment (see the module docstring
-    for the protocol). ``render_mode="ansi"`` makes ``render()`` return the board as text."""
+    for the protocol). ``render_mode="ansi"`` makes ``render()`` return the board as text;
+    ``random_opening=n`` starts each episode after 0..n random moves."""
 
     metadata = {"render_modes": ["ansi"]}
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(self, render_mode: str | None = None, random_opening: int = 0) -> None:
         super().__init__()
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if (isinstance(random_opening, bool) or not isinstance(random_opening, (int, np.integer))
+                or not 0 <= random_opening <= 4):
+            raise ValueError(f"random_opening must be an int in 0..4, got {random_opening!r}")
+        self.random_opening = int(random_opening)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(9)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (3, 3, 3), np.float32)
@@ -82,10 +90,14 @@ class TicTacToe(gym.Env):
         self.result = -1                     # winner (0 / 1), or -1
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Empty board, the first player to move. Returns (observation, info)."""
+        """Empty board, the first player to move (after the random opening, if any). Returns
+        (observation, info)."""
         super().reset(seed=seed)
         self.board[:] = 0
         self.to_play, self.done, self.result = 0, False, -1
+        if self.random_opening:
+            for _ in range(int(self.np_random.integers(self.random_opening + 1))):
+                self.step(int(self.np_random.choice(np.flatnonzero(self.board == 0))))
         return self.observation(), self._info()
 
     def legal_actions(self) -> np.ndarray:
