@@ -224,6 +224,7 @@ def test_demo_smoke_json(tmp_path, capsys):
     for side in ("first", "second"):
         assert sum(figures[f"{side}_{k}"] for k in ("wins", "draws", "losses")) == 5
     assert figures["env_steps"] > 0 and figures["training_minutes"] > 0
+    assert 0.0 <= figures["value_keeping_fraction"] <= 1.0
     for name in ("muzero_tictactoe.csv", "muzero_tictactoe.png", "agent.pt"):
         assert (tmp_path / name).stat().st_size > 0
     from wmfast.agents import MuZeroAgent
@@ -252,6 +253,21 @@ def test_play_minimax_counts_games_from_the_agents_side():
         assert play_minimax(FirstLegal(), 10, first, seed=0)["losses"] == 10
     with pytest.raises(ValueError, match="games must be an int >= 1, got 0"):
         play_minimax(FirstLegal(), 0, True, seed=0)
+
+
+def test_value_keeping_fraction_of_perfect_and_naive_players():
+    from wmfast.demos.muzero_tictactoe import value_keeping_fraction
+
+    class Perfect:
+        def act(self, obs, legal_actions=None):
+            return np.array([MinimaxPlayer(random=False).act(o) for o in obs])
+
+    class FirstLegal:
+        def act(self, obs, legal_actions=None):
+            return np.asarray(legal_actions).argmax(axis=1)
+
+    assert value_keeping_fraction(Perfect()) == 1.0
+    assert 0.3 < value_keeping_fraction(FirstLegal()) < 1.0
 
 
 def test_muzero_selfplay_stores_alternating_signs_and_legal_actions_only():
