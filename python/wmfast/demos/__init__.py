@@ -23,6 +23,12 @@ def _muzero_cartpole(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _muzero_tictactoe(argv: Sequence[str]) -> int:
+    from wmfast.demos.muzero_tictactoe import main
+
+    return main(argv)
+
+
 def _pendulum(argv: Sequence[str]) -> int:
     from wmfast.demos.pendulum import main
 
@@ -33,5 +39,6 @@ DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
     "dreamer-cartpole": _dreamer_cartpole,
     "frozenlake": _frozenlake,
     "muzero-cartpole": _muzero_cartpole,
+    "muzero-tictactoe": _muzero_tictactoe,
     "pendulum": _pendulum,
 }
