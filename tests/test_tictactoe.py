@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from wmfast.envs import MinimaxPlayer, TicTacToe, game_value, minimax_table, solve
 from wmfast.envs.tictactoe import board_from_observation, winner
 
@@ -178,7 +177,7 @@ def test_minimax_never_loses():
 
     for seed in range(150):
         a, b = MinimaxPlayer(seed=seed), MinimaxPlayer(seed=seed + 1000)
-        first, second = (lambda env, obs: a.act(obs)), (lambda env, obs: b.act(obs))
+        first, second = (lambda env, obs, a=a: a.act(obs)), (lambda env, obs, b=b: b.act(obs))
         assert _play_game(first, second, seed) == -1                # perfect play draws
         assert _play_game(first, random_player, seed) in (-1, 0)   # never loses as X
         assert _play_game(random_player, second, seed) in (-1, 1)  # never loses as O

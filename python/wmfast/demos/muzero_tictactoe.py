@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["make_agent", "main", "match", "play_minimax", "value_keeping_fraction"]
+from wmfast.cli import HelpFormatter
+
+__all__ = ["main", "make_agent", "match", "play_minimax", "value_keeping_fraction"]
 
 
 def play_minimax(agent: Any, games: int, agent_first: bool, seed: int) -> dict[str, int]:
@@ -141,7 +143,7 @@ def _table(result: dict[str, dict[str, int]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wmfast demo muzero-tictactoe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=15.0,
                         help="training budget in minutes (default 15)")

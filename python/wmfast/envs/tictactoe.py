@@ -31,7 +31,7 @@ moves the quickest win, among losing moves the slowest loss.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -71,7 +71,7 @@ class TicTacToe(gym.Env):
     for the protocol). ``render_mode="ansi"`` makes ``render()`` return the board as text;
     ``random_opening=n`` starts each episode after 0..n random moves."""
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
     def __init__(self, render_mode: str | None = None, random_opening: int = 0) -> None:
         super().__init__()
