@@ -465,8 +465,8 @@ def verify_package(path: str) -> tuple[str, str]:
     inputs, outputs = manifest.get("inputs"), manifest.get("outputs")
     if not isinstance(inputs, str) or not isinstance(outputs, str):
         raise ValueError(  # noqa: TRY004 - a damaged file, not a wrong argument type
-            f"native model package {path!r}: its manifest lacks the input/output "
-                         "specs; export the model again")
+            f"native model package {path!r}: its manifest lacks the input/output specs; "
+            "export the model again")
     return inputs, outputs
 
 
