@@ -75,5 +75,8 @@ def test_demo_smoke_json(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(last)
     assert result["demo"] == "dreamer-cartpole" and result["env_steps"] == 256
-    assert {"dreamer_cartpole.csv", "dreamer_cartpole.png", "agent.pt"} <= set(
+    assert result["target"] == 450 and result["reached"] is (
+        result["seconds_to_target"] is not None)
+    assert np.isfinite(result["best_eval_return"])
+    assert {"log.csv", "dreamer_cartpole.png", "open_loop.png", "agent.pt"} <= set(
         os.listdir(tmp_path))
