@@ -78,5 +78,6 @@ def test_demo_smoke_json(tmp_path, capsys):
     assert result["target"] == 450 and result["reached"] is (
         result["seconds_to_target"] is not None)
     assert np.isfinite(result["best_eval_return"])
-    assert {"log.csv", "dreamer_cartpole.png", "open_loop.png", "agent.pt"} <= set(
-        os.listdir(tmp_path))
+    assert {"log.csv", "dreamer_cartpole.png", "open_loop.png", "open_loop_error.png",
+            "agent.pt"} <= set(os.listdir(tmp_path))
+    assert set(result["open_loop_obs_mse"]) == {"1", "2", "3", "4", "5"}

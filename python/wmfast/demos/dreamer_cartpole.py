@@ -7,7 +7,9 @@ evaluation's mean return reaches ``--target`` or the ``--minutes`` budget is spe
 count against the budget). Outputs in DIR: the learning curve (dreamer_cartpole.png, against
 environment steps and wall time), its log (log.csv), the world model's open-loop predictions of
 a real greedy episode (open_loop.png: observations and rewards imagined from a posterior state
-under the episode's real actions, against the real ones) and the trained agent (agent.pt).
+under the episode's real actions, against the real ones), the compounding open-loop error against
+the horizon over three greedy episodes (open_loop_error.png, wmfast.diagnostics.open_loop_error)
+and the trained agent (agent.pt).
 ``--smoke`` runs a tiny model for a few hundred steps (a check that everything runs, not a
 result).
 """
@@ -21,6 +23,8 @@ import math
 import os
 import time
 from collections.abc import Sequence
+
+OBS_NAMES = ["cart position", "cart velocity", "pole angle", "pole angular velocity"]
 
 
 def config_for(smoke: bool):
@@ -54,9 +58,8 @@ def record_episode(agent, env, seed: int) -> dict:
         if terminated or truncated:
             break
     agent.reset()
-    as_tensor = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
-    return {"obs": as_tensor(observations), "actions": as_tensor(actions),
-            "rewards": as_tensor(rewards)}
+    return {key: torch.as_tensor(np.asarray(value, np.float32)) for key, value in
+            (("obs", observations), ("actions", actions), ("rewards", rewards))}
 
 
 def plot_open_loop(agent, episode: dict, path: str, context: int, horizon: int,
@@ -75,9 +78,8 @@ def plot_open_loop(agent, episode: dict, path: str, context: int, horizon: int,
                                        context)
     steps = list(range(end))
     imagined = list(range(context, end))
-    names = ["cart position", "cart velocity", "pole angle", "pole angular velocity"]
     figure, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
-    panels = [(names[i] if i < len(names) else f"obs[{i}]", episode["obs"][:end, i],
+    panels = [(OBS_NAMES[i] if i < len(OBS_NAMES) else f"obs[{i}]", episode["obs"][:end, i],
                pred["obs"][:, 0, i]) for i in range(min(4, episode["obs"].shape[1]))]
     panels.append(("reward", episode["rewards"][:end], pred["reward"][:, 0]))
     continues = [1.0] * (end - 1) + [0.0 if end == length and length < 501 else 1.0]
@@ -159,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    import wmfast as wm
     from wmfast.agents import DreamerAgent
 
     def env_fn():
@@ -240,8 +243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     png_path = os.path.join(args.out, "dreamer_cartpole.png")
     plot_curve(history, agent.episode_returns, args.target, png_path, title)
     env = env_fn()
-    episode = record_episode(agent, env, seed=10**9 - 1)
+    episodes = [record_episode(agent, env, seed=10**9 - 1 - i) for i in range(3)]
     env.close()
+    episode = episodes[0]
+    horizons = range(1, 6 if args.smoke else 31)
+    curve = None
+    if max(e["obs"].shape[0] for e in episodes) > max(horizons):
+        curve = wm.diagnostics.open_loop_error(agent.world_model, episodes, horizons)
+        error_path = os.path.join(args.out, "open_loop_error.png")
+        wm.diagnostics.plot_open_loop_error(
+            curve, error_path, f"{title}: open-loop error of {len(episodes)} greedy episodes",
+            OBS_NAMES)
     open_loop_path = os.path.join(args.out, "open_loop.png")
     plot_open_loop(agent, episode, open_loop_path, context=5 if args.smoke else 10,
                    horizon=15 if args.smoke else 60,
@@ -258,7 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Did not reach {args.target:g} within {elapsed / 60:.1f} minutes: best greedy "
               f"mean return {best:.1f}, last {history[-1]['eval_return']:.1f} after "
               f"{agent.total_steps:,} environment steps.")
-    print(f"Saved {png_path}, {open_loop_path}, {csv_path} and {agent_path}")
+    saved = [png_path, open_loop_path] + ([error_path] if curve is not None else [])
+    print(f"Saved {', '.join(saved)}, {csv_path} and {agent_path}")
+    if curve is not None:
+        print("Open-loop error (squared, raw observations) at horizons "
+              + ", ".join(f"{h}: {e:.3g}" for h, e in zip(curve["horizons"].tolist(),
+                                                           curve["obs_mse"].tolist())
+                          if h in (1, 5, 15, 30)))
     if args.json:
         print(json.dumps({
             "demo": "dreamer-cartpole", "seed": args.seed, "smoke": args.smoke,
@@ -267,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "env_steps_to_target": reached["env_steps"] if reached else None,
             "final_eval_return": history[-1]["eval_return"], "best_eval_return": best,
             "env_steps": agent.total_steps, "updates": agent.updates,
+            "open_loop_obs_mse": None if curve is None else dict(zip(
+                map(str, curve["horizons"].tolist()), curve["obs_mse"].tolist())),
             "seconds": round(elapsed, 2)}))
     return 0
 
