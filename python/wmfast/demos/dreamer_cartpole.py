@@ -1,10 +1,10 @@
 """``wmfast demo dreamer-cartpole``: DreamerV3 (wmfast.agents.DreamerAgent) learns CartPole-v1.
 
 The agent learns a world model (RSSM) from replayed sequences and trains its actor and critic
-purely in imagination (wmfast.imagine, wmfast.lambda_return). It is evaluated greedily on
-``--eval-episodes`` episodes every ``--eval-every`` seconds of wall time and stops once an
-evaluation's mean return reaches ``--target`` or the ``--minutes`` budget is spent (evaluations
-count against the budget). Outputs in DIR: the learning curve (dreamer_cartpole.png, against
+purely in imagination (wmfast.imagine, wmfast.lambda_return). It is evaluated greedily (the
+policy's mode on sampled posterior latents, as dreamerv3-torch) on ``--eval-episodes`` episodes
+every ``--eval-every`` seconds of wall time and stops once an evaluation's mean return reaches
+``--target`` or the ``--minutes`` budget is spent (evaluations count against the budget). Outputs in DIR: the learning curve (dreamer_cartpole.png, against
 environment steps and wall time), its log (log.csv), the world model's open-loop predictions of
 a real greedy episode (open_loop.png: observations and rewards imagined from a posterior state
 under the episode's real actions, against the real ones), the compounding open-loop error against
@@ -41,7 +41,7 @@ def config_for(smoke: bool):
 
 
 def record_episode(agent, env, seed: int) -> dict:
-    """One greedy episode: ``obs [T, obs_dim]``, ``actions [T, A]`` (one-hot, ``actions[t]``
+    """One greedy episode (sampled latents, as ``agent.evaluate``): ``obs [T, obs_dim]``, ``actions [T, A]`` (one-hot, ``actions[t]``
     taken before ``obs[t]``, zeros at t = 0) and ``rewards [T]`` (``rewards[0] = 0``)."""
     import numpy as np
     import torch
@@ -49,14 +49,16 @@ def record_episode(agent, env, seed: int) -> dict:
     obs, _ = env.reset(seed=seed)
     agent.reset()
     observations, actions, rewards = [obs], [np.zeros(agent.action_dim)], [0.0]
-    while True:
-        action = agent.act(obs, greedy=True)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        observations.append(obs)
-        actions.append(np.eye(agent.action_dim)[action])
-        rewards.append(float(reward))
-        if terminated or truncated:
-            break
+    with torch.random.fork_rng():  # latent samples as in evaluate, seeded the same way
+        torch.manual_seed(seed)
+        while True:
+            action = agent.act(obs, greedy=True, sample_latent=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            observations.append(obs)
+            actions.append(np.eye(agent.action_dim)[action])
+            rewards.append(float(reward))
+            if terminated or truncated:
+                break
     agent.reset()
     return {key: torch.as_tensor(np.asarray(value, np.float32)) for key, value in
             (("obs", observations), ("actions", actions), ("rewards", rewards))}
@@ -138,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds of wall time between evaluations (default: 60)")
     parser.add_argument("--eval-episodes", type=int, default=10,
                         help="greedy episodes per evaluation (default: 10)")
+    parser.add_argument("--eval-latent-modes", action="store_true",
+                        help="also evaluate with the posterior latents' modes instead of "
+                             "samples (logged, not used for --target; its time counts)")
     parser.add_argument("--env-steps", type=int, default=None,
                         help="also stop after this many environment steps (default: no limit)")
     parser.add_argument("--threads", type=int, default=1,
@@ -193,10 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = {"env_steps": agent.total_steps, "updates": agent.updates,
                "seconds": round(time.perf_counter() - started, 2), "eval_return": score,
                "train_return": float(np.mean(recent)) if recent else math.nan}
+        if args.eval_latent_modes:
+            row["eval_return_latent_modes"] = agent.evaluate(
+                eval_episodes, seed=10**9 + agent.total_steps, sample_latent=False)
         history.append(row)
         message = (f"{row['seconds']:>7.0f} s {row['env_steps']:>7,} steps "
                    f"{row['updates']:>6,} updates  eval {score:6.1f}  "
                    f"train (last 10) {row['train_return']:6.1f}")
+        if args.eval_latent_modes:
+            message += f"  eval on latent modes {row['eval_return_latent_modes']:6.1f}"
         if bar is not None:
             bar.write(message)
         else:
