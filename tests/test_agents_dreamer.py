@@ -75,5 +75,19 @@ def test_demo_smoke_json(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(last)
     assert result["demo"] == "dreamer-cartpole" and result["env_steps"] == 256
-    assert {"dreamer_cartpole.csv", "dreamer_cartpole.png", "agent.pt"} <= set(
-        os.listdir(tmp_path))
+    assert result["target"] == 450 and result["reached"] is (
+        result["seconds_to_target"] is not None)
+    assert np.isfinite(result["best_eval_return"])
+    assert {"log.csv", "dreamer_cartpole.png", "open_loop.png", "open_loop_error.png",
+            "agent.pt"} <= set(os.listdir(tmp_path))
+    assert set(result["open_loop_obs_mse"]) == {"1", "2", "3", "4", "5"}
+
+
+def test_evaluate_is_reproducible_and_leaves_the_training_rng_alone():
+    agent = DreamerAgent(lambda: gym.make("CartPole-v1", max_episode_steps=25), TINY, seed=2)
+    agent.train(30)
+    state = torch.get_rng_state()
+    first = agent.evaluate(episodes=2, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert agent.evaluate(episodes=2, seed=5) == first
+    assert np.isfinite(agent.evaluate(episodes=2, seed=5, sample_latent=False))

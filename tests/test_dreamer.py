@@ -315,3 +315,25 @@ def test_world_model_loss_and_a_full_imagination_update():
                                 critic.predict_slow(feat[:-1].detach()))
     value_loss.backward()
     assert critic.head.net.out.weight.grad.abs().sum() > 0
+
+
+def test_world_model_open_loop_follows_the_prior_under_the_real_actions():
+    config = dr.Config(**SMALL)
+    torch.manual_seed(7)
+    model = dr.WorldModel(obs_dim=3, action_dim=2, config=config)
+    T_, B, context = 7, 2, 3
+    obs, actions = torch.randn(T_, B, 3), torch.randn(T_, B, 2)
+    pred = model.open_loop(obs, actions, context)
+    assert pred["obs"].shape == (T_ - context, B, 3)
+    assert pred["reward"].shape == pred["cont"].shape == (T_ - context, B)
+    # The prediction ignores the observations after the context, not the actions.
+    later = obs.clone()
+    later[context:] += 5.0
+    torch.testing.assert_close(model.open_loop(later, actions, context)["obs"], pred["obs"])
+    other = actions.clone()
+    other[context:] += 1.0
+    assert not torch.allclose(model.open_loop(obs, other, context)["obs"], pred["obs"])
+    with pytest.raises(ValueError, match=r"context must be an int in \[1, T - 1\]"):
+        model.open_loop(obs, actions, T_)
+    with pytest.raises(ValueError, match="actions must have shape"):
+        model.open_loop(obs, actions[:, :1], context)

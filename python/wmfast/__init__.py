@@ -7,6 +7,7 @@ The planning loops run in C++ (``wmfast._core``, no torch) and model execution t
 # torch first: it loads its own libgomp, which every later module must share.
 import torch  # noqa: F401
 
+from wmfast import diagnostics
 from wmfast.cem import CEM, ICEM, MPPI, MPCAgent, Plan
 from wmfast.imagination import Trajectory, imagine, lambda_return, lambda_return_weights
 from wmfast.mcts import (
@@ -47,6 +48,7 @@ __all__ = [
     "Trajectory",
     "TransitionMatrix",
     "__version__",
+    "diagnostics",
     "imagine",
     "lambda_return",
     "lambda_return_weights",

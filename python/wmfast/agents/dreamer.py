@@ -143,7 +143,8 @@ class DreamerAgent:
         return self._low + (a + 1.0) * 0.5 * (self._high - self._low)
 
     @torch.no_grad()
-    def _policy_step(self, obs: Any, greedy: bool) -> torch.Tensor:
+    def _policy_step(self, obs: Any, greedy: bool, sample_latent: bool | None = None
+                     ) -> torch.Tensor:
         obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)[None]
         if obs_t.shape != (1, self.obs_dim):
             raise ValueError(f"obs must have shape [{self.obs_dim}], got {list(obs_t.shape[1:])}")
@@ -154,8 +155,10 @@ class DreamerAgent:
             self._prev_action = torch.zeros(1, self.action_dim, device=self.device)
         embed = self.world_model.encoder(obs_t)
         is_first = torch.ones(1, device=self.device) if first else None
+        if sample_latent is None:
+            sample_latent = not greedy
         self._state, _ = rssm.observe_step(self._state, self._prev_action, embed, is_first,
-                                           sample=not greedy)
+                                           sample=sample_latent)
         dist = self.actor(rssm.feature(self._state))
         action = dist.mode() if greedy else dist.sample()
         if not self.discrete:
@@ -163,11 +166,12 @@ class DreamerAgent:
         self._prev_action = action
         return action[0]
 
-    def act(self, obs: Any, greedy: bool = True) -> Any:
+    def act(self, obs: Any, greedy: bool = True, sample_latent: bool | None = None) -> Any:
         """The environment action for ``obs`` (filtered with the previous ones since the last
-        :meth:`reset`); ``greedy`` takes the modes of the posterior and of the policy (so it is
-        deterministic), otherwise both are sampled."""
-        return self._env_action(self._policy_step(obs, greedy))
+        :meth:`reset`); ``greedy`` takes the mode of the policy, otherwise the action is
+        sampled. ``sample_latent`` samples the posterior latents (``None``: unless
+        ``greedy``, so a plain greedy ``act`` is deterministic)."""
+        return self._env_action(self._policy_step(obs, greedy, sample_latent))
 
     # -- training ---------------------------------------------------------------------------
 
@@ -272,20 +276,32 @@ class DreamerAgent:
 
     # -- evaluation and persistence ---------------------------------------------------------
 
-    def evaluate(self, episodes: int = 10, seed: int = 10**9) -> float:
-        """Mean return of greedy episodes on a fresh environment."""
+    def evaluate(self, episodes: int = 10, seed: int = 10**9, sample_latent: bool = True
+                 ) -> float:
+        """Mean return of greedy episodes (the policy's mode) on a fresh environment.
+
+        ``sample_latent`` samples the posterior latents as in training (dreamerv3-torch's
+        evaluation: the actor never sees latent modes in training, and greedy episodes on
+        modes scored well below the sampled ones in the CartPole demo); the samples come from
+        a generator seeded with ``seed``, forked from torch's, so an evaluation is reproducible
+        and leaves the training's random numbers untouched. ``False``: latent modes.
+        """
         env = self.env_fn()
         total = 0.0
         saved = self._state, self._prev_action
+        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            for episode in range(episodes):
-                obs, _ = env.reset(seed=seed + episode)
-                self.reset()
-                while True:
-                    obs, reward, terminated, truncated, _ = env.step(self.act(obs, greedy=True))
-                    total += float(reward)
-                    if terminated or truncated:
-                        break
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                for episode in range(episodes):
+                    obs, _ = env.reset(seed=seed + episode)
+                    self.reset()
+                    while True:
+                        action = self.act(obs, greedy=True, sample_latent=sample_latent)
+                        obs, reward, terminated, truncated, _ = env.step(action)
+                        total += float(reward)
+                        if terminated or truncated:
+                            break
         finally:
             self._state, self._prev_action = saved
             env.close()

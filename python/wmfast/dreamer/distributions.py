@@ -50,9 +50,15 @@ class OneHotStraightThrough:
 
     def sample(self) -> torch.Tensor:
         """A one-hot sample ``[..., C]`` (no gradient)."""
-        flat = self.probs.detach().reshape(-1, self.probs.shape[-1])
-        index = torch.multinomial(flat, 1).reshape(self.probs.shape[:-1])
-        return F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+        # Inverse-CDF sampling: one uniform per categorical against the cumulative
+        # probabilities (torch.multinomial took ~15% of a Dreamer update on CPU).
+        probs = self.probs.detach()
+        classes = probs.shape[-1]
+        cdf = probs.cumsum(-1)
+        u = torch.rand(probs.shape[:-1], dtype=probs.dtype, device=probs.device)
+        u = u.unsqueeze(-1) * cdf[..., -1:]  # the total, in case rounding left it below 1
+        index = (cdf <= u).sum(-1).clamp_(max=classes - 1)
+        return F.one_hot(index, classes).to(probs.dtype)
 
     def rsample(self) -> torch.Tensor:
         """A one-hot sample whose gradient is that of ``probs`` (straight-through)."""

@@ -71,3 +71,46 @@ class WorldModel(nn.Module):
                    "reward": reward.detach().mean(), "cont": cont.detach().mean(),
                    "model": loss.detach()}
         return loss, post, metrics
+
+    @torch.no_grad()
+    def open_loop(self, obs: torch.Tensor, actions: torch.Tensor, context: int,
+                  sample: bool = False) -> dict[str, torch.Tensor]:
+        """Open-loop predictions of a real sequence: the RSSM filters ``obs[:context]``, then
+        rolls its prior forward under the real ``actions[context:]`` without seeing another
+        observation, and the heads decode every imagined state.
+
+        Args:
+          obs: ``[T, B, obs_dim]`` real observations, ``obs[0]`` the first of an episode.
+          actions: ``[T, B, action_dim]``, ``actions[t]`` taken before ``obs[t]``
+            (``actions[0]`` is ignored: the episode starts there).
+          context: observations filtered before imagining, ``1 <= context < T``.
+          sample: sample the latents (``False``: their modes).
+
+        Returns ``{"obs", "reward", "cont"}``: ``[T - context, B, ...]`` predictions for steps
+        ``context .. T-1`` (observations in raw space, rewards, continue probabilities).
+        """
+        if obs.ndim != 3 or obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"obs must have shape [T, B, {self.obs_dim}], got {list(obs.shape)}")
+        if actions.shape != (*obs.shape[:2], self.action_dim):
+            raise ValueError(
+                f"actions must have shape {[*obs.shape[:2], self.action_dim]}, "
+                f"got {list(actions.shape)}")
+        if isinstance(context, bool) or not isinstance(context, int) or not (
+            1 <= context < obs.shape[0]
+        ):
+            raise ValueError(
+                f"context must be an int in [1, T - 1] = [1, {obs.shape[0] - 1}], "
+                f"got {context!r}")
+        rssm = self.rssm
+        state = rssm.initial(obs.shape[1])
+        first = torch.ones(obs.shape[1], device=obs.device)
+        for t in range(context):
+            state, _ = rssm.observe_step(state, actions[t], self.encoder(obs[t]),
+                                         first if t == 0 else None, sample=sample)
+        states = []
+        for t in range(context, obs.shape[0]):
+            state = rssm.imagine_step(state, actions[t], sample=sample)
+            states.append(state)
+        feat = rssm.feature({key: torch.stack([s[key] for s in states]) for key in states[0]})
+        return {"obs": self.decoder.predict(feat), "reward": self.reward.predict(feat),
+                "cont": self.cont.predict(feat)}
