@@ -16,6 +16,7 @@
 
   python benches/bench_muzero.py           # the tables
   python benches/bench_muzero.py --native  # plus self-play through a NativeModel search model
+  WMFAST_LIGHTZERO_DIR=<folder with mz_tree*.so> ...  # plus LightZero's tree (see bench_mcts)
   python benches/bench_muzero.py --quick   # shorter timings
   pytest benches/bench_muzero.py --benchmark-only
 """
@@ -29,6 +30,7 @@ import argparse
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -37,6 +39,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mcts_baselines
 import muzero_general_loop as mg
 import wmfast as wm
 from wmfast import transforms as T
@@ -68,6 +71,25 @@ def _rate(fn, units: int, seconds: float) -> float:
             return units * count / elapsed
 
 
+class LightZeroSearch:
+    """LightZero's compiled tree (``mz_tree``) driven by its own per-simulation Python loop
+    (``mcts_baselines.lightzero_search``, after lzero's MuZeroMCTSCtree.search), with the
+    ``search(model, root, legal_actions)`` interface SelfPlay calls: the LightZero-driven
+    batched self-play the MuZero issue compares with. Roots are prepared without noise."""
+
+    def __init__(self, mz_tree, num_actions: int, num_simulations: int, discount: float) -> None:
+        self.mz_tree, self.num_actions = mz_tree, num_actions
+        self.num_simulations, self.discount = num_simulations, discount
+
+    def search(self, model, root, legal_actions=None):
+        visits, values = mcts_baselines.lightzero_search(
+            self.mz_tree, model.recurrent_inference, root.latent, root.logits, root.value,
+            self.num_simulations, self.num_actions, self.discount)
+        visits = np.asarray(visits, np.float32)
+        return SimpleNamespace(visit_counts=visits, policy=visits / visits.sum(1, keepdims=True),
+                               root_value=np.asarray(values, np.float32))
+
+
 def selfplay_rows(seconds: float, with_native: bool = False) -> list[str]:
     net = make_network()
     model = SearchModel(net, 10)
@@ -77,6 +99,7 @@ def selfplay_rows(seconds: float, with_native: bool = False) -> list[str]:
     base = _rate(lambda: mg.play_moves(env, baseline_search, 5), 5, seconds)
     rows.append(f"muzero-general loop (1 env, Python tree, batch-1 calls): {base:8.1f} steps/s")
     native = NativeSearchModel(model, (4,), num_runners=1) if with_native else None
+    mz_tree = mcts_baselines.load_lightzero_mz_tree()
     for num_envs in (1, 16, 64):
         envs = [gym.make("CartPole-v1") for _ in range(num_envs)]
         search = wm.MCTS(2, N_SIM, discount=0.997, dirichlet_fraction=0.25, seed=0)
@@ -89,6 +112,13 @@ def selfplay_rows(seconds: float, with_native: bool = False) -> list[str]:
             native_rate = _rate(lambda p=native_play: p.step(1.0), num_envs, seconds)
             rows.append(f"wmfast SelfPlay {num_envs:3d} envs, NativeModel search model: "
                         f"{native_rate:8.1f} steps/s = {native_rate / base:6.1f}x the baseline")
+        if mz_tree is not None and num_envs > 1:
+            lz_play = SelfPlay([gym.make("CartPole-v1") for _ in range(num_envs)], model,
+                               LightZeroSearch(mz_tree, 2, N_SIM, 0.997), 2)
+            lz_rate = _rate(lambda p=lz_play: p.step(1.0), num_envs, seconds)
+            rows.append(f"LightZero ctree-driven SelfPlay {num_envs:3d} envs: {lz_rate:8.1f} "
+                        f"steps/s; wmfast eager {rate / lz_rate:.2f}x"
+                        + (f", native {native_rate / lz_rate:.2f}x" if native is not None else ""))
         obs = torch.randn(num_envs, 4)
         root = model.initial_inference(obs)
         action = torch.zeros(num_envs, dtype=torch.long)
