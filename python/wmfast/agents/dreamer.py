@@ -281,8 +281,7 @@ class DreamerAgent:
         """Mean return of greedy episodes (the policy's mode) on a fresh environment.
 
         ``sample_latent`` samples the posterior latents as in training (dreamerv3-torch's
-        evaluation: the actor never sees latent modes in training, and greedy episodes on
-        modes scored well below the sampled ones in the CartPole demo); the samples come from
+        evaluation: the actor never sees latent modes in training); the samples come from
         a generator seeded with ``seed``, forked from torch's, so an evaluation is reproducible
         and leaves the training's random numbers untouched. ``False``: latent modes.
         """

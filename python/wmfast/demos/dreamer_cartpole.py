@@ -297,8 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "env_steps_to_target": reached["env_steps"] if reached else None,
             "final_eval_return": history[-1]["eval_return"], "best_eval_return": best,
             "env_steps": agent.total_steps, "updates": agent.updates,
-            "open_loop_obs_mse": None if curve is None else dict(zip(
-                map(str, curve["horizons"].tolist()), curve["obs_mse"].tolist())),
+            "open_loop_obs_mse": None if curve is None else {
+                str(h): float(f"{e:.4g}") for h, e in zip(curve["horizons"].tolist(),
+                                                          curve["obs_mse"].tolist())},
             "seconds": round(elapsed, 2)}))
     return 0
 
