@@ -11,7 +11,6 @@ RSSM, filtering the observations it is shown.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wmfast.agents._checkpoint import atomic_save
 from wmfast.dreamer import Actor, Config, Critic, ReturnNormalizer, WorldModel, actor_loss
 from wmfast.dreamer import critic_loss as _critic_loss
 from wmfast.imagination import imagine, lambda_return, lambda_return_weights
@@ -319,20 +319,7 @@ class DreamerAgent:
     def save(self, path: str | os.PathLike) -> None:
         """Writes the agent (networks, optimisers, counters; not the replay) atomically: to a
         temporary file in the same folder, then renamed over ``path``."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=folder, prefix=".dreamer-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save(self.state_dict(), file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, env_fn: Callable[[], Any]) -> DreamerAgent:

@@ -13,7 +13,6 @@ import csv
 import dataclasses
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 import wmfast as wm
+from wmfast.agents._checkpoint import atomic_save
 from wmfast.muzero.config import Config, training_progress
 from wmfast.muzero.loss import unrolled_loss
 from wmfast.muzero.networks import MLPNetwork, SearchModel
@@ -53,23 +53,6 @@ def _check_env(env: Any) -> tuple[tuple[int, ...], Any, int]:
             "environment (e.g. gymnasium.wrappers.FlattenObservation / a one-hot wrapper)"
         )
     return tuple(env.observation_space.shape), env.observation_space.dtype, int(env.action_space.n)
-
-
-def _atomic_save(obj: Any, path: str) -> None:
-    """torch.save to a temporary file in the same folder, then an atomic rename."""
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -512,7 +495,7 @@ class MuZeroAgent:
 
     def save(self, path: str) -> None:
         """Writes the agent to ``path`` atomically (a kill mid-save leaves the old file)."""
-        _atomic_save(self.state_dict(), path)
+        atomic_save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str, env_fn: Callable[[], Any],
