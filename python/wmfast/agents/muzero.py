@@ -439,21 +439,34 @@ class MuZeroAgent:
                        **learn_stats}
                 if evaluate_now:
                     last_eval = self.train_seconds
-                    row["eval_return"] = self.evaluate(eval_episodes)["mean_return"]
-                    self.train_seconds = base_seconds + (time.perf_counter() - start_time)
-                    row["seconds"] = round(self.train_seconds, 2)
-                rows.append(row)
-                self.history.append(row)
-                self._log(row, csv_file, writer)
-                if bar is not None:
-                    bar.set_postfix({k: round(v, 1) for k, v in row.items()
-                                     if k in ("train_return", "eval_return", "loss")})
-                if evaluate_now and checkpoint is not None:
-                    self.save(checkpoint)
-                if (target_return is not None and "eval_return" in row
-                        and row["eval_return"] >= target_return):
+                if self._report(row, evaluate_now, eval_episodes,
+                                lambda: base_seconds + (time.perf_counter() - start_time),
+                                target_return, checkpoint, rows, csv_file, writer, bar):
                     break
         return rows
+
+    def _report(self, row: dict[str, float], evaluate: bool, eval_episodes: int,
+                clock: Callable[[], float], target_return: float | None,
+                checkpoint: str | None, rows: list[dict[str, float]], csv_file: Any,
+                writer: Any, bar: Any) -> bool:
+        """One log row of a training loop (local or Ray): a greedy evaluation first when
+        ``evaluate`` (its time counted by ``clock``, the training seconds so far), then the row
+        to ``rows``, the history, the logs and the progress bar, and the checkpoint after an
+        evaluation. True once an evaluation reaches ``target_return``."""
+        if evaluate:
+            row["eval_return"] = self.evaluate(eval_episodes)["mean_return"]
+            self.train_seconds = clock()
+            row["seconds"] = round(self.train_seconds, 2)
+        rows.append(row)
+        self.history.append(row)
+        self._log(row, csv_file, writer)
+        if bar is not None:
+            bar.set_postfix({k: round(v, 1) for k, v in row.items()
+                             if k in ("train_return", "eval_return", "loss")})
+        if evaluate and checkpoint is not None:
+            self.save(checkpoint)
+        return (target_return is not None and "eval_return" in row
+                and row["eval_return"] >= target_return)
 
     _LOG_FIELDS = ("env_steps", "updates", "episodes", "seconds", "train_return", "eval_return",
                    "loss", "value_loss", "reward_loss", "policy_loss", "consistency_loss",

@@ -488,19 +488,9 @@ class RayRunner:
                     row = self._row(learn_stats)
                     if evaluate_now:
                         last_eval = a.train_seconds
-                        row["eval_return"] = a.evaluate(eval_episodes)["mean_return"]
-                        a.train_seconds = base_seconds + (time.perf_counter() - start_time)
-                        row["seconds"] = round(a.train_seconds, 2)
-                    rows.append(row)
-                    a.history.append(row)
-                    a._log(row, csv_file, writer)
-                    if bar is not None:
-                        bar.set_postfix({k: round(v, 1) for k, v in row.items()
-                                         if k in ("train_return", "eval_return", "loss")})
-                    if evaluate_now and checkpoint is not None:
-                        a.save(checkpoint)
-                    if (target_return is not None and "eval_return" in row
-                            and row["eval_return"] >= target_return):
+                    if a._report(row, evaluate_now, eval_episodes,
+                                 lambda: base_seconds + (time.perf_counter() - start_time),
+                                 target_return, checkpoint, rows, csv_file, writer, bar):
                         break
             self._drain(bar)
             a.train_seconds = base_seconds + (time.perf_counter() - start_time)
