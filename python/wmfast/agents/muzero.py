@@ -28,7 +28,7 @@ from wmfast.muzero.loss import unrolled_loss
 from wmfast.muzero.networks import MLPNetwork, SearchModel
 from wmfast.muzero.reanalyse import reanalyse
 from wmfast.muzero.replay import Replay
-from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, _legal_mask
+from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, _legal_mask, stack_masks
 
 __all__ = ["MuZeroAgent", "TrainingError"]
 
@@ -188,10 +188,7 @@ class MuZeroAgent:
         lengths = np.zeros(episodes, np.int64)
         live = list(range(episodes))
         while live:
-            legal = None
-            if any(masks[i] is not None for i in live):
-                legal = np.stack([np.ones(self.num_actions, bool) if masks[i] is None else masks[i]
-                                  for i in live])
+            legal = stack_masks([masks[i] for i in live], self.num_actions)
             actions = self._greedy(np.stack([obs[i] for i in live]), legal)
             still = []
             for i, action in zip(live, actions):

@@ -52,6 +52,14 @@ def _legal_mask(env: Any, obs: Any, info: dict, num_actions: int,
     return mask
 
 
+def stack_masks(masks: Sequence[np.ndarray | None], num_actions: int) -> np.ndarray | None:
+    """[N, A] bool legal actions from per-environment masks (None: all legal), or None when no
+    environment gave one."""
+    if all(m is None for m in masks):
+        return None
+    return np.stack([np.ones(num_actions, bool) if m is None else m for m in masks])
+
+
 class SelfPlay:
     """Plays N environments with a batched search and collects finished games.
 
@@ -107,11 +115,9 @@ class SelfPlay:
 
     def search_batch(self, obs: torch.Tensor, masks: list[np.ndarray | None]) -> Any:
         """One batched search from the observations [N, *obs_shape]."""
-        legal = None
-        if any(m is not None for m in masks):
-            legal = np.stack([np.ones(self.num_actions, bool) if m is None else m for m in masks])
         root = self.model.initial_inference(obs)
-        return self.search.search(self.search_model, root, legal_actions=legal)
+        return self.search.search(self.search_model, root,
+                                  legal_actions=stack_masks(masks, self.num_actions))
 
     def step(self, temperature: float) -> list[Game]:
         """One move in every environment; returns the games that finished."""
@@ -144,9 +150,7 @@ class SelfPlay:
                     policies=np.stack(history["policies"]).astype(np.float32),
                     terminated=bool(terminated),
                     to_play_changes=self.two_player,
-                    legal_actions=None if history["legal"][0] is None else np.stack(
-                        [np.ones(self.num_actions, bool) if m is None else m
-                         for m in history["legal"]]),
+                    legal_actions=stack_masks(history["legal"], self.num_actions),
                 )
                 finished.append(game)
                 if not terminated:
