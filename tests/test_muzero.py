@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import wmfast as wm
+from muzero_chain import Chain, small_config
 from torch.nn import functional as F
 from wmfast.agents import MuZeroAgent
 from wmfast.agents.muzero import TrainingError
@@ -167,44 +168,9 @@ def test_choose_actions():
 # -- a chain MDP whose values are known -------------------------------------------------------
 
 
-class Chain(gym.Env):
-    """States 0..L-1 (one-hot), both actions move right, reward 1 on leaving the last state."""
-
-    def __init__(self, length: int = 5) -> None:
-        self.length = length
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (length,), np.float32)
-        self.action_space = gym.spaces.Discrete(2)
-        self.state = 0
-
-    def _obs(self):
-        obs = np.zeros(self.length, np.float32)
-        obs[self.state] = 1.0
-        return obs
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.state = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        self.state += 1
-        done = self.state == self.length
-        if done:
-            self.state = 0
-        return self._obs(), float(done), done, False, {}
-
-
-def _small_config(**changes) -> Config:
-    settings = {"num_envs": 4, "num_simulations": 4, "batch_size": 32, "min_replay": 20,
-                "hidden": 16, "latent_dim": 8, "support_size": 5, "discount": 0.9, "td_steps": 10,
-                "unroll_steps": 3, "updates_per_step": 0.5, "learning_rate": 1e-2, "seed": 0}
-    settings.update(changes)
-    return Config(**settings)
-
-
 def test_training_drives_the_value_prediction_to_the_true_values():
     torch.manual_seed(0)
-    agent = MuZeroAgent(lambda: Chain(5), config=_small_config())
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config())
     agent.train(1600, progress=False)
     obs = torch.eye(5)
     values = SearchModel(agent.network, 5).initial_inference(obs).value
@@ -217,7 +183,7 @@ def test_training_drives_the_value_prediction_to_the_true_values():
 
 
 def test_agent_trains_with_the_consistency_loss():
-    agent = MuZeroAgent(lambda: Chain(5), config=_small_config(consistency_weight=1.0))
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config(consistency_weight=1.0))
     agent.train(200, progress=False)
     assert agent.updates > 0 and "consistency_loss" in agent._learn()
     batch = agent.replay.sample(8, next_observations=True)
@@ -225,7 +191,7 @@ def test_agent_trains_with_the_consistency_loss():
 
 
 def test_gumbel_agent_learns_the_chain_policy_targets():
-    agent = MuZeroAgent(lambda: Chain(5), config=_small_config(search="gumbel"))
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config(search="gumbel"))
     assert isinstance(agent.search, wm.GumbelMCTS)
     agent.train(200, progress=False)
     stored = np.flatnonzero(agent.replay.valid)
@@ -237,7 +203,7 @@ def test_gumbel_agent_learns_the_chain_policy_targets():
 
 
 def test_self_play_fills_the_replay_and_reanalyse_refreshes_it():
-    agent = MuZeroAgent(lambda: gym.make("CartPole-v1"), config=_small_config(min_replay=10**9))
+    agent = MuZeroAgent(lambda: gym.make("CartPole-v1"), config=small_config(min_replay=10**9))
     agent.train(400, progress=False)
     assert agent.env_steps == 400 and agent.updates == 0
     replay = agent.replay
@@ -258,7 +224,7 @@ def test_self_play_fills_the_replay_and_reanalyse_refreshes_it():
 
 
 def test_save_load_resume_gives_identical_next_updates(tmp_path):
-    config = _small_config(reanalyse_fraction=0.25)
+    config = small_config(reanalyse_fraction=0.25)
     agent = MuZeroAgent(lambda: Chain(5), config=config)
     agent.train(200, progress=False)
     path = str(tmp_path / "agent.pt")
@@ -277,7 +243,7 @@ def test_save_load_resume_gives_identical_next_updates(tmp_path):
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    agent = MuZeroAgent(lambda: Chain(5), config=_small_config())
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config())
     path = str(tmp_path / "agent.pt")
     agent.save(path)
     with open(path, "rb") as handle:
@@ -324,7 +290,7 @@ def test_nan_loss_stops_training_naming_the_update():
             return root
 
     net = Poisoned(5, 2, latent_dim=8, hidden=16, support_size=5)
-    agent = MuZeroAgent(lambda: Chain(5), network=net, config=_small_config())
+    agent = MuZeroAgent(lambda: Chain(5), network=net, config=small_config())
     with pytest.raises(TrainingError, match=r"update 1 \(env step \d+\)"):
         agent.train(400, progress=False)
     assert agent.updates == 0

@@ -14,12 +14,14 @@ import threading
 import time
 
 import gymnasium as gym
+import muzero_chain
 import numpy as np
 import pytest
 import torch
 import wmfast as wm
+from muzero_chain import Chain, small_config
 from wmfast.agents import MuZeroAgent
-from wmfast.muzero import Config, MLPNetwork, SearchModel
+from wmfast.muzero import MLPNetwork, SearchModel
 from wmfast.muzero.distributed import RayOptions, build_search, search_spec
 
 try:
@@ -28,41 +30,6 @@ except ImportError:
     ray = None
 
 needs_ray = pytest.mark.skipif(ray is None, reason='needs ray (pip install "wmfast[ray]")')
-
-
-class Chain(gym.Env):
-    """States 0..L-1 (one-hot), both actions move right, reward 1 on leaving the last state."""
-
-    def __init__(self, length: int = 5) -> None:
-        self.length = length
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (length,), np.float32)
-        self.action_space = gym.spaces.Discrete(2)
-        self.state = 0
-
-    def _obs(self):
-        obs = np.zeros(self.length, np.float32)
-        obs[self.state] = 1.0
-        return obs
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.state = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        self.state += 1
-        done = self.state == self.length
-        if done:
-            self.state = 0
-        return self._obs(), float(done), done, False, {}
-
-
-def _config(**changes) -> Config:
-    settings = {"num_envs": 4, "num_simulations": 4, "batch_size": 32, "min_replay": 20,
-                "hidden": 16, "latent_dim": 8, "support_size": 5, "discount": 0.9, "td_steps": 10,
-                "unroll_steps": 3, "updates_per_step": 0.5, "learning_rate": 1e-2, "seed": 0}
-    settings.update(changes)
-    return Config(**settings)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +42,10 @@ def cluster():
     from ray import cloudpickle
     from ray.cluster_utils import Cluster
 
-    # The actors unpickle this module's Chain and lambdas by value (workers cannot import tests/).
+    # The actors unpickle this module's lambdas and the shared Chain by value (workers cannot
+    # import tests/).
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(muzero_chain)
     temp = tempfile.mkdtemp(prefix="wmray-")
     os.makedirs(os.path.join(temp, "ray"))
     settings = {"RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": temp}
@@ -95,6 +64,7 @@ def cluster():
             nodes.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        cloudpickle.unregister_pickle_by_value(muzero_chain)
         for name, value in previous.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -121,7 +91,7 @@ def test_self_play_actors_on_both_nodes_train_the_values(cluster):
     nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     assert len(nodes) == 2
     torch.manual_seed(0)
-    agent = MuZeroAgent(lambda: Chain(5), config=_config())
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config())
     agent.train(1600, backend="ray", num_actors=2, progress=False,
                 ray_options=RayOptions(weights_every=5))
     runner = agent.ray_runner
@@ -171,7 +141,7 @@ def test_killed_actors_are_replaced_and_no_finished_game_is_lost(cluster):
     # Few updates per step: a long run in steps, so the replacement actor has steps left to play
     # even when the other actor did most of them while this one was starting.
     agent = MuZeroAgent(lambda: Chain(5),
-                        config=_config(reanalyse_fraction=0.25, updates_per_step=0.15))
+                        config=small_config(reanalyse_fraction=0.25, updates_per_step=0.15))
     thread, errors = _train_in_thread(agent, env_steps=3200, backend="ray", num_actors=2,
                                       num_reanalysers=1, progress=False)
     _wait_for(lambda: agent.ray_runner is not None and agent.updates > 0
@@ -198,7 +168,7 @@ def test_killed_actors_are_replaced_and_no_finished_game_is_lost(cluster):
 
 @needs_ray
 def test_a_checkpoint_taken_while_actors_run_restores_and_resumes(cluster, tmp_path):
-    agent = MuZeroAgent(lambda: Chain(5), config=_config())
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config())
     path = str(tmp_path / "agent.pt")
     snapshots: list[dict] = []
     save = agent.save
@@ -239,7 +209,7 @@ def test_an_actor_that_cannot_start_stops_training_with_its_error(cluster):
             raise OSError("no display in the actor")
         return Chain(5)
 
-    agent = MuZeroAgent(env_fn, config=_config())
+    agent = MuZeroAgent(env_fn, config=small_config())
     with pytest.raises(RuntimeError, match="(?s)selfplay actor 0 failed to start.*no display"):
         agent.train(100, backend="ray", num_actors=1, progress=False)
     assert agent.ray_runner.restarts == 0
@@ -266,7 +236,7 @@ def test_a_search_rebuilt_from_its_settings_searches_the_same():
 
 
 def test_ray_backend_errors_name_the_argument(monkeypatch):
-    agent = MuZeroAgent(lambda: Chain(5), config=_config())
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config())
     with pytest.raises(ValueError, match="backend must be 'local' or 'ray'"):
         agent.train(10, backend="dask", progress=False)
     with pytest.raises(ValueError, match="num_actors is a setting of backend='ray'"):
