@@ -157,6 +157,21 @@ def test_temperature_follows_the_larger_budget_fraction():
     assert [config.temperature(p) for p in (0.0, 0.5, 0.8, 1.0)] == [1.0, 0.5, 0.25, 0.25]
 
 
+def test_search_model_names_a_head_of_the_wrong_shape():
+    class Wide(MLPNetwork):
+        def recurrent_inference(self, latent, action):
+            step = super().recurrent_inference(latent, action)
+            return wm.Step(step.latent, step.reward[:, :-1], step.logits, step.value)
+
+    net = Wide(3, 2, latent_dim=4, hidden=8, support_size=5)
+    model = SearchModel(net, 5)
+    root = model.initial_inference(torch.zeros(6, 3))
+    with pytest.raises(ValueError, match=r"recurrent_inference reward must have shape \[6, 11\]"):
+        model.recurrent_inference(root.latent, torch.zeros(6, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"initial_inference value must have shape \[6, 9\]"):
+        SearchModel(net, 4).initial_inference(torch.zeros(6, 3))
+
+
 def test_choose_actions():
     visits = np.array([[1, 5, 5, 0], [0, 0, 0, 9]])
     np.testing.assert_array_equal(choose_actions(visits, 0.0, np.random.default_rng(0)), [1, 3])

@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from wmfast import transforms as T
+from wmfast.muzero.networks import check_head
 
 __all__ = ["Losses", "scale_gradient", "unrolled_loss"]
 
@@ -50,13 +51,6 @@ class Losses:
     policy: torch.Tensor
     root_values: torch.Tensor
     consistency: torch.Tensor
-
-
-def _check_head(head: torch.Tensor, B: int, support_size: int, name: str) -> None:
-    expected = [B, 2 * support_size + 1] if support_size > 0 else [B]
-    if list(head.shape) != expected:
-        kind = f"categorical logits, support_size={support_size}" if support_size else "scalars"
-        raise ValueError(f"{name} must have shape {expected} ({kind}), got {list(head.shape)}")
 
 
 def _scalar_loss(head: torch.Tensor, target: torch.Tensor, support_size: int) -> torch.Tensor:
@@ -120,15 +114,15 @@ def unrolled_loss(
         raise ValueError(
             f"initial_inference logits must have shape {[B, A]}, got {list(root.logits.shape)}"
         )
-    _check_head(root.value, B, support_size, "initial_inference value")
+    check_head(root.value, B, support_size, "initial_inference value")
     value_loss = _scalar_loss(root.value, target_values[:, 0], support_size) * value_mask[:, 0]
     policy_loss = -(target_policies[:, 0] * F.log_softmax(root.logits, -1)).sum(-1) * policy_mask[:, 0]
     reward_loss = torch.zeros_like(value_loss)
     latent = root.latent
     for k in range(1, K + 1):
         step = network.recurrent_inference(latent, actions[:, k - 1])
-        _check_head(step.value, B, support_size, "recurrent_inference value")
-        _check_head(step.reward, B, support_size, "recurrent_inference reward")
+        check_head(step.value, B, support_size, "recurrent_inference value")
+        check_head(step.reward, B, support_size, "recurrent_inference reward")
         v = _scalar_loss(step.value, target_values[:, k], support_size) * value_mask[:, k]
         r = _scalar_loss(step.reward, target_rewards[:, k], support_size) * reward_mask[:, k]
         p = -(target_policies[:, k] * F.log_softmax(step.logits, -1)).sum(-1) * policy_mask[:, k]

@@ -21,7 +21,7 @@ from torch import nn
 from wmfast import transforms as T
 from wmfast.mcts import Root, Step
 
-__all__ = ["MLPNetwork", "ResNetwork", "SearchModel", "scale_latent"]
+__all__ = ["MLPNetwork", "ResNetwork", "SearchModel", "check_head", "scale_latent"]
 
 
 def scale_latent(latent: torch.Tensor) -> torch.Tensor:
@@ -39,6 +39,15 @@ def _head_size(support_size: int) -> int:
 
 def _scalar_head(out: torch.Tensor, support_size: int) -> torch.Tensor:
     return out if support_size > 0 else out.squeeze(-1)
+
+
+def check_head(head: torch.Tensor, B: int, support_size: int, name: str) -> None:
+    """A value or reward head's shape: [B, 2 * support_size + 1] logits, or [B] scalars when
+    support_size is 0; the error names the head."""
+    expected = [B, 2 * support_size + 1] if support_size > 0 else [B]
+    if list(head.shape) != expected:
+        kind = f"categorical logits, support_size={support_size}" if support_size else "scalars"
+        raise ValueError(f"{name} must have shape {expected} ({kind}), got {list(head.shape)}")
 
 
 def _mlp(sizes: list[int], activate_last: bool = False) -> nn.Sequential:
@@ -236,40 +245,31 @@ class SearchModel:
         self.two_player = two_player
         self._discount: torch.Tensor | None = None
 
-    def _scalar(self, head: torch.Tensor, name: str) -> torch.Tensor:
+    def _scalar(self, head: torch.Tensor, B: int, name: str) -> torch.Tensor:
         if self.support_size == 0:
-            return head
-        if head.dim() != 2 or head.shape[1] != 2 * self.support_size + 1:
-            raise ValueError(
-                f"{name} must have shape [B, {2 * self.support_size + 1}] (categorical logits, "
-                f"support_size={self.support_size}), got {list(head.shape)}"
-            )
+            return head   # scalar heads: the search checks their shapes
+        check_head(head, B, self.support_size, name)
         return T.support_to_scalar(head, self.support_size)
 
     @torch.no_grad()
     def initial_inference(self, obs: torch.Tensor) -> Root:
         root = self.network.initial_inference(obs)
-        return Root(root.latent, root.logits, self._scalar(root.value, "initial_inference value"))
+        return Root(root.latent, root.logits,
+                    self._scalar(root.value, obs.shape[0], "initial_inference value"))
 
     @torch.no_grad()
     def recurrent_inference(self, latent: torch.Tensor, action: torch.Tensor) -> Step:
         step = self.network.recurrent_inference(latent, action)
+        B = latent.shape[0]
         discount = None
         if self.two_player:
-            B = latent.shape[0]
             if self._discount is None or self._discount.shape[0] != B:
                 self._discount = torch.full((B,), -1.0, device=latent.device)
             discount = self._discount
         if self.support_size == 0:
             return Step(step.latent, step.reward, step.logits, step.value, discount)
-        B = step.value.shape[0]
-        expected = [B, 2 * self.support_size + 1]
-        for name, head in (("reward", step.reward), ("value", step.value)):
-            if list(head.shape) != expected:
-                raise ValueError(
-                    f"recurrent_inference {name} must have shape {expected} (categorical "
-                    f"logits, support_size={self.support_size}), got {list(head.shape)}"
-                )
+        check_head(step.reward, B, self.support_size, "recurrent_inference reward")
+        check_head(step.value, B, self.support_size, "recurrent_inference value")
         # Both heads decoded by one call: half the small torch ops per simulation.
         scalars = T.support_to_scalar(torch.cat([step.reward, step.value]), self.support_size)
         return Step(step.latent, scalars[:B], step.logits, scalars[B:], discount)
