@@ -393,6 +393,34 @@ def test_tree_reuse_continues_from_the_child_subtree():
     torch.testing.assert_close(third.tree.raw_values[:, 0], model.root(B, seed=9).value)
 
 
+def test_tree_reuse_starts_trees_marked_minus_one_afresh():
+    # Self-play resets an environment whose episode ended: that tree keeps nothing, the others
+    # continue their subtrees, all in one search.
+    A, B, N = 4, 3, 20
+    model = RandomModel(A, seed=4)
+    mcts = wm.MCTS(A, N, dirichlet_fraction=0.0, temperature=0.0)
+    first = mcts.search(model, model.root(B))
+    new_roots = model.root(B, seed=9)
+    taken = first.action.clone()
+    continued = mcts.search(model, new_roots, reuse=first, action_taken=taken)
+    taken[1] = -1
+    mixed = mcts.search(model, new_roots, reuse=first, action_taken=taken)
+    fresh = mcts.search(model, new_roots)
+    # Tree 1 is exactly a fresh search from its new root (no noise: the search is deterministic).
+    assert torch.equal(mixed.visit_counts[1], fresh.visit_counts[1])
+    assert torch.equal(mixed.q_values[1], fresh.q_values[1])
+    assert mixed.tree.node_visits[1, 0] == N + 1
+    torch.testing.assert_close(mixed.tree.latents[1, 0], new_roots.latent[1])
+    # Trees 0 and 2 continue their subtrees as if no tree had restarted.
+    for b in (0, 2):
+        assert torch.equal(mixed.visit_counts[b], continued.visit_counts[b])
+        assert mixed.tree.node_visits[b, 0] > N + 1
+    # Every tree marked -1: the same as a fresh search.
+    all_fresh = mcts.search(model, new_roots, reuse=first, action_taken=[-1] * B)
+    assert torch.equal(all_fresh.visit_counts, fresh.visit_counts)
+    torch.testing.assert_close(all_fresh.root_value, fresh.root_value)
+
+
 def test_tree_reuse_without_a_root_applies_legal_actions():
     A, B = 4, 2
     model = RandomModel(A, seed=4)
@@ -422,8 +450,14 @@ def test_tree_reuse_errors():
     assert (restarted.tree.node_visits[:, 0] == 4).all()
     with pytest.raises(ValueError, match="action_taken is required"):
         mcts.search(model, None, reuse=first)
-    with pytest.raises(ValueError, match=r"action_taken must be in \[0, 4\), got 7"):
+    with pytest.raises(ValueError, match=r"action_taken must be in \[0, 4\) \(or -1: start that "
+                       r"tree afresh\), got 7"):
         mcts.search(model, None, reuse=first, action_taken=[7, 0])
+    with pytest.raises(ValueError, match=r"got -2"):
+        mcts.search(model, model.root(B), reuse=first, action_taken=[-2, 0])
+    with pytest.raises(ValueError, match=r"action_taken\[1\] is -1 \(start afresh\), which needs a "
+                       "root"):
+        mcts.search(model, None, reuse=first, action_taken=[0, -1])
     gumbel_result = wm.GumbelMCTS(A, 3).search(model, model.root(B))
     with pytest.raises(
         ValueError, match="reuse must come from a MCTS search, got a result of GumbelMCTS"

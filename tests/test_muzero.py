@@ -20,6 +20,7 @@ from wmfast.muzero import (
     MLPNetwork,
     ResNetwork,
     SearchModel,
+    SelfPlay,
     choose_actions,
     reanalyse,
     unrolled_loss,
@@ -278,6 +279,65 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 
 # -- errors -----------------------------------------------------------------------------------
+
+
+def test_self_play_reuses_each_tree_and_restarts_those_whose_episode_ended():
+    torch.manual_seed(0)
+    N = 8
+    model = SearchModel(MLPNetwork(4, 2, latent_dim=8, hidden=16, support_size=5), 5)
+    mcts = wm.MCTS(2, N, seed=1)
+    calls = []
+
+    class Recording:
+        def search(self, model, root, **kwargs):
+            out = mcts.search(model, root, **kwargs)
+            calls.append((kwargs.get("action_taken"), out))
+            return out
+
+    envs = [gym.make("CartPole-v1") for _ in range(3)]
+    selfplay = SelfPlay(envs, model, Recording(), 2, seed=0, reuse_tree=True)
+    played, ended = [], []
+    games = []
+    for _ in range(40):
+        finished = selfplay.step(temperature=1.0)
+        games += finished
+        previous = calls[-1][1]
+        # The action each environment played is the one its tree was searched for.
+        played.append(np.array([h["actions"][-1] if h["actions"] else -2
+                                for h in selfplay._history]))
+        ended.append(np.array([not h["actions"] for h in selfplay._history]))
+        assert previous.visit_counts.sum(1).min() >= N
+    assert games, "no episode ended: the test would not see a restart"
+    assert calls[0][0] is None
+    for move in range(1, 40):
+        taken, out = calls[move]
+        taken = np.asarray(taken)
+        restarted = ended[move - 1]
+        # -1 exactly for the environments reset after the previous move, else the action played.
+        np.testing.assert_array_equal(taken == -1, restarted)
+        np.testing.assert_array_equal(taken[~restarted], played[move - 1][~restarted])
+        visits = out.visit_counts.sum(1).numpy()
+        # A restarted tree has this search's N visits; a continued one adds N to its subtree's.
+        assert (visits[restarted] == N).all()
+        assert (visits[~restarted] > N).all()
+    for game in games:
+        np.testing.assert_allclose(game.policies.sum(1), 1.0, atol=1e-5)
+
+
+def test_tree_reuse_is_refused_with_the_gumbel_search():
+    model = SearchModel(MLPNetwork(4, 2, latent_dim=8, hidden=16, support_size=5), 5)
+    with pytest.raises(ValueError, match="reuse_tree needs a wm.MCTS search"):
+        SelfPlay([gym.make("CartPole-v1")], model, wm.GumbelMCTS(2, 4), 2, reuse_tree=True)
+    with pytest.raises(ValueError, match="Config.reuse_tree needs search='muzero'"):
+        Config(reuse_tree=True, search="gumbel")
+
+
+def test_agent_trains_with_tree_reuse():
+    agent = MuZeroAgent(lambda: Chain(5), config=small_config(reuse_tree=True))
+    agent.train(200, progress=False)
+    assert agent.updates > 0 and agent._selfplay.reuse_tree
+    stored = np.flatnonzero(agent.replay.valid)
+    np.testing.assert_allclose(agent.replay.policies[stored].sum(1), 1.0, atol=1e-5)
 
 
 def test_unsupported_environments_are_refused():

@@ -518,9 +518,17 @@ class _Planner:
                 raise TypeError(f"action_taken must hold integers, got dtype {taken.dtype}")
             if taken.shape != (B,):
                 raise ValueError(f"action_taken must have shape [{B}], got {list(taken.shape)}")
-            if ((taken < 0) | (taken >= A)).any():
-                bad = int(taken[((taken < 0) | (taken >= A))][0])
-                raise ValueError(f"action_taken must be in [0, {A}), got {bad}")
+            out_of_range = (taken < -1) | (taken >= A)
+            if out_of_range.any():
+                raise ValueError(
+                    f"action_taken must be in [0, {A}) (or -1: start that tree afresh), got "
+                    f"{int(taken[out_of_range][0])}"
+                )
+            if root is None and (taken == -1).any():
+                raise ValueError(
+                    f"action_taken[{int(np.flatnonzero(taken == -1)[0])}] is -1 (start afresh), "
+                    "which needs a root to start from"
+                )
             taken = np.ascontiguousarray(taken, dtype=np.int64)
             previous_device = reuse._state.latent_device
             if latent is not None and latent.device != previous_device:
@@ -623,7 +631,9 @@ class MCTS(_Planner):
           reuse: the previous SearchResult of this planner; the search continues from the
             subtree under ``action_taken`` (statistics and latents are kept; with a root, the
             root's latent, logits and value replace the subtree root's).
-          action_taken: [B] int, the action played in each environment since ``reuse``.
+          action_taken: [B] int, the action played in each environment since ``reuse``; -1
+            starts that tree afresh from its root (its episode ended and the environment was
+            reset), keeping nothing of the previous search.
 
         Returns:
           a SearchResult of CPU tensors: action [B] int64, visit_counts [B, A] int32, policy,

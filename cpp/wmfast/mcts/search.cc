@@ -289,8 +289,10 @@ int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_tak
   int64_t largest = 1;
   for (int64_t b = 0; b < old.batch_size; ++b) {
     const int64_t a = actions_taken[b];
-    WMFAST_CHECK_ARG(a >= 0 && a < old.num_actions, "action_taken[", b, "] must be in [0, ",
-                     old.num_actions, "), got ", a);
+    WMFAST_CHECK_ARG(a >= kStartAfresh && a < old.num_actions, "action_taken[", b,
+                     "] must be in [0, ", old.num_actions, ") or ", kStartAfresh,
+                     " (start the tree afresh), got ", a);
+    if (a == kStartAfresh) continue;
     const int32_t child = old.children(old.Node(b, kRootIndex))[a];
     if (child == kUnvisited) continue;
     std::fill(inside.begin(), inside.end(), 0);
@@ -323,10 +325,13 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
   std::vector<float> root_logits(A);
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
     const int64_t taken = actions_taken[b];
-    const int32_t child = old.children(old.Node(b, kRootIndex))[taken];
+    const int32_t child =
+        taken == kStartAfresh ? kUnvisited : old.children(old.Node(b, kRootIndex))[taken];
     const uint8_t* invalid = root.invalid != nullptr ? root.invalid + b * A : nullptr;
     const float* gumbel = root.gumbel != nullptr ? root.gumbel + b * A : nullptr;
     if (child == kUnvisited) {
+      WMFAST_CHECK_ARG(has_root || taken != kStartAfresh, "action_taken[", b, "] is ",
+                       kStartAfresh, " (start afresh), which needs a root to start from");
       WMFAST_CHECK_ARG(has_root, "action_taken: action ", taken,
                        " was never expanded at the root of tree ", b,
                        " in the previous search, so there is no subtree to continue from; "

@@ -85,6 +85,9 @@ struct RootInput {
   const float* gumbel = nullptr;     // [B, A] Gumbel noise to use; nullptr: sampled (scaled)
 };
 
+// actions_taken entry of a tree that keeps nothing of the previous search.
+inline constexpr int64_t kStartAfresh = -1;
+
 class Search {
  public:
   // `stream` separates the random streams of successive searches with one seed. num_nodes is
@@ -98,7 +101,8 @@ class Search {
   // Fresh trees holding only their roots.
   void InitFromRoots(const RootInput& root);
 
-  // Trees made of the subtrees of `previous` under the root actions `actions_taken` [B]. With
+  // Trees made of the subtrees of `previous` under the root actions `actions_taken` [B]
+  // (kStartAfresh: tree b starts from root b alone, e.g. after its episode ended). With
   // root.logits (and values) the new roots take them (their statistics are kept); without, the
   // subtree roots keep their own and every taken action must have been expanded. root.invalid
   // (and gumbel) apply either way: subtrees under now-illegal root actions are dropped. Fills

@@ -357,7 +357,8 @@ class MuZeroAgent:
             self._selfplay = SelfPlay(envs, self.model, self.search, self.num_actions,
                                       c.two_player, seed=c.seed + 1000 * self.episodes,
                                       legal_actions=self.legal_actions,
-                                      search_model=self._native_model and self._native_model.native)
+                                      search_model=self._native_model and self._native_model.native,
+                                      reuse_tree=c.reuse_tree)
         elif self._native_model is not None and runner is None:
             self._native_model.refresh()   # the network may have changed between two calls
         selfplay = self._selfplay

@@ -36,6 +36,8 @@ class Config:
       network per update, as a fraction of batch_size), consistency_weight (EfficientZero's
       self-supervised consistency loss on the unrolled latents; 0: off; the network needs
       ``project(latent, with_predictor)``, as the reference networks have).
+    reuse_tree: each self-play search continues from the previous move's subtree (wm.MCTS
+      only), so its visits add to those already spent below the move played.
     native_selfplay: self-play searches through a wm.NativeModel export of the search model's
       recurrent_inference (no Python per simulation; backend="local"), its weights refreshed
       from the learner every ``native_refresh_every`` updates without recompiling; when the
@@ -77,6 +79,7 @@ class Config:
     consistency_weight: float = 0.0
     torch_threads: int | None = 1
     seed: int = 0
+    reuse_tree: bool = False
     native_selfplay: bool = False
     native_refresh_every: int = 1
 
@@ -96,6 +99,9 @@ class Config:
                              f"{self.torch_threads!r}")
         if self.search not in ("muzero", "gumbel"):
             raise ValueError(f"Config.search must be 'muzero' or 'gumbel', got {self.search!r}")
+        if self.reuse_tree and self.search == "gumbel":
+            raise ValueError("Config.reuse_tree needs search='muzero': the Gumbel search offers "
+                             "no tree reuse (Sequential Halving budgets one search's visits)")
         if not 0.0 <= self.discount <= 1.0:
             raise ValueError(f"Config.discount must be in [0, 1], got {self.discount!r}")
         for name in ("learning_rate", "updates_per_step"):

@@ -198,7 +198,8 @@ class SelfPlayWorker(_Worker):
         self.slot, self.incarnation = slot, incarnation
         envs = [env_fn() for _ in range(config.num_envs)]
         self.selfplay = SelfPlay(envs, self.model, build_search(spec, seed), num_actions,
-                                 config.two_player, seed=seed, legal_actions=legal_actions)
+                                 config.two_player, seed=seed, legal_actions=legal_actions,
+                                 reuse_tree=config.reuse_tree)
         self.produced = 0        # games handed over (sequence numbers 0..produced-1)
         self.node = self.node_id()
         self._returns_sent = 0

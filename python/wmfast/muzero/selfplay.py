@@ -6,6 +6,10 @@ visits^(1/temperature), or the Gumbel search's choice), then each environment st
 episodes come back as :class:`~wmfast.muzero.replay.Game` records; a truncated episode's game
 carries the network's value of its final observation to bootstrap from.
 
+With ``reuse_tree`` each search continues from the previous search's subtree under the action
+played (its statistics and latents kept, the root refreshed from the new observation); a tree
+whose environment was reset starts afresh (``action_taken`` -1 for that tree).
+
 Legal actions come from ``info["action_mask"]`` (the gymnasium/PettingZoo convention) when the
 environment provides one, or from a ``legal_actions(env, obs, info)`` callable.
 """
@@ -74,6 +78,8 @@ class SelfPlay:
       search_model: what the search calls (default: ``model``), e.g. a wm.NativeModel export
         of ``model.recurrent_inference`` (``wmfast.muzero.native_selfplay``); the root still
         comes from ``model.initial_inference``.
+      reuse_tree: continue each search from the previous move's subtree (wm.MCTS only: the
+        Gumbel search's Sequential Halving budgets the visits of one search).
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class SelfPlay:
         seed: int = 0,
         legal_actions: LegalActionsFn | None = None,
         search_model: Any = None,
+        reuse_tree: bool = False,
     ) -> None:
         self.envs = list(envs)
         self.model, self.search, self.num_actions = model, search, num_actions
@@ -94,6 +101,13 @@ class SelfPlay:
         self.legal_actions = legal_actions
         self.rng = np.random.default_rng(seed)
         self._gumbel = type(search).__name__ == "GumbelMCTS"
+        if reuse_tree and self._gumbel:
+            raise ValueError("reuse_tree needs a wm.MCTS search: GumbelMCTS offers no tree reuse "
+                             "(Sequential Halving budgets the root visits of one search)")
+        self.reuse_tree = bool(reuse_tree)
+        # The last search and, per environment, the action played since (-1: reset), to reuse.
+        self._previous: Any = None
+        self._taken: np.ndarray | None = None
         self.obs: list[Any] = []
         self.masks: list[np.ndarray | None] = []
         for i, env in enumerate(self.envs):
@@ -113,15 +127,20 @@ class SelfPlay:
     def _observations(self) -> torch.Tensor:
         return torch.as_tensor(np.stack(self.obs), dtype=torch.get_default_dtype())
 
-    def search_batch(self, obs: torch.Tensor, masks: list[np.ndarray | None]) -> Any:
-        """One batched search from the observations [N, *obs_shape]."""
+    def search_batch(self, obs: torch.Tensor, masks: list[np.ndarray | None],
+                     reuse: Any = None, action_taken: np.ndarray | None = None) -> Any:
+        """One batched search from the observations [N, *obs_shape] (continuing ``reuse``, the
+        previous search, under ``action_taken`` when given)."""
         root = self.model.initial_inference(obs)
-        return self.search.search(self.search_model, root,
-                                  legal_actions=stack_masks(masks, self.num_actions))
+        legal = stack_masks(masks, self.num_actions)
+        if reuse is None:
+            return self.search.search(self.search_model, root, legal_actions=legal)
+        return self.search.search(self.search_model, root, legal_actions=legal, reuse=reuse,
+                                  action_taken=action_taken)
 
     def step(self, temperature: float) -> list[Game]:
         """One move in every environment; returns the games that finished."""
-        out = self.search_batch(self._observations(), self.masks)
+        out = self.search_batch(self._observations(), self.masks, self._previous, self._taken)
         visits = np.asarray(out.visit_counts)
         if self._gumbel:
             actions = np.asarray(out.action).astype(np.int64)
@@ -129,6 +148,7 @@ class SelfPlay:
             actions = choose_actions(visits, temperature, self.rng)
         policies = np.asarray(out.policy, dtype=np.float32)
         root_values = np.asarray(out.root_value, dtype=np.float32)
+        taken = np.array(actions, dtype=np.int64)   # per tree, for the next search's reuse
         finished: list[Game] = []
         truncated_games: list[tuple[Game, Any]] = []
         for i, env in enumerate(self.envs):
@@ -160,8 +180,11 @@ class SelfPlay:
                 self._returns[i] = 0.0
                 self._history[i] = self._empty()
                 obs, info = env.reset()
+                taken[i] = -1   # a new episode: its tree starts afresh
             self.obs[i] = obs
             self.masks[i] = _legal_mask(env, obs, info, self.num_actions, self.legal_actions)
+        if self.reuse_tree:
+            self._previous, self._taken = out, taken
         if truncated_games:
             final = torch.as_tensor(np.stack([o for _, o in truncated_games]),
                                     dtype=torch.get_default_dtype())
