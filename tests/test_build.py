@@ -1,5 +1,7 @@
 """The build: module loading, the torch version check, the CLI, and the C++ unit tests."""
 
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -27,11 +29,31 @@ def test_version_mismatch_names_both_versions_and_the_rebuild_command(monkeypatc
     assert "pip install --no-build-isolation" in message
     _torch_ext.check_torch_version("2.13.0+cpu", "2.13.1")  # same minor: fine
 
-    # Simulate an extension built for another torch: the loader refuses before importing it.
-    monkeypatch.setattr(_build_info, "TORCH_VERSION", "2.12.0")
+    # Simulate an extension built for another torch (a minor version away from the one
+    # installed, whichever that is): the loader refuses before importing it.
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    other = f"{major}.{minor + 1}.0"
+    monkeypatch.setattr(_build_info, "TORCH_VERSION", other)
     monkeypatch.setattr(_torch_ext, "_module", None)
-    with pytest.raises(ImportError, match="built against torch 2.12.0"):
+    with pytest.raises(ImportError, match=f"built against torch {other}"):
         _torch_ext.load()
+
+
+def test_local_version_label_names_the_torch_built_against():
+    tools = REPO / "tools" / "torch_local_version.py"
+    if not tools.exists():
+        pytest.skip("not a source checkout")
+    spec = importlib.util.spec_from_file_location("torch_local_version", tools)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.local_version("0.1.0", "2.13.0+cpu") == "0.1.0+torch2.13.0.cpu"
+    assert module.local_version("0.1.0", "2.12.0+cu130") == "0.1.0+torch2.12.0.cu130"
+    assert module.local_version("0.1.0", "2.13.0") == "0.1.0+torch2.13.0"
+    assert module.dynamic_metadata("version", {}) == module.local_version(
+        wmfast.__version__, importlib.metadata.version("torch"))
+    # The installed distribution carries it (any install made by this checkout's build).
+    installed = importlib.metadata.version("wmfast")
+    assert installed.startswith(wmfast.__version__ + "+torch"), installed
 
 
 def test_cli_info_prints_versions():
