@@ -340,6 +340,30 @@ def test_agent_trains_with_tree_reuse():
     np.testing.assert_allclose(agent.replay.policies[stored].sum(1), 1.0, atol=1e-5)
 
 
+class SecondMoverWins(gym.Env):
+    """Two moves, one per player; the second mover's move wins (reward +1 to the mover)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.eye(2, dtype=np.float32)[0], {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t == 2
+        return np.eye(2, dtype=np.float32)[self.t % 2], float(done), done, False, {}
+
+
+def test_two_player_evaluation_reports_the_first_players_return():
+    agent = MuZeroAgent(SecondMoverWins, config=small_config(two_player=True))
+    result = agent.evaluate(3)
+    assert result["returns"].tolist() == [-1.0, -1.0, -1.0]
+    assert result["lengths"].tolist() == [2, 2, 2]
+
+
 def test_unsupported_environments_are_refused():
     with pytest.raises(TypeError, match="Discrete action space"):
         MuZeroAgent(lambda: gym.make("Pendulum-v1"))

@@ -121,18 +121,27 @@ def test_unexportable_model_raises_export_error(tmp_path):
 def test_running_releases_the_gil(exported):
     _, native, *_ = exported
     latent, action = torch.randn(4096, 16), torch.randint(0, 5, (4096,))
-    ticks, stop = [], threading.Event()
-    thread = threading.Thread(target=lambda: [ticks.append(1) for _ in iter(stop.is_set, True)])
+    # Another Python thread runs while a call is in progress (it counts only then). On a busy
+    # machine that thread may not be scheduled for a while: call until it has run, up to 20 s.
+    in_call, ticks, stop = [False], [0], threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            if in_call[0]:
+                ticks[0] += 1
+
+    thread = threading.Thread(target=tick)
     thread.start()
+    deadline = time.monotonic() + 20.0
     try:
-        before = len(ticks)
-        for _ in range(20):
+        while ticks[0] == 0 and time.monotonic() < deadline:
+            in_call[0] = True
             native(latent, action)
-        during = len(ticks) - before
+            in_call[0] = False
     finally:
         stop.set()
         thread.join()
-    assert during > 0
+    assert ticks[0] > 0
 
 
 @pytest.mark.cuda

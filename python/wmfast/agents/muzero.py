@@ -171,7 +171,9 @@ class MuZeroAgent:
     def evaluate(self, episodes: int = 20, seed: int = 10_000) -> dict[str, Any]:
         """Greedy returns over ``episodes`` episodes played together (one batched search per
         move). Returns {"mean_return": float, "returns": float64 tensor [episodes],
-        "lengths": int64 tensor [episodes]}."""
+        "lengths": int64 tensor [episodes]}. In a two-player game (Config.two_player) the agent
+        plays both sides and a return is the first player's: its rewards minus the opponent's
+        (rewards are the mover's), e.g. +1 win, 0 draw, -1 loss."""
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
         with _torch_threads(self.config.torch_threads):
@@ -193,7 +195,9 @@ class MuZeroAgent:
             still = []
             for i, action in zip(live, actions):
                 o, reward, terminated, truncated, info = envs[i].step(int(action))
-                returns[i] += reward
+                first_player_moved = lengths[i] % 2 == 0
+                sign = -1.0 if self.config.two_player and not first_player_moved else 1.0
+                returns[i] += sign * reward
                 lengths[i] += 1
                 obs[i] = o
                 masks[i] = _legal_mask(envs[i], o, info, self.num_actions, self.legal_actions)
