@@ -378,6 +378,15 @@ def test_config_errors_name_the_field():
         Config(discount=1.5)
     with pytest.raises(ValueError, match="Config.search"):
         Config(search="alphazero")
+    with pytest.raises(TypeError, match=r"Config.num_envs must be an int, got bool"):
+        Config(num_envs=True)
+    with pytest.raises(TypeError, match=r"Config.reuse_tree must be a bool, got int"):
+        Config(reuse_tree=1)
+    with pytest.raises(ValueError, match=r"Config.learning_rate must be a finite number, got nan"):
+        Config(learning_rate=float("nan"))
+    # numpy scalars (from a sweep's grid, say) are taken and stored as Python numbers
+    config = Config(num_simulations=np.int64(8), discount=np.float64(0.9))
+    assert type(config.num_simulations) is int and type(config.discount) is float
 
 
 def test_nan_loss_stops_training_naming_the_update():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from wmfast._validate import as_bool, as_float, as_int
+
 __all__ = ["Config", "training_progress"]
 
 
@@ -84,37 +86,36 @@ class Config:
     native_refresh_every: int = 1
 
     def __post_init__(self) -> None:
+        # Checked and normalised (numpy scalars become Python numbers, so the config stays
+        # what dataclasses.asdict and a checkpoint expect); errors name the field.
         ints = {"num_envs": 1, "num_simulations": 1, "max_num_considered_actions": 1,
                 "latent_dim": 1, "hidden": 1, "support_size": 0, "replay_capacity": 1,
                 "td_steps": 1, "unroll_steps": 1, "batch_size": 1, "min_replay": 0,
-                "native_refresh_every": 1}
+                "native_refresh_every": 1, "seed": 0}
         for name, low in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Config.{name} must be an int >= {low}, got {value!r}")
-        if self.torch_threads is not None and (
-                isinstance(self.torch_threads, bool) or not isinstance(self.torch_threads, int)
-                or self.torch_threads < 1):
-            raise ValueError(f"Config.torch_threads must be None or an int >= 1, got "
-                             f"{self.torch_threads!r}")
+            setattr(self, name, as_int(getattr(self, name), f"Config.{name}", low))
+        if self.torch_threads is not None:
+            self.torch_threads = as_int(self.torch_threads, "Config.torch_threads", 1)
+        for name in ("two_player", "reuse_tree", "native_selfplay"):
+            setattr(self, name, as_bool(getattr(self, name), f"Config.{name}"))
         if self.search not in ("muzero", "gumbel"):
             raise ValueError(f"Config.search must be 'muzero' or 'gumbel', got {self.search!r}")
         if self.reuse_tree and self.search == "gumbel":
             raise ValueError("Config.reuse_tree needs search='muzero': the Gumbel search offers "
                              "no tree reuse (Sequential Halving budgets one search's visits)")
-        if not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"Config.discount must be in [0, 1], got {self.discount!r}")
-        for name in ("learning_rate", "updates_per_step"):
-            if not getattr(self, name) > 0.0:
-                raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "max_grad_norm", "value_loss_weight", "priority_alpha",
-                     "consistency_weight",
-                     "gumbel_scale", "dirichlet_fraction"):
-            if not getattr(self, name) >= 0.0:
-                raise ValueError(f"Config.{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.reanalyse_fraction <= 1.0:
-            raise ValueError(
-                f"Config.reanalyse_fraction must be in [0, 1], got {self.reanalyse_fraction!r}")
+        floats = {  # name: (low, high, low excluded)
+            "discount": (0.0, 1.0, False), "reanalyse_fraction": (0.0, 1.0, False),
+            "learning_rate": (0.0, None, True), "updates_per_step": (0.0, None, True),
+            "pb_c_init": (0.0, None, False), "pb_c_base": (0.0, None, True),
+            "dirichlet_alpha": (0.0, None, True), "dirichlet_fraction": (0.0, 1.0, False),
+            "gumbel_scale": (0.0, None, False), "weight_decay": (0.0, None, False),
+            "max_grad_norm": (0.0, None, False), "value_loss_weight": (0.0, None, False),
+            "priority_alpha": (0.0, None, False), "priority_beta": (0.0, None, False),
+            "consistency_weight": (0.0, None, False),
+        }
+        for name, (low, high, low_open) in floats.items():
+            setattr(self, name, as_float(getattr(self, name), f"Config.{name}", low, high,
+                                         low_open=low_open))
         if not self.temperatures or any(len(t) != 2 or t[1] < 0 for t in self.temperatures):
             raise ValueError(
                 "Config.temperatures must be ((fraction, temperature >= 0), ...), got "
