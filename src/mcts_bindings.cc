@@ -7,6 +7,8 @@
 #include <torch/csrc/utils/pybind.h>
 #include <pybind11/numpy.h>
 #include <ATen/ops/all.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/argmin.h>
 #include <ATen/ops/isfinite.h>
 
