@@ -88,6 +88,8 @@ float ExploreFactor(const SearchConfig& c, int32_t node_visits) {
 
 }  // namespace
 
+void SoftmaxRow(const float* logits, int n, float* out) { Softmax(logits, n, out); }
+
 void ValidateConfig(const SearchConfig& c) {
   WMFAST_CHECK_ARG(c.num_actions >= 1, "num_actions must be >= 1, got ", c.num_actions);
   WMFAST_CHECK_ARG(c.num_simulations >= 1, "num_simulations must be >= 1, got ",
@@ -145,8 +147,12 @@ void ValidateConfig(const SearchConfig& c) {
 
 Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes,
                uint64_t stream)
+    : Search(config, batch_size, num_nodes, stream, config.num_actions) {}
+
+Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes,
+               uint64_t stream, int tree_width)
     : config_(config),
-      tree_(batch_size, num_nodes, config.num_actions),
+      tree_(batch_size, num_nodes, std::max(tree_width, config.num_actions)),
       stream_(stream),
       first_new_(batch_size, 1),
       num_considered_(batch_size, 0),
@@ -696,7 +702,10 @@ void Search::ExpandAndBackup(int64_t b) {
   tree_.reward(node) = out_rewards_[b];
   tree_.discount(node) = out_discounts_[b] * config_.discount;
   tree_.children(tree_.Node(b, parent))[action] = leaf;
+  Backup(b, node);
+}
 
+void Search::Backup(int64_t b, int64_t node) {
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
   int64_t child = node;
   float leaf_value = tree_.node_value(node);

@@ -75,6 +75,10 @@ struct SearchConfig {
 // Throws std::invalid_argument naming the field if `config` is inconsistent.
 void ValidateConfig(const SearchConfig& config);
 
+// out = softmax(logits) over n entries, as the search computes its priors (total: -inf rows are
+// uniform, NaN entries get no mass).
+void SoftmaxRow(const float* logits, int n, float* out);
+
 // Root inputs, all owned by the caller and read during Init only. Init checks that they are
 // finite (logits may be -inf where a row keeps a finite entry) and that every root has a legal
 // action, naming them as the Python API does (root.logits, root.value, gumbel, legal_actions).
@@ -143,7 +147,12 @@ class Search {
   };
   Results TakeResults();
 
- private:
+ protected:
+  // A search whose tree records hold `tree_width` (>= num_actions) edges: the stochastic search
+  // keeps decision and chance nodes in one tree (see stochastic_search.h).
+  Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes, uint64_t stream,
+         int tree_width);
+
   // Throws std::invalid_argument at the first non-finite root input or the first root with no
   // legal action.
   void CheckRootInput(const RootInput& root) const;
@@ -166,6 +175,8 @@ class Search {
   int SelectGumbelInterior(int64_t b, int64_t node) const;
   void CompletedQ(int64_t b, int64_t node, float* out) const;
   void ExpandAndBackup(int64_t b);
+  // Backs the value of the new (or re-evaluated) node `node` (flat id) of tree b up to the root.
+  void Backup(int64_t b, int64_t node);
   // Throws std::invalid_argument naming tree b when a backed-up value is not finite.
   void CheckBackedUp(int64_t b, float value, float reward, float discount) const;
   void Prefetch(int64_t b, bool backup) const;
