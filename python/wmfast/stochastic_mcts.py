@@ -96,13 +96,21 @@ class StochasticSearchTree:
       action_from_parent: [B, N] int32 the action (chance nodes) or outcome (decision nodes)
         leading to the node.
       is_chance: [B, N] bool True for chance nodes (afterstates).
-      children_index, children_prior_logits, children_priors, children_visits, children_values,
-        children_rewards, children_discounts: [B, N, A] the action edges (rewards 0 and
-        discounts 1 on expanded ones).
-      chance_children_index, chance_children_logits, chance_children_probs,
-        chance_children_visits, chance_children_values, chance_children_rewards,
-        chance_children_discounts: [B, N, C] the outcome edges (rewards and discounts from the
-        chance function; discounts times the search's discount).
+      children_index: [B, N, A] int32 child (an afterstate) of each action, -1 if unexpanded.
+      children_prior_logits: [B, N, A] float32 prior logits (root: masked and noised).
+      children_priors: [B, N, A] float32 softmax of the prior logits.
+      children_visits: [B, N, A] int32 visits through each action.
+      children_values: [B, N, A] float32 value of the afterstate reached.
+      children_rewards: [B, N, A] float32 0 (the reward comes with the chance outcome).
+      children_discounts: [B, N, A] float32 1 on expanded action edges.
+      chance_children_index: [B, N, C] int32 child (a state) of each outcome, -1 if unexpanded.
+      chance_children_logits: [B, N, C] float32 the decision function's chance logits.
+      chance_children_probs: [B, N, C] float32 softmax of the chance logits.
+      chance_children_visits: [B, N, C] int32 visits through each outcome.
+      chance_children_values: [B, N, C] float32 value of the state reached.
+      chance_children_rewards: [B, N, C] float32 the chance function's reward.
+      chance_children_discounts: [B, N, C] float32 the chance function's discount times the
+        search's.
       root_invalid_actions: [B, A] bool illegal root actions.
       latents: [B, N, ...] latent of every node (states and afterstates; zero for nodes never
         evaluated), on the model's device.
@@ -278,8 +286,9 @@ class StochasticMCTS(_Planner):
       num_simulations: simulations per search (each expands one node per tree, calling either
         the decision or the chance function for it).
       discount: multiplies the chance function's Step.discount on every outcome edge.
-      pb_c_init, pb_c_base, dirichlet_alpha, dirichlet_fraction, seed, qtransform, temperature,
-        num_threads: as in MCTS (the noise goes on the root's decision priors only).
+      pb_c_init, pb_c_base: c1 and c2 of the pUCT formula, as in MCTS.
+      dirichlet_alpha, dirichlet_fraction: root noise, on the decision priors only, as in MCTS.
+      seed, qtransform, temperature, num_threads: as in MCTS.
       max_depth: maximum edges from the root to a leaf, decision and chance edges each counting
         one (mctx's convention; None: unlimited).
     """
