@@ -29,26 +29,54 @@ using StochasticState = SearchStateOf<StochasticSearch>;
 std::unique_ptr<StochasticState> RunStochasticSearch(
     const SearchConfig& config, int num_chance_outcomes, py::object decision_fn,
     py::object chance_fn, const at::Tensor& root_latent, const float* root_logits,
-    const float* root_value, const std::optional<CArray<uint8_t>>& invalid, uint64_t stream) {
+    const float* root_value, const std::optional<CArray<uint8_t>>& invalid,
+    const StochasticState* reuse, const std::optional<CArray<int64_t>>& actions_taken,
+    const std::optional<CArray<int64_t>>& outcomes_taken, uint64_t stream, bool has_root) {
   const int A = config.num_actions;
-  const int64_t B = root_latent.size(0);
+  int64_t B = 0;
+  if (has_root) {
+    B = root_latent.size(0);
+  } else {
+    WMFAST_CHECK_ARG(reuse != nullptr, "root is required unless reuse is given");
+    B = reuse->search->batch_size();
+  }
   mcts::RootInput root;
-  root.logits = root_logits;
-  root.values = root_value;
+  if (has_root) {
+    root.logits = root_logits;
+    root.values = root_value;
+  }
   if (invalid) root.invalid = invalid->data();
 
   auto state = std::make_unique<StochasticState>();
-  const int64_t num_nodes = config.num_simulations + 1;
-  state->search =
-      std::make_unique<StochasticSearch>(config, num_chance_outcomes, B, num_nodes, stream);
-  state->search->InitFromRoots(root);
-  // States and afterstates share the store: an afterstate must look like a state.
-  state->latents = std::make_unique<model::LatentStore>(B * num_nodes, root_latent);
-  state->latents->Check(root_latent, B, "root.latent");
-  CheckFiniteLatent(root_latent, B);
-  std::vector<int64_t> root_slots(B);
-  for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
-  state->latents->Write(root_slots.data(), B, root_latent.contiguous());
+  if (reuse == nullptr) {
+    const int64_t num_nodes = config.num_simulations + 1;
+    state->search =
+        std::make_unique<StochasticSearch>(config, num_chance_outcomes, B, num_nodes, stream);
+    state->search->InitFromRoots(root);
+    // States and afterstates share the store: an afterstate must look like a state.
+    state->latents = std::make_unique<model::LatentStore>(B * num_nodes, root_latent);
+  } else {
+    WMFAST_CHECK_ARG(reuse->search->batch_size() == B, "reuse: the previous search had ",
+                     reuse->search->batch_size(), " trees, the root has ", B);
+    WMFAST_CHECK_ARG(actions_taken && outcomes_taken,
+                     "action_taken and outcome_taken are required with reuse");
+    const int64_t num_nodes = StochasticSearch::NodesForReuse(
+        *reuse->search, actions_taken->data(), outcomes_taken->data(), config.num_simulations);
+    state->search =
+        std::make_unique<StochasticSearch>(config, num_chance_outcomes, B, num_nodes, stream);
+    std::vector<int64_t> slot_map;
+    state->search->InitFromPrevious(*reuse->search, actions_taken->data(),
+                                    outcomes_taken->data(), root, &slot_map);
+    state->latents =
+        std::make_unique<model::LatentStore>(B * num_nodes, *reuse->latents, slot_map);
+  }
+  if (has_root) {
+    state->latents->Check(root_latent, B, "root.latent");
+    CheckFiniteLatent(root_latent, B);
+    std::vector<int64_t> root_slots(B);
+    for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
+    state->latents->Write(root_slots.data(), B, root_latent.contiguous());
+  }
 
   model::CallbackEvaluator decision(
       state->latents.get(), num_chance_outcomes,
@@ -120,16 +148,28 @@ void InitStochasticMcts(py::module_& m) {
       "stochastic_search",
       [](const SearchConfig& config, int num_chance_outcomes, py::object decision_fn,
          py::object chance_fn, py::object root_latent, py::object root_logits,
-         py::object root_value, std::optional<CArray<uint8_t>> invalid, uint64_t stream) {
-        const at::Tensor latent = THPVariable_Unpack(root_latent.ptr());
-        const FloatInput logits(root_logits), value(root_value);
+         py::object root_value, std::optional<CArray<uint8_t>> invalid, py::object reuse,
+         std::optional<CArray<int64_t>> actions_taken,
+         std::optional<CArray<int64_t>> outcomes_taken, uint64_t stream) {
+        const StochasticState* previous =
+            reuse.is_none() ? nullptr : reuse.cast<const StochasticState*>();
+        const bool has_root = !root_latent.is_none();
+        at::Tensor latent;
+        FloatInput logits, value;
+        if (has_root) {
+          latent = THPVariable_Unpack(root_latent.ptr());
+          logits = FloatInput(root_logits);
+          value = FloatInput(root_value);
+        }
         return RunStochasticSearch(config, num_chance_outcomes, std::move(decision_fn),
                                    std::move(chance_fn), latent, logits.data, value.data,
-                                   invalid, stream);
+                                   invalid, previous, actions_taken, outcomes_taken, stream,
+                                   has_root);
       },
       py::arg("config"), py::arg("num_chance_outcomes"), py::arg("decision_fn"),
       py::arg("chance_fn"), py::arg("root_latent"), py::arg("root_logits"),
-      py::arg("root_value"), py::arg("invalid"), py::arg("stream"),
+      py::arg("root_value"), py::arg("invalid"), py::arg("reuse"), py::arg("actions_taken"),
+      py::arg("outcomes_taken"), py::arg("stream"),
       "Runs a batched Stochastic MuZero search (inputs validated by wmfast.stochastic_mcts); "
       "returns a StochasticSearchState.");
 }

@@ -434,3 +434,94 @@ def test_model_exception_propagates_and_a_pair_of_functions_works():
         wm.StochasticMCTS(2, 3, 5).search((model.decision, boom), root)
     result = wm.StochasticMCTS(2, 3, 5).search((model.decision, model.chance), root)
     assert result.visit_counts.sum().item() == 2 * 5
+
+
+def _reached(tree, b, action, outcome):
+    afterstate = int(tree.children_index[b, 0, action])
+    return -1 if afterstate < 0 else int(tree.chance_children_index[b, afterstate, outcome])
+
+
+def test_tree_reuse_continues_from_the_reached_state():
+    A, C, B, N = 3, 4, 5, 30
+    model = RandomStochasticModel(A, C, seed=6)
+    planner = wm.StochasticMCTS(A, C, N, dirichlet_fraction=0.0)
+    first = planner.search(model, model.root(B))
+    old = first.tree
+    actions = first.visit_counts.argmax(1)
+    outcomes = torch.tensor(
+        [int(old.chance_children_visits[b, old.children_index[b, 0, actions[b]]].argmax())
+         for b in range(B)]
+    )
+    reached = [_reached(old, b, int(actions[b]), int(outcomes[b])) for b in range(B)]
+    assert all(n > 0 for n in reached)
+    second = planner.search(model, None, reuse=first, action_taken=actions,
+                            outcome_taken=outcomes)
+    new = second.tree
+    for b, n in enumerate(reached):
+        # The reached state's statistics are kept, N simulations added.
+        assert new.node_visits[b, 0] == old.node_visits[b, n] + N
+        torch.testing.assert_close(new.latents[b, 0], old.latents[b, n])
+        # Its children (afterstates) came along with their statistics and latents.
+        for a in range(A):
+            child = int(old.children_index[b, n, a])
+            if child < 0:
+                continue
+            moved = int(new.children_index[b, 0, a])
+            assert new.is_chance[b, moved]
+            assert new.node_visits[b, moved] >= old.node_visits[b, child]
+            torch.testing.assert_close(new.latents[b, moved], old.latents[b, child])
+        used = new.node_visits[b] > 0
+        parents = new.parents[b][used][1:]
+        assert (new.is_chance[b][used][1:] != new.is_chance[b][parents.long()]).all()
+    assert second.visit_counts.sum(1).tolist() == [
+        int(old.node_visits[b, n]) - 1 + N for b, n in enumerate(reached)
+    ]
+    # The same reuse again gives the same trees (the planner's stream aside, no noise here).
+    again = planner.search(model, None, reuse=first, action_taken=actions, outcome_taken=outcomes)
+    assert torch.equal(again.tree.node_values, new.node_values)
+
+
+def test_tree_reuse_with_a_root_and_unexpanded_states():
+    A, C, B = 2, 6, 3
+    model = RandomStochasticModel(A, C, seed=7)
+    planner = wm.StochasticMCTS(A, C, 3, dirichlet_fraction=0.0)
+    first = planner.search(model, model.root(B))
+    # With 3 simulations, most (action, outcome) pairs were never expanded.
+    pairs = [(a, c) for a in range(A) for c in range(C)]
+    missing = next(p for p in pairs if _reached(first.tree, 0, *p) < 0)
+    actions = torch.full((B,), missing[0])
+    outcomes = torch.full((B,), missing[1])
+    with pytest.raises(ValueError, match="never expanded in the previous search"):
+        planner.search(model, None, reuse=first, action_taken=actions, outcome_taken=outcomes)
+    root = model.root(B, seed=9)
+    result = planner.search(model, root, reuse=first, action_taken=actions,
+                            outcome_taken=outcomes)
+    fresh = wm.StochasticMCTS(A, C, 3, dirichlet_fraction=0.0).search(model, root)
+    assert torch.equal(result.visit_counts[0], fresh.visit_counts[0])
+
+
+def test_tree_reuse_errors():
+    A, C, B = 2, 3, 2
+    model = RandomStochasticModel(A, C, seed=8)
+    planner = wm.StochasticMCTS(A, C, 10)
+    first = planner.search(model, model.root(B))
+    zeros = torch.zeros(B, dtype=torch.long)
+    with pytest.raises(ValueError, match="outcome_taken is required"):
+        planner.search(model, None, reuse=first, action_taken=zeros)
+    with pytest.raises(ValueError, match=r"outcome_taken must be in \[0, 3\), got 3"):
+        planner.search(model, None, reuse=first, action_taken=zeros, outcome_taken=zeros + 3)
+    with pytest.raises(ValueError, match=r"action_taken must have shape \[2\]"):
+        planner.search(model, None, reuse=first, action_taken=[0], outcome_taken=zeros)
+    with pytest.raises(ValueError, match="only meaningful with reuse"):
+        planner.search(model, model.root(B), outcome_taken=zeros)
+    with pytest.raises(ValueError, match="chance outcomes"):
+        wm.StochasticMCTS(A, C + 1, 10).search(model, None, reuse=first, action_taken=zeros,
+                                               outcome_taken=zeros)
+    mcts_result = wm.MCTS(A, 2).search(
+        lambda latent, action: wm.Step(latent, torch.zeros(B), torch.zeros(B, A), torch.zeros(B)),
+        model.root(B),
+    )
+    with pytest.raises(TypeError, match="StochasticSearchResult"):
+        planner.search(model, None, reuse=mcts_result, action_taken=zeros, outcome_taken=zeros)
+    with pytest.raises(ValueError, match="root is required"):
+        planner.search(model, None)

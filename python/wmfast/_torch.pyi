@@ -527,7 +527,7 @@ def mcts_search(config: MctsConfig, model_fn: typing.Any, root_latent: typing.An
     """
     Runs a batched search (inputs validated by wmfast.mcts); returns an MctsSearchState.
     """
-def stochastic_search(config: MctsConfig, num_chance_outcomes: typing.SupportsInt | typing.SupportsIndex, decision_fn: typing.Any, chance_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Any, root_value: typing.Any, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> StochasticSearchState:
+def stochastic_search(config: MctsConfig, num_chance_outcomes: typing.SupportsInt | typing.SupportsIndex, decision_fn: typing.Any, chance_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Any, root_value: typing.Any, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, reuse: typing.Any, actions_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, outcomes_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> StochasticSearchState:
     """
     Runs a batched Stochastic MuZero search (inputs validated by wmfast.stochastic_mcts); returns a StochasticSearchState.
     """

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from wmfast._validate import INT32_MAX, as_int
@@ -332,42 +333,112 @@ class StochasticMCTS(_Planner):
         )
         self.num_chance_outcomes = num_chance_outcomes
 
-    def search(self, model: Any, root: Root, legal_actions: Any = None) -> StochasticSearchResult:
+    def search(
+        self,
+        model: Any,
+        root: Root | None,
+        legal_actions: Any = None,
+        reuse: StochasticSearchResult | None = None,
+        action_taken: Any = None,
+        outcome_taken: Any = None,
+    ) -> StochasticSearchResult:
         """Searches from B roots (decision nodes).
 
         Args:
           model: an object with ``decision(latent [B, ...], action [B] int64) -> Afterstate``
             and ``chance(afterstate [B, ...], outcome [B] int64) -> Step`` (or a (decision,
             chance) pair of functions).
-          root: the roots (``wm.Root(latent, logits [B, A], value [B])``).
+          root: the roots (``wm.Root(latent, logits [B, A], value [B])``); with ``reuse`` it
+            may be None (the reached states' own statistics are kept).
           legal_actions: [B, A] bool (or 0/1 integers), legal root actions (None: all legal).
+          reuse: the previous StochasticSearchResult of this planner: the search continues from
+            the subtree under the state reached by ``action_taken`` then ``outcome_taken``
+            (statistics and latents kept; with a root, its latent, logits and value replace
+            the reached state's).
+          action_taken, outcome_taken: [B] int, the action played in each environment since
+            ``reuse`` and the chance outcome that followed.
 
         Returns:
           a StochasticSearchResult of CPU tensors: action [B] int64, visit_counts [B, A] int32,
           policy and q_values [B, A] float32, root_value [B] float32, and the trees (``.tree``).
         """
         decision, chance = _model_fns(model)
+        A, C = self.num_actions, self.num_chance_outcomes
+        latent = logits = value = None
+        if reuse is not None and (
+            not isinstance(reuse, StochasticSearchResult) or reuse._state is None
+        ):
+            raise TypeError(
+                "reuse must be the StochasticSearchResult of a previous search, got "
+                f"{type(reuse).__name__}"
+            )
         if root is None:
-            raise ValueError("root is required")
-        A = self.num_actions
-        latent, logits, value = _root_inputs(root, A)
-        invalid = _invalid_mask(legal_actions, latent.shape[0], A)
+            if reuse is None:
+                raise ValueError("root is required (it may be omitted only with reuse=)")
+            B = reuse.action.shape[0]
+        else:
+            latent, logits, value = _root_inputs(root, A)
+            B = latent.shape[0]
+        invalid = _invalid_mask(legal_actions, B, A)
+        state = actions = outcomes = None
+        if reuse is not None:
+            previous = (reuse.visit_counts.shape[1], reuse._state.num_chance_outcomes)
+            if previous != (A, C):
+                raise ValueError(
+                    f"reuse: the previous search had {previous[0]} actions and {previous[1]} "
+                    f"chance outcomes, this planner has num_actions={A}, num_chance_outcomes={C}"
+                )
+            if reuse.action.shape[0] != B:
+                raise ValueError(
+                    f"reuse: the previous search had {reuse.action.shape[0]} trees, root.latent "
+                    f"has {B}"
+                )
+            actions = _taken(action_taken, "action_taken", B, A)
+            outcomes = _taken(outcome_taken, "outcome_taken", B, C)
+            if latent is not None and latent.device != reuse._state.latent_device:
+                raise ValueError(
+                    f"root.latent is on {latent.device} but the reused search's latents are on "
+                    f"{reuse._state.latent_device}"
+                )
+            state = reuse._state._state
+        elif action_taken is not None or outcome_taken is not None:
+            raise ValueError("action_taken and outcome_taken are only meaningful with reuse=")
         stream = self._searches
         self._searches += 1
-        state = self._ext.stochastic_search(
+        core_state = self._ext.stochastic_search(
             self.config,
-            self.num_chance_outcomes,
+            C,
             decision,
             chance,
             latent,
             logits,
             value,
             invalid,
+            state,
+            actions,
+            outcomes,
             stream,
         )
-        results = state.take_results()
+        results = core_state.take_results()
         return StochasticSearchResult(
             *results,
-            _state=_StochasticState(state, self.num_chance_outcomes),
+            _state=_StochasticState(core_state, C),
             _planner=type(self),
         )
+
+
+def _taken(values: Any, name: str, B: int, high: int) -> np.ndarray:
+    """[B] int64 indices in [0, high) played since the reused search."""
+    if values is None:
+        raise ValueError(f"{name} is required with reuse: one index per tree")
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values).reshape(-1) if np.ndim(values) == 0 else np.asarray(values)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.shape != (B,):
+        raise ValueError(f"{name} must have shape [{B}], got {list(array.shape)}")
+    bad = (array < 0) | (array >= high)
+    if bad.any():
+        raise ValueError(f"{name} must be in [0, {high}), got {int(array[bad][0])}")
+    return np.ascontiguousarray(array, dtype=np.int64)

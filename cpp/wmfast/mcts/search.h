@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "wmfast/common/thread_pool.h"
@@ -152,6 +153,17 @@ class Search {
   // keeps decision and chance nodes in one tree (see stochastic_search.h).
   Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes, uint64_t stream,
          int tree_width);
+
+  // Node capacity for continuing from old node new_roots[b] of each tree (kUnvisited: a fresh
+  // root).
+  static int64_t SubtreeCapacity(const Tree& old, const std::vector<int32_t>& new_roots,
+                                 int num_simulations);
+  // Trees made of the subtrees of `previous` under its nodes new_roots[b] (see
+  // InitFromPrevious); `unexpanded(b)` is the error message when new_roots[b] is kUnvisited and
+  // there is no root input.
+  void InitFromNodes(const Search& previous, const std::vector<int32_t>& new_roots,
+                     const RootInput& root, std::vector<int64_t>* slot_map,
+                     const std::function<std::string(int64_t)>& unexpanded);
 
   // Throws std::invalid_argument at the first non-finite root input or the first root with no
   // legal action.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <limits>
+#include <vector>
 
 #include "wmfast/common/check.h"
 #include "wmfast/common/thread_pool.h"
@@ -32,6 +33,56 @@ StochasticSearch::StochasticSearch(const SearchConfig& config, int num_chance_ou
 }
 
 void StochasticSearch::InitFromRoots(const RootInput& root) { Search::InitFromRoots(root); }
+
+std::vector<int32_t> StochasticSearch::ReachedStates(const StochasticSearch& previous,
+                                                     const int64_t* actions_taken,
+                                                     const int64_t* outcomes_taken) {
+  const Tree& old = previous.tree_;
+  std::vector<int32_t> reached(old.batch_size, kUnvisited);
+  for (int64_t b = 0; b < old.batch_size; ++b) {
+    const int64_t a = actions_taken[b], c = outcomes_taken[b];
+    WMFAST_CHECK_ARG(a >= 0 && a < previous.config_.num_actions, "action_taken[", b,
+                     "] must be in [0, ", previous.config_.num_actions, "), got ", a);
+    WMFAST_CHECK_ARG(c >= 0 && c < previous.num_chance_, "outcome_taken[", b,
+                     "] must be in [0, ", previous.num_chance_, "), got ", c);
+    const int32_t afterstate = old.children(old.Node(b, kRootIndex))[a];
+    if (afterstate != kUnvisited) reached[b] = old.children(old.Node(b, afterstate))[c];
+  }
+  return reached;
+}
+
+int64_t StochasticSearch::NodesForReuse(const StochasticSearch& previous,
+                                        const int64_t* actions_taken,
+                                        const int64_t* outcomes_taken, int num_simulations) {
+  return SubtreeCapacity(previous.tree_, ReachedStates(previous, actions_taken, outcomes_taken),
+                         num_simulations);
+}
+
+void StochasticSearch::InitFromPrevious(const StochasticSearch& previous,
+                                        const int64_t* actions_taken,
+                                        const int64_t* outcomes_taken, const RootInput& root,
+                                        std::vector<int64_t>* slot_map) {
+  WMFAST_CHECK_ARG(previous.config_.num_actions == config_.num_actions &&
+                       previous.num_chance_ == num_chance_,
+                   "reuse: the previous search had ", previous.config_.num_actions,
+                   " actions and ", previous.num_chance_, " chance outcomes, this one has ",
+                   config_.num_actions, " and ", num_chance_);
+  const std::vector<int32_t> reached = ReachedStates(previous, actions_taken, outcomes_taken);
+  InitFromNodes(previous, reached, root, slot_map, [&](int64_t b) {
+    return StrCat("action_taken / outcome_taken: the state reached by action ", actions_taken[b],
+                  " then outcome ", outcomes_taken[b], " in tree ", b,
+                  " was never expanded in the previous search, so there is no subtree to "
+                  "continue from; pass a root to start that tree afresh");
+  });
+  // Kinds alternate from the (decision) root, and parents precede their children.
+  for (int64_t b = 0; b < tree_.batch_size; ++b) {
+    is_chance_[tree_.Node(b, kRootIndex)] = 0;
+    for (int64_t n = 1; n < first_new_[b]; ++n) {
+      const int64_t id = tree_.Node(b, n);
+      is_chance_[id] = is_chance_[tree_.Node(b, tree_.parent(id))] ? 0 : 1;
+    }
+  }
+}
 
 void StochasticSearch::EnsureNodePriors(int64_t id) {
   if (tree_.priors_ready(id)) return;

@@ -44,6 +44,18 @@ class StochasticSearch : public Search {
   // Fresh trees holding only their (decision) roots.
   void InitFromRoots(const RootInput& root);
 
+  // Node capacity a search continuing `previous` after actions_taken[b] then outcomes_taken[b]
+  // needs (checks that they are in range, naming them).
+  static int64_t NodesForReuse(const StochasticSearch& previous, const int64_t* actions_taken,
+                               const int64_t* outcomes_taken, int num_simulations);
+
+  // Trees made of the subtrees of `previous` under the states reached by actions_taken[b] then
+  // outcomes_taken[b], as Search::InitFromPrevious: with root.logits (and values) the new roots
+  // take them; without, the reached state must have been expanded. Fills slot_map.
+  void InitFromPrevious(const StochasticSearch& previous, const int64_t* actions_taken,
+                        const int64_t* outcomes_taken, const RootInput& root,
+                        std::vector<int64_t>* slot_map);
+
   // Runs num_simulations simulations, then computes the results. `decision` receives
   // (state slot, action, afterstate slot) leaves and fills chance logits ([n, C], in
   // LeafOutputs::logits) and afterstate values, its rewards and discounts being ignored;
@@ -79,6 +91,11 @@ class StochasticSearch : public Search {
   void ExpandAndBackup(int64_t b);
   void Advance(int64_t begin, int64_t end, int sim);
   void Finish(int64_t begin, int64_t end);
+  // The node of `previous` reached from each root by actions_taken[b] then outcomes_taken[b]
+  // (kUnvisited when either edge was never expanded).
+  static std::vector<int32_t> ReachedStates(const StochasticSearch& previous,
+                                            const int64_t* actions_taken,
+                                            const int64_t* outcomes_taken);
   // Splits this simulation's leaves into the decision and the chance batch (in tree order).
   void Gather();
 
