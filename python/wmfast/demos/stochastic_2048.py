@@ -149,12 +149,18 @@ class Game2048Model:
     # -- the real game ----------------------------------------------------------------------
 
     @staticmethod
-    def add_random_tile(boards: torch.Tensor, rng: np.random.Generator) -> None:
-        """Places a 2 (0.9) or a 4 (0.1) on a uniformly chosen empty cell of each board."""
-        for board in boards:
+    def add_random_tile(boards: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Places a 2 (0.9) or a 4 (0.1) on a uniformly chosen empty cell of each board; returns
+        the outcomes [n] (2 * cell + (0: a 2, 1: a 4))."""
+        outcomes = torch.zeros(boards.shape[0], dtype=torch.long)
+        for i, board in enumerate(boards):
             empty = torch.nonzero(board == 0).view(-1)
             if len(empty):
-                board[empty[rng.integers(len(empty))]] = 1 if rng.random() < 0.9 else 2
+                cell = int(empty[rng.integers(len(empty))])
+                four = rng.random() >= 0.9
+                board[cell] = 2 if four else 1
+                outcomes[i] = 2 * cell + int(four)
+        return outcomes
 
 
 def expectimax_moves(model: Game2048Model, boards: torch.Tensor):
@@ -183,8 +189,9 @@ def expectimax_moves(model: Game2048Model, boards: torch.Tensor):
 
 
 def play(model: Game2048Model, games: int, choose, seed: int, max_moves: int):
-    """Plays `games` games in one batch with choose(boards [n, 16]) -> moves [n]; returns per
-    game (score, highest tile, moves) and the total evaluations reported by `choose`."""
+    """Plays `games` games in one batch with choose(boards [n, 16], games [n]) -> (moves [n],
+    evaluations); choose.observe(moves, outcomes), when it exists, hears the tiles placed after
+    its moves. Returns per game (score, highest tile, moves) and the total evaluations."""
     rng = np.random.default_rng(seed)
     boards = torch.zeros(games, CELLS, dtype=torch.long)
     for _ in range(2):
@@ -198,15 +205,17 @@ def play(model: Game2048Model, games: int, choose, seed: int, max_moves: int):
         if not running.any():
             break
         index = torch.nonzero(running).view(-1)
-        chosen, used = choose(boards[index])
+        chosen, used = choose(boards[index], index)
         evaluations += int(used)
         slid, gained = model.slide(boards[index], chosen)
         score[index] += gained
         moves[index] += 1
         boards[index] = slid
         placed = boards[index]
-        model.add_random_tile(placed, rng)
+        outcomes = model.add_random_tile(placed, rng)
         boards[index] = placed
+        if hasattr(choose, "observe"):
+            choose.observe(chosen, outcomes)
     highest = (2 ** boards.max(1).values).tolist()
     return score.tolist(), highest, moves.tolist(), evaluations
 
@@ -221,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "evaluations per move)")
     parser.add_argument("--max-moves", type=int, default=20000, help="moves per game at most")
     parser.add_argument("--threads", type=int, default=1, help="search threads")
+    parser.add_argument("--reuse", action=argparse.BooleanOptionalAction, default=True,
+                        help="continue each search from the subtree of the previous one")
+    parser.add_argument("--pb-c-init", type=float, default=1.25, help="pUCT's c1")
     parser.add_argument("--smoke", action="store_true",
                         help="a few short games with a small search (for CI)")
     parser.add_argument("--json", action="store_true",
@@ -236,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = Game2048Model()
     started = time.perf_counter()
 
-    def expectimax(boards):
+    def expectimax(boards, games):
         moves, evaluations = expectimax_moves(model, boards)
         return moves, evaluations.sum()
 
@@ -248,15 +260,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         N = min(N, 16)
     planner = wm.StochasticMCTS(NUM_ACTIONS, NUM_OUTCOMES, N, dirichlet_fraction=0.0,
-                                temperature=0.0, seed=args.seed, num_threads=args.threads)
+                                temperature=0.0, seed=args.seed, num_threads=args.threads,
+                                pb_c_init=args.pb_c_init)
 
-    def search(boards):
-        n = boards.shape[0]
-        latent = torch.cat([boards.float(), torch.zeros(n, 2)], dim=1)
-        legal = model.legal_moves(boards)
-        root = wm.Root(latent, torch.zeros(n, NUM_ACTIONS), model.heuristic(boards))
-        result = planner.search(model, root, legal_actions=legal)
-        return result.action, n * N
+    class Search:
+        """One search per move for the running games; with --reuse, each continues from the
+        subtree of the state reached by the move played and the tile that appeared (while the
+        same games are running)."""
+
+        def __init__(self):
+            self.previous = self.games = self.moves = self.outcomes = None
+
+        def __call__(self, boards, games):
+            n = boards.shape[0]
+            latent = torch.cat([boards.float(), torch.zeros(n, 2)], dim=1)
+            legal = model.legal_moves(boards)
+            root = wm.Root(latent, torch.zeros(n, NUM_ACTIONS), model.heuristic(boards))
+            if args.reuse and self.previous is not None and torch.equal(games, self.games):
+                result = planner.search(model, root, legal_actions=legal, reuse=self.previous,
+                                        action_taken=self.moves, outcome_taken=self.outcomes)
+            else:
+                result = planner.search(model, root, legal_actions=legal)
+            self.previous, self.games = result, games
+            return result.action, n * N
+
+        def observe(self, moves, outcomes):
+            self.moves, self.outcomes = moves, outcomes
+
+    search = Search()
 
     started = time.perf_counter()
     m_score, m_tile, m_moves, m_evals = play(model, args.games, search, args.seed,
@@ -278,12 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "games": args.games,
         "simulations": N,
+        "reuse": args.reuse,
+        "pb_c_init": args.pb_c_init,
         "smoke": args.smoke,
         "stochastic_mcts": summary(m_score, m_tile, m_moves, m_evals, m_seconds),
         "expectimax_depth2": summary(e_score, e_tile, e_moves, e_evals, e_seconds),
     }
     print(f"2048, {args.games} games (seed {args.seed}); StochasticMCTS with N={N} simulations "
-          f"per move beside a depth-2 expectimax over the same model")
+          f"per move ({'with' if args.reuse else 'without'} tree reuse, pb_c_init "
+          f"{args.pb_c_init}) beside a depth-2 expectimax over the same model")
     print(f"{'player':<18} {'reached 2048':>12} {'mean score':>11} {'mean top tile':>13} "
           f"{'evals/move':>10} {'seconds':>8}")
     for name, key in (("StochasticMCTS", "stochastic_mcts"), ("expectimax d2", "expectimax_depth2")):
