@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <vector>
 
 #include "bindings.h"
@@ -18,6 +19,7 @@
 #include "wmfast/mcts/stochastic_search.h"
 #include "wmfast/model/torch/callback_evaluator.h"
 #include "wmfast/model/torch/latent_store.h"
+#include "wmfast/model/torch/native_model.h"
 
 namespace wmfast {
 namespace {
@@ -78,13 +80,32 @@ std::unique_ptr<StochasticState> RunStochasticSearch(
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());
   }
 
+  // A NativeModel runs without the GIL (taking it only to poll Ctrl-C), anything else is called
+  // back in Python; one call at a time either way (the search gathers the trees per function).
+  std::vector<std::shared_ptr<model::NativeModel>> natives;
+  auto function = [&](py::object fn, model::StepKind kind) {
+    if (py::isinstance<model::NativeModel>(fn)) {
+      auto native = fn.cast<std::shared_ptr<model::NativeModel>>();
+      natives.push_back(native);
+      auto poll = [] {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      };
+      return model::NativeRecurrentFn(std::move(native), poll, kind);
+    }
+    return PythonRecurrentFn(std::move(fn), kind);
+  };
   model::CallbackEvaluator decision(
       state->latents.get(), num_chance_outcomes,
-      PythonRecurrentFn(std::move(decision_fn), model::StepKind::kAfterstate), 1,
+      function(std::move(decision_fn), model::StepKind::kAfterstate), 1,
       model::StepKind::kAfterstate);
-  model::CallbackEvaluator chance(state->latents.get(), A, PythonRecurrentFn(std::move(chance_fn)));
+  model::CallbackEvaluator chance(state->latents.get(), A,
+                                  function(std::move(chance_fn), model::StepKind::kStep));
   {
     py::gil_scoped_release release;
+    // One set of weights for the whole search (NativeModel.load_weights waits for it).
+    std::vector<std::shared_lock<std::shared_mutex>> weights;
+    for (const auto& native : natives) weights.push_back(native->ReadWeights());
     state->search->Run(decision, chance, nullptr);
   }
   return state;

@@ -525,3 +525,57 @@ def test_tree_reuse_errors():
         planner.search(model, None, reuse=mcts_result, action_taken=zeros, outcome_taken=zeros)
     with pytest.raises(ValueError, match="root is required"):
         planner.search(model, None)
+
+
+class _MLPStochastic(torch.nn.Module):
+    """A small torch model whose two functions can be exported as wm.NativeModels."""
+
+    def __init__(self, A=3, C=4, D_=6):
+        super().__init__()
+        torch.manual_seed(0)
+        self.A, self.C = A, C
+        self.afterstate = torch.nn.Linear(D_ + A, D_)
+        self.afterstate_heads = torch.nn.Linear(D_, C + 1)
+        self.state = torch.nn.Linear(D_ + C, D_)
+        self.state_heads = torch.nn.Linear(D_, A + 2)
+
+    def decision(self, latent, action):
+        onehot = torch.nn.functional.one_hot(action, self.A).to(latent.dtype)
+        afterstate = torch.tanh(self.afterstate(torch.cat([latent, onehot], 1)))
+        out = self.afterstate_heads(afterstate)
+        return wm.Afterstate(afterstate, out[:, : self.C], out[:, self.C])
+
+    def chance(self, afterstate, outcome):
+        onehot = torch.nn.functional.one_hot(outcome, self.C).to(afterstate.dtype)
+        state = torch.tanh(self.state(torch.cat([afterstate, onehot], 1)))
+        out = self.state_heads(state)
+        return wm.Step(state, out[:, -1], out[:, : self.A], out[:, -2])
+
+
+def test_native_model_functions_match_the_python_model(tmp_path):
+    model = _MLPStochastic()
+    B = 5
+    latent = torch.randn(B, 6)
+    decision = wm.NativeModel.export(
+        model.decision, (latent, torch.zeros(B, dtype=torch.long)), cache_dir=tmp_path,
+        num_threads=1,
+    )
+    chance = wm.NativeModel.export(
+        model.chance, (latent, torch.zeros(B, dtype=torch.long)), cache_dir=tmp_path,
+        num_threads=1,
+    )
+    root = wm.Root(latent, torch.zeros(B, 3), torch.zeros(B))
+    planner = wm.StochasticMCTS(3, 4, 30, dirichlet_fraction=0.0)
+    with torch.no_grad():
+        expected = planner.search(model, root)
+    result = planner.search((decision, chance), root)
+    assert torch.equal(result.visit_counts, expected.visit_counts)
+    torch.testing.assert_close(result.tree.node_values, expected.tree.node_values, atol=1e-5,
+                               rtol=1e-5)
+    assert torch.equal(result.tree.is_chance, expected.tree.is_chance)
+    # The two kinds are not interchangeable.
+    with pytest.raises(ValueError, match="must be exported from a function returning "
+                                         "wmfast.Afterstate"):
+        planner.search((chance, chance), root)
+    with pytest.raises(ValueError, match="returning wmfast.Step"):
+        planner.search((decision, decision), root)

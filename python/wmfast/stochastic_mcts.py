@@ -22,7 +22,6 @@ chance edges alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,27 +253,27 @@ class _StochasticState:
         return getattr(self._state, name)
 
 
-def _model_fns(model: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    if isinstance(model, NativeModel):
-        raise TypeError(
-            "StochasticMCTS does not run wm.NativeModel models yet: pass an object with "
-            "decision(latent, action) and chance(afterstate, outcome) methods"
-        )
+def _model_fns(model: Any) -> tuple[Any, Any]:
+    """The two functions the core calls: Python callables, or a NativeModel's compiled runner."""
     if isinstance(model, (tuple, list)) and len(model) == 2:
         decision, chance = model
     else:
         decision = getattr(model, "decision", None)
         chance = getattr(model, "chance", None)
+    out = []
     for name, fn in (("decision", decision), ("chance", chance)):
         if isinstance(fn, NativeModel):
-            raise TypeError(f"model.{name}: StochasticMCTS does not run wm.NativeModel yet")
+            out.append(fn._native)  # runs in C++, without Python in the loop
+            continue
         if fn is None or not callable(fn):
             raise TypeError(
                 "model must have decision(latent, action) -> wmfast.Afterstate and "
                 "chance(afterstate, outcome) -> wmfast.Step methods (or be a (decision, chance) "
-                f"pair of functions), got {type(model).__name__} without a callable .{name}"
+                f"pair of functions or wm.NativeModels), got {type(model).__name__} without a "
+                f"callable .{name}"
             )
-    return decision, chance
+        out.append(fn)
+    return out[0], out[1]
 
 
 class StochasticMCTS(_Planner):
