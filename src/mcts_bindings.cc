@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "search_bindings.h"
 #include "torch_bindings.h"
 #include "wmfast/common/check.h"
 #include "wmfast/mcts/search.h"
@@ -33,109 +34,7 @@ using mcts::QTransform;
 using mcts::Search;
 using mcts::SearchConfig;
 
-template <typename T>
-using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
-
-// A finished search: the trees, the latents of their nodes and the results.
-struct SearchState {
-  std::unique_ptr<Search> search;
-  std::unique_ptr<model::LatentStore> latents;
-  bool unwritten_latents_cleared = false;
-
-  // The store, its slots of nodes never evaluated zeroed (they are left unwritten during the
-  // search).
-  const at::Tensor& InspectableLatents() {
-    if (!unwritten_latents_cleared) {
-      const mcts::Tree& t = search->tree();
-      std::vector<int64_t> unwritten;
-      for (int64_t b = 0; b < t.batch_size; ++b) {
-        for (int64_t n = 0; n < t.num_nodes; ++n) {
-          const int64_t id = t.Node(b, n);
-          if (!t.created(id) || t.node_visits(id) == 0) unwritten.push_back(search->Slot(b, n));
-        }
-      }
-      latents->Clear(unwritten);
-      unwritten_latents_cleared = true;
-    }
-    return latents->tensor();
-  }
-};
-
-// A root input (shape and dtype kind checked by wmfast.mcts) as float32 C-contiguous CPU memory:
-// a torch tensor converted by torch (nothing to do when it already is one), anything else by
-// numpy; None gives no data.
-struct FloatInput {
-  FloatInput() = default;
-  explicit FloatInput(const py::object& value) {
-    if (value.is_none()) return;
-    if (THPVariable_Check(value.ptr())) {
-      tensor = THPVariable_Unpack(value.ptr()).detach().to(at::kCPU, at::kFloat).contiguous();
-      data = tensor.data_ptr<float>();
-    } else {
-      array = CArray<float>::ensure(value);
-      if (!array) throw py::error_already_set();
-      data = array.data();
-    }
-  }
-  at::Tensor tensor;
-  CArray<float> array;
-  const float* data = nullptr;
-};
-
-// A CPU tensor of `shape` that owns `values` (moved into it, no copy): its holder may write to
-// it or keep it, and no search reads or reuses that memory. Freed without the GIL.
-template <typename T>
-at::Tensor OwningTensor(std::vector<T>&& values, at::IntArrayRef shape, at::ScalarType type) {
-  auto* owned = new std::vector<T>(std::move(values));
-  return at::from_blob(owned->data(), shape, [owned](void*) { delete owned; },
-                       at::TensorOptions().dtype(type));
-}
-
-py::str Interned(const char* name) {
-  return py::reinterpret_steal<py::str>(PyUnicode_InternFromString(name));
-}
-
-// `field` is an interned attribute name (made once: a name built from a C string per call
-// was ~4% of a 16-tree search).
-at::Tensor FieldTensor(const py::object& step, const py::str& field, const char* name,
-                       bool optional) {
-  py::object value = py::getattr(step, field, py::none());
-  if (value.is_none()) {
-    if (optional) return at::Tensor();
-    throw py::value_error(std::string(name) + " is missing (None): the model must return a "
-                          "wmfast.Step(latent, reward, logits, value, discount=None)");
-  }
-  if (!THPVariable_Check(value.ptr())) {
-    throw py::type_error(std::string(name) + " must be a torch.Tensor, got " +
-                         py::str(py::type::of(value).attr("__name__")).cast<std::string>());
-  }
-  return THPVariable_Unpack(value.ptr());
-}
-
-// Wraps the user's recurrent function (called with the GIL held). Also polls Ctrl-C.
-model::RecurrentFn PythonRecurrentFn(py::object fn) {
-  // Made (and freed, by RunSearch) with the GIL held.
-  struct Callback {
-    py::object fn;
-    py::str latent = Interned("latent"), reward = Interned("reward"), logits = Interned("logits"),
-            value = Interned("value"), discount = Interned("discount");
-  };
-  auto callback = std::make_shared<Callback>(Callback{std::move(fn)});
-  return [callback](const at::Tensor& latent, const at::Tensor& action,
-                    const model::ConsumeStep& consume) {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    const Callback& c = *callback;
-    py::object step = c.fn(latent, action);
-    model::StepTensors out;
-    out.latent = FieldTensor(step, c.latent, "Step.latent", false);
-    out.reward = FieldTensor(step, c.reward, "Step.reward", false);
-    out.logits = FieldTensor(step, c.logits, "Step.logits", false);
-    out.value = FieldTensor(step, c.value, "Step.value", false);
-    out.discount = FieldTensor(step, c.discount, "Step.discount", true);
-    consume(out);  // before `out` and `step` are dropped, with the GIL held
-  };
-}
+using SearchState = SearchStateOf<Search>;
 
 // The evaluator of a model: a NativeModel runs in C++ without the GIL (taking it only to poll
 // Ctrl-C), on the CPU with one runner per search thread, so each thread searches its own shard
@@ -156,21 +55,6 @@ model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions
                                     concurrent_calls);
   }
   return model::CallbackEvaluator(store, num_actions, PythonRecurrentFn(std::move(model_fn)));
-}
-
-// A NaN or infinite root latent is named here, not as the model's output it turns into.
-void CheckFiniteLatent(const at::Tensor& latent, int64_t B) {
-  if (!at::isFloatingType(latent.scalar_type()) || B == 0) return;
-  if (latent.is_cpu() && latent.scalar_type() == at::kFloat && latent.is_contiguous()) {
-    model::CheckFiniteRows(latent.const_data_ptr<float>(), B, latent.numel() / B, "root.latent",
-                           false, model::NameBy::kEntry);  // vectorised: nanoseconds per entry
-    return;
-  }
-  const at::Tensor finite = at::isfinite(latent.detach()).reshape({B, -1}).all(1);
-  if (finite.all().item<bool>()) return;
-  const int64_t b = at::argmin(finite.to(at::kInt)).item<int64_t>();
-  throw std::invalid_argument(StrCat("root.latent holds a NaN or infinite value in row ", b,
-                                     " (batch index): expected finite latents"));
 }
 
 std::unique_ptr<SearchState> RunSearch(
@@ -290,39 +174,11 @@ void InitMcts(py::module_& m) {
         return s.latents->tensor().device();
       }, "The device of the node latents")
       .def_property_readonly("latents", [](SearchState& s) {
-        const at::Tensor& t = s.InspectableLatents();
-        // The store is node-major (mcts::Search::Slot): [num_nodes * B, ...].
-        std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
-        shape[0] = s.search->batch_size();
-        shape.insert(shape.begin(), s.search->tree().num_nodes);
-        // A copy: the store is read again when a later search reuses these trees.
-        return t.view(shape).transpose(0, 1).clone(at::MemoryFormat::Contiguous);
+        return s.LatentsCopy();
       }, "[B, num_nodes, ...] latent of every node (a copy of the store, on its device)")
       .def("tree_arrays", [](SearchState& s) {
         s.search->CompleteForInspection();
-        const mcts::Tree& t = s.search->tree();
-        const int64_t B = t.batch_size, N = t.num_nodes, A = t.num_actions;
-        py::dict d;
-        for (const mcts::TreeField& field : t.Fields()) {
-          // The field is strided through the node records ([B, N] or [B, N, A]); copied, since a
-          // later search reusing these trees reads the records.
-          const int64_t node = field.node_bytes / 4;
-          std::vector<int64_t> shape = {B, N}, strides = {N * node, node};
-          if (field.per_edge) {
-            shape.push_back(A);
-            strides.push_back(1);
-          }
-          const at::TensorOptions options =
-              at::TensorOptions().dtype(field.is_float ? at::kFloat : at::kInt);
-          const at::Tensor view =
-              at::from_blob(const_cast<void*>(field.data), shape, strides, options);
-          d[field.name] = at::empty(shape, options).copy_(view);
-        }
-        d["root_invalid_actions"] =
-            at::from_blob(const_cast<uint8_t*>(t.root_invalid_actions.data()), {B, A},
-                          at::TensorOptions().dtype(at::kByte))
-                .to(at::kBool);
-        return d;
+        return TreeArrays(s.search->tree(), s.search->config().num_actions);
       }, "Copies of the trees as CPU tensors, by mctx's Tree field names.")
       .def("take_results", [](SearchState& s) {
         const int64_t B = s.search->batch_size(), A = s.search->config().num_actions;

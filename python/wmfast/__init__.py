@@ -24,6 +24,12 @@ from wmfast.mcts import (
     qtransform_running_min_max,
 )
 from wmfast.native import ExportError, NativeModel
+from wmfast.stochastic_mcts import (
+    Afterstate,
+    StochasticMCTS,
+    StochasticSearchResult,
+    StochasticSearchTree,
+)
 from wmfast.tabular import PlanningSolution, TabularModel, TransitionMatrix
 
 __version__ = "0.1.0"
@@ -33,6 +39,7 @@ __all__ = [
     "ICEM",
     "MCTS",
     "MPPI",
+    "Afterstate",
     "ExportError",
     "GumbelMCTS",
     "MPCAgent",
@@ -44,6 +51,9 @@ __all__ = [
     "SearchResult",
     "SearchTree",
     "Step",
+    "StochasticMCTS",
+    "StochasticSearchResult",
+    "StochasticSearchTree",
     "TabularModel",
     "Trajectory",
     "TransitionMatrix",

@@ -11,7 +11,7 @@ import numpy
 import numpy.typing
 import torch
 
-__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'hardware_threads', 'mcts_search', 'shift_plan']
+__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'StochasticSearchState', 'hardware_threads', 'mcts_search', 'shift_plan', 'stochastic_search']
 class NativeModel:
     """
     An AOTInductor package run from C++.
@@ -223,6 +223,39 @@ class MctsSearchState:
     def latents(self) -> torch.Tensor:
         """
         [B, num_nodes, ...] latent of every node (a copy of the store, on its device)
+        """
+    @property
+    def num_nodes(self) -> int:
+        ...
+class StochasticSearchState:
+    """
+    A finished Stochastic MuZero search: trees, node latents and results.
+    """
+    def take_results(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, typing.Any]:
+        """
+        (action, visit_counts, policy, root_value, q_values, None) as CPU tensors that own the results, moved out of the search (call once).
+        """
+    def tree_arrays(self) -> dict:
+        """
+        Copies of the trees as CPU tensors: mctx's Tree field names with edges [B, N, max(A, C)] (a decision node's first A, a chance node's first C), and is_chance [B, N].
+        """
+    @property
+    def batch_size(self) -> int:
+        ...
+    @property
+    def latent_device(self) -> torch.device:
+        """
+        The device of the node latents
+        """
+    @property
+    def latents(self) -> torch.Tensor:
+        """
+        [B, num_nodes, ...] latent (state or afterstate) of every node (a copy of the store, on its device)
+        """
+    @property
+    def model_calls(self) -> tuple:
+        """
+        (decision calls, chance calls) made by the search
         """
     @property
     def num_nodes(self) -> int:
@@ -493,6 +526,10 @@ def hardware_threads() -> int:
 def mcts_search(config: MctsConfig, model_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Any, root_value: typing.Any, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, gumbel: typing.Any, reuse: typing.Any, actions_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> MctsSearchState:
     """
     Runs a batched search (inputs validated by wmfast.mcts); returns an MctsSearchState.
+    """
+def stochastic_search(config: MctsConfig, num_chance_outcomes: typing.SupportsInt | typing.SupportsIndex, decision_fn: typing.Any, chance_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Any, root_value: typing.Any, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, reuse: typing.Any, actions_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, outcomes_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> StochasticSearchState:
+    """
+    Runs a batched Stochastic MuZero search (inputs validated by wmfast.stochastic_mcts); returns a StochasticSearchState.
     """
 def shift_plan(plan: torch.Tensor, steps: typing.SupportsInt | typing.SupportsIndex, fill: torch.Tensor) -> torch.Tensor:
     """

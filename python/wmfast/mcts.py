@@ -367,6 +367,55 @@ def _model_fn(model: Any) -> Callable[..., Any]:
     )
 
 
+def _root_inputs(root: Any, A: int) -> tuple[torch.Tensor, Any, Any]:
+    """The root's latent (a tensor), logits [B, A] and value [B], checked (see _float_array)."""
+    for name in ("latent", "logits", "value"):
+        if not hasattr(root, name):
+            raise TypeError(
+                f"root must be a wmfast.Root(latent, logits, value), got "
+                f"{type(root).__name__} without .{name}"
+            )
+    latent = root.latent
+    if not isinstance(latent, torch.Tensor):
+        latent = to_tensor(latent, "root.latent")
+    if latent.dim() < 1:
+        raise ValueError("root.latent must have a leading batch dimension, got a scalar")
+    B = latent.shape[0]
+    if B < 1:
+        raise ValueError("root.latent holds no roots (batch size 0)")
+    raw_logits = root.logits
+    logits_shape = tuple(raw_logits.shape if hasattr(raw_logits, "shape") else np.shape(raw_logits))
+    if len(logits_shape) == 2 and logits_shape[0] == B and logits_shape[1] != A:
+        raise ValueError(
+            f"root.logits has {logits_shape[1]} actions (shape {list(logits_shape)}) but "
+            f"num_actions={A}"
+        )
+    logits = _float_array(raw_logits, "root.logits", (B, A))
+    value = _float_array(root.value, "root.value", (B,))
+    return latent, logits, value
+
+
+def _invalid_mask(legal_actions: Any, B: int, A: int) -> np.ndarray | None:
+    """[B, A] uint8, 1 for illegal root actions, from legal_actions (None: all legal)."""
+    if legal_actions is None:
+        return None
+    legal = legal_actions
+    if isinstance(legal, torch.Tensor):
+        legal = legal.detach().cpu().numpy()
+    legal = np.asarray(legal)
+    if legal.dtype.kind not in "biu":
+        raise TypeError(
+            f"legal_actions must hold booleans (or 0/1 integers), got dtype {legal.dtype}"
+        )
+    if legal.shape != (B, A):
+        raise ValueError(
+            f"legal_actions must have shape {[B, A]} (batch, num_actions), got "
+            f"{list(legal.shape)}"
+        )
+    # A root with no legal action is the core's error (it names the first such tree).
+    return np.ascontiguousarray(legal == 0, dtype=np.uint8)
+
+
 class _Planner:
     """Shared input handling of MCTS and GumbelMCTS."""
 
@@ -448,48 +497,9 @@ class _Planner:
                 raise ValueError("root is required (it may be omitted only with reuse=)")
             B = reuse.action.shape[0]
         else:
-            for name in ("latent", "logits", "value"):
-                if not hasattr(root, name):
-                    raise TypeError(
-                        f"root must be a wmfast.Root(latent, logits, value), got "
-                        f"{type(root).__name__} without .{name}"
-                    )
-            latent = root.latent
-            if not isinstance(latent, torch.Tensor):
-                latent = to_tensor(latent, "root.latent")
-            if latent.dim() < 1:
-                raise ValueError("root.latent must have a leading batch dimension, got a scalar")
+            latent, logits, value = _root_inputs(root, A)
             B = latent.shape[0]
-            if B < 1:
-                raise ValueError("root.latent holds no roots (batch size 0)")
-            raw_logits = root.logits
-            logits_shape = tuple(
-                raw_logits.shape if hasattr(raw_logits, "shape") else np.shape(raw_logits)
-            )
-            if len(logits_shape) == 2 and logits_shape[0] == B and logits_shape[1] != A:
-                raise ValueError(
-                    f"root.logits has {logits_shape[1]} actions (shape {list(logits_shape)}) but "
-                    f"num_actions={A}"
-                )
-            logits = _float_array(raw_logits, "root.logits", (B, A))
-            value = _float_array(root.value, "root.value", (B,))
-        invalid = None
-        if legal_actions is not None:
-            legal = legal_actions
-            if isinstance(legal, torch.Tensor):
-                legal = legal.detach().cpu().numpy()
-            legal = np.asarray(legal)
-            if legal.dtype.kind not in "biu":
-                raise TypeError(
-                    f"legal_actions must hold booleans (or 0/1 integers), got dtype {legal.dtype}"
-                )
-            if legal.shape != (B, A):
-                raise ValueError(
-                    f"legal_actions must have shape {[B, A]} (batch, num_actions), got "
-                    f"{list(legal.shape)}"
-                )
-            # A root with no legal action is the core's error (it names the first such tree).
-            invalid = np.ascontiguousarray(legal == 0, dtype=np.uint8)
+        invalid = _invalid_mask(legal_actions, B, A)
         taken = None
         state = None
         if reuse is not None:

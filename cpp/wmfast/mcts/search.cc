@@ -88,6 +88,8 @@ float ExploreFactor(const SearchConfig& c, int32_t node_visits) {
 
 }  // namespace
 
+void SoftmaxRow(const float* logits, int n, float* out) { Softmax(logits, n, out); }
+
 void ValidateConfig(const SearchConfig& c) {
   WMFAST_CHECK_ARG(c.num_actions >= 1, "num_actions must be >= 1, got ", c.num_actions);
   WMFAST_CHECK_ARG(c.num_simulations >= 1, "num_simulations must be >= 1, got ",
@@ -145,8 +147,12 @@ void ValidateConfig(const SearchConfig& c) {
 
 Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes,
                uint64_t stream)
+    : Search(config, batch_size, num_nodes, stream, config.num_actions) {}
+
+Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes,
+               uint64_t stream, int tree_width)
     : config_(config),
-      tree_(batch_size, num_nodes, config.num_actions),
+      tree_(batch_size, num_nodes, std::max(tree_width, config.num_actions)),
       stream_(stream),
       first_new_(batch_size, 1),
       num_considered_(batch_size, 0),
@@ -285,15 +291,23 @@ void Search::InitFromRoots(const RootInput& root) {
 int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_taken,
                               int num_simulations) {
   const Tree& old = previous.tree_;
+  std::vector<int32_t> new_roots(old.batch_size);
+  for (int64_t b = 0; b < old.batch_size; ++b) {
+    const int64_t a = actions_taken[b];
+    WMFAST_CHECK_ARG(a >= kStartAfresh && a < previous.config_.num_actions, "action_taken[", b,
+                     "] must be in [0, ", previous.config_.num_actions, ") or ", kStartAfresh,
+                     " (start the tree afresh), got ", a);
+    new_roots[b] = a == kStartAfresh ? kUnvisited : old.children(old.Node(b, kRootIndex))[a];
+  }
+  return SubtreeCapacity(old, new_roots, num_simulations);
+}
+
+int64_t Search::SubtreeCapacity(const Tree& old, const std::vector<int32_t>& new_roots,
+                                int num_simulations) {
   std::vector<uint8_t> inside(old.num_nodes);
   int64_t largest = 1;
   for (int64_t b = 0; b < old.batch_size; ++b) {
-    const int64_t a = actions_taken[b];
-    WMFAST_CHECK_ARG(a >= kStartAfresh && a < old.num_actions, "action_taken[", b,
-                     "] must be in [0, ", old.num_actions, ") or ", kStartAfresh,
-                     " (start the tree afresh), got ", a);
-    if (a == kStartAfresh) continue;
-    const int32_t child = old.children(old.Node(b, kRootIndex))[a];
+    const int32_t child = new_roots[b];
     if (child == kUnvisited) continue;
     std::fill(inside.begin(), inside.end(), 0);
     inside[child] = 1;
@@ -312,30 +326,48 @@ int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_tak
 
 void Search::InitFromPrevious(const Search& previous, const int64_t* actions_taken,
                               const RootInput& root, std::vector<int64_t>* slot_map) {
+  const Tree& old = previous.tree_;
+  WMFAST_CHECK_ARG(previous.config_.num_actions == config_.num_actions,
+                   "reuse: the previous search had ", previous.config_.num_actions,
+                   " actions, this one has ", config_.num_actions);
+  WMFAST_CHECK_ARG(old.batch_size == tree_.batch_size, "reuse: the previous search had ",
+                   old.batch_size, " trees, this one has ", tree_.batch_size);
+  std::vector<int32_t> new_roots(tree_.batch_size);
+  for (int64_t b = 0; b < tree_.batch_size; ++b) {
+    const int64_t a = actions_taken[b];
+    new_roots[b] = a == kStartAfresh ? kUnvisited : old.children(old.Node(b, kRootIndex))[a];
+  }
+  InitFromNodes(previous, new_roots, root, slot_map, [&](int64_t b) {
+    if (actions_taken[b] == kStartAfresh) {
+      return StrCat("action_taken[", b, "] is ", kStartAfresh,
+                    " (start afresh), which needs a root to start from");
+    }
+    return StrCat("action_taken: action ", actions_taken[b],
+                  " was never expanded at the root of tree ", b,
+                  " in the previous search, so there is no subtree to continue from; "
+                  "pass a root to start that tree afresh");
+  });
+}
+
+void Search::InitFromNodes(const Search& previous, const std::vector<int32_t>& new_roots,
+                           const RootInput& root, std::vector<int64_t>* slot_map,
+                           const std::function<std::string(int64_t)>& unexpanded) {
   const bool has_root = root.logits != nullptr;
   const Tree& old = previous.tree_;
   const int A = config_.num_actions;
+  const int E = tree_.num_actions;  // edges per record (A, or max(A, C) with chance nodes)
   CheckRootInput(root);
-  WMFAST_CHECK_ARG(old.num_actions == A, "reuse: the previous search had ", old.num_actions,
-                   " actions, this one has ", A);
-  WMFAST_CHECK_ARG(old.batch_size == tree_.batch_size, "reuse: the previous search had ",
-                   old.batch_size, " trees, this one has ", tree_.batch_size);
+  WMFAST_CHECK_ARG(old.num_actions == E && old.batch_size == tree_.batch_size,
+                   "reuse: the previous search's trees differ from this one's");
   slot_map->assign(tree_.batch_size * tree_.num_nodes, -1);
   std::vector<int32_t> old_to_new(old.num_nodes);
   std::vector<float> root_logits(A);
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
-    const int64_t taken = actions_taken[b];
-    const int32_t child =
-        taken == kStartAfresh ? kUnvisited : old.children(old.Node(b, kRootIndex))[taken];
+    const int32_t child = new_roots[b];
     const uint8_t* invalid = root.invalid != nullptr ? root.invalid + b * A : nullptr;
     const float* gumbel = root.gumbel != nullptr ? root.gumbel + b * A : nullptr;
     if (child == kUnvisited) {
-      WMFAST_CHECK_ARG(has_root || taken != kStartAfresh, "action_taken[", b, "] is ",
-                       kStartAfresh, " (start afresh), which needs a root to start from");
-      WMFAST_CHECK_ARG(has_root, "action_taken: action ", taken,
-                       " was never expanded at the root of tree ", b,
-                       " in the previous search, so there is no subtree to continue from; "
-                       "pass a root to start that tree afresh");
+      if (!has_root) throw std::invalid_argument(unexpanded(b));
       const int64_t node = tree_.Node(b, kRootIndex);
       tree_.Create(node);
       SetupRoot(b, root.logits + b * A, root.values[b], invalid, gumbel);
@@ -365,7 +397,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
       tree_.parent(dst) = k == 0 ? kNoParent : old_to_new[tree_.parent(dst)];
       if (k == 0) tree_.action_from_parent(dst) = kNoParent;
       int32_t* children = tree_.children(dst);
-      for (int a = 0; a < A; ++a) {
+      for (int a = 0; a < E; ++a) {
         if (children[a] == kUnvisited || old_to_new[children[a]] >= 0) {
           if (children[a] != kUnvisited) children[a] = old_to_new[children[a]];
           continue;
@@ -389,7 +421,7 @@ void Search::InitFromPrevious(const Search& previous, const int64_t* actions_tak
     if (config_.qtransform == QTransform::kRunningMinMax) {
       for (int64_t n = 0; n < next; ++n) {
         const int64_t id = tree_.Node(b, n);
-        for (int a = 0; a < A; ++a) {
+        for (int a = 0; a < E; ++a) {
           if (tree_.visits(id)[a] == 0) continue;
           running_min_[b] = std::min(running_min_[b], tree_.q(id)[a]);
           running_max_[b] = std::max(running_max_[b], tree_.q(id)[a]);
@@ -701,7 +733,10 @@ void Search::ExpandAndBackup(int64_t b) {
   tree_.reward(node) = out_rewards_[b];
   tree_.discount(node) = out_discounts_[b] * config_.discount;
   tree_.children(tree_.Node(b, parent))[action] = leaf;
+  Backup(b, node);
+}
 
+void Search::Backup(int64_t b, int64_t node) {
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
   int64_t child = node;
   float leaf_value = tree_.node_value(node);

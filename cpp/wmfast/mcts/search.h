@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "wmfast/common/thread_pool.h"
@@ -74,6 +75,10 @@ struct SearchConfig {
 
 // Throws std::invalid_argument naming the field if `config` is inconsistent.
 void ValidateConfig(const SearchConfig& config);
+
+// out = softmax(logits) over n entries, as the search computes its priors (total: -inf rows are
+// uniform, NaN entries get no mass).
+void SoftmaxRow(const float* logits, int n, float* out);
 
 // Root inputs, all owned by the caller and read during Init only. Init checks that they are
 // finite (logits may be -inf where a row keeps a finite entry) and that every root has a legal
@@ -147,7 +152,23 @@ class Search {
   };
   Results TakeResults();
 
- private:
+ protected:
+  // A search whose tree records hold `tree_width` (>= num_actions) edges: the stochastic search
+  // keeps decision and chance nodes in one tree (see stochastic_search.h).
+  Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes, uint64_t stream,
+         int tree_width);
+
+  // Node capacity for continuing from old node new_roots[b] of each tree (kUnvisited: a fresh
+  // root).
+  static int64_t SubtreeCapacity(const Tree& old, const std::vector<int32_t>& new_roots,
+                                 int num_simulations);
+  // Trees made of the subtrees of `previous` under its nodes new_roots[b] (see
+  // InitFromPrevious); `unexpanded(b)` is the error message when new_roots[b] is kUnvisited and
+  // there is no root input.
+  void InitFromNodes(const Search& previous, const std::vector<int32_t>& new_roots,
+                     const RootInput& root, std::vector<int64_t>* slot_map,
+                     const std::function<std::string(int64_t)>& unexpanded);
+
   // Throws std::invalid_argument at the first non-finite root input or the first root with no
   // legal action.
   void CheckRootInput(const RootInput& root) const;
@@ -170,6 +191,8 @@ class Search {
   int SelectGumbelInterior(int64_t b, int64_t node) const;
   void CompletedQ(int64_t b, int64_t node, float* out) const;
   void ExpandAndBackup(int64_t b);
+  // Backs the value of the new (or re-evaluated) node `node` (flat id) of tree b up to the root.
+  void Backup(int64_t b, int64_t node);
   // Throws std::invalid_argument naming tree b when a backed-up value is not finite.
   void CheckBackedUp(int64_t b, float value, float reward, float discount) const;
   void Prefetch(int64_t b, bool backup) const;

@@ -18,7 +18,7 @@ namespace {
 // its shape and that every entry is finite (logits may be -inf where allow_minus_inf, as long as
 // one entry per row is finite); errors name `name`.
 void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t width, float* out,
-                 bool allow_minus_inf) {
+                 bool allow_minus_inf, const char* width_name = "num_actions") {
   WMFAST_CHECK_ARG(tensor.defined(), name, " is missing (None)");
   if (!at::isFloatingType(tensor.scalar_type())) {
     throw InvalidType(StrCat(name, " must be a floating-point tensor, got dtype ",
@@ -30,8 +30,8 @@ void CopyChecked(const at::Tensor& tensor, const char* name, int64_t n, int64_t 
     std::ostringstream got;
     got << tensor.sizes();
     throw std::invalid_argument(
-        width > 0 ? StrCat(name, " must have shape [", n, ", ", width, "] (batch, num_actions), got ",
-                           got.str())
+        width > 0 ? StrCat(name, " must have shape [", n, ", ", width, "] (batch, ", width_name,
+                           "), got ", got.str())
                   : StrCat(name, " must have shape [", n, "] (one per tree), got ", got.str()));
   }
   // CPU float32 (the common case, often a strided view such as out[:, -1]) is read in place;
@@ -70,9 +70,10 @@ void PrepareInput(at::Tensor& input, bool reuse, at::IntArrayRef shape,
 }  // namespace
 
 CallbackEvaluator::CallbackEvaluator(LatentStore* store, int num_actions, RecurrentFn fn,
-                                     int max_concurrent_calls)
+                                     int max_concurrent_calls, StepKind kind)
     : store_(store), num_actions_(num_actions), fn_(std::move(fn)),
-      max_concurrent_calls_(max_concurrent_calls), intra_op_threads_(at::get_num_threads()) {}
+      max_concurrent_calls_(max_concurrent_calls), kind_(kind),
+      intra_op_threads_(at::get_num_threads()) {}
 
 void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& outputs) {
   // A search thread other than the caller's starts with OpenMP's default team size (all cores),
@@ -109,6 +110,14 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
 void CallbackEvaluator::Consume(const StepTensors& step, const LeafBatch& leaves,
                                 const LeafOutputs& outputs) const {
   const int64_t n = leaves.size;
+  if (kind_ == StepKind::kAfterstate) {
+    store_->Check(step.latent, n, "Afterstate.latent");
+    CopyChecked(step.logits, "Afterstate.chance_logits", n, num_actions_, outputs.logits, true,
+                "num_chance_outcomes");
+    CopyChecked(step.value, "Afterstate.value", n, 0, outputs.values, false);
+    store_->Write(leaves.target_slots, n, step.latent, leaves.helpers);
+    return;
+  }
   store_->Check(step.latent, n, "Step.latent");
   CopyChecked(step.reward, "Step.reward", n, 0, outputs.rewards, false);
   CopyChecked(step.logits, "Step.logits", n, num_actions_, outputs.logits, true);

@@ -36,13 +36,22 @@ using ConsumeStep = std::function<void(const StepTensors& step)>;
 using RecurrentFn = std::function<void(const at::Tensor& latent, const at::Tensor& action,
                                        const ConsumeStep& consume)>;
 
+// What the callback's outputs are, for checking them and naming them in errors.
+enum class StepKind {
+  kStep,        // a wm.Step: latent, reward, logits [n, A], value, discount
+  kAfterstate,  // a wm.Afterstate (Stochastic MuZero's decision function): latent,
+                // chance_logits [n, C] (in StepTensors::logits), value; no reward or discount
+                // (LeafOutputs::rewards and discounts are left as they are)
+};
+
 class CallbackEvaluator : public Evaluator {
  public:
-  // Borrows `store`, which must outlive the evaluator.
+  // Borrows `store`, which must outlive the evaluator. `num_actions` is the width of the logits
+  // (C for kAfterstate).
   // `max_concurrent_calls` > 1 promises that `fn` may run concurrently that many times (a native
   // model with as many runners); the store's CPU rows are then read and written concurrently.
   CallbackEvaluator(LatentStore* store, int num_actions, RecurrentFn fn,
-                    int max_concurrent_calls = 1);
+                    int max_concurrent_calls = 1, StepKind kind = StepKind::kStep);
 
   void Evaluate(const LeafBatch& leaves, const LeafOutputs& outputs) override;
   int max_concurrent_calls() const override { return max_concurrent_calls_; }
@@ -55,6 +64,7 @@ class CallbackEvaluator : public Evaluator {
   int num_actions_;
   RecurrentFn fn_;
   int max_concurrent_calls_;
+  StepKind kind_;
   int intra_op_threads_;  // the creating thread's; other calling threads are set to match
   // With one call at a time, the last call's inputs, used again when the model kept neither
   // them nor a view of them (inputs_free_): saves an allocation and a Python object per call.

@@ -190,7 +190,7 @@ void NativeModel::LoadWeights(const std::unordered_map<std::string, at::Tensor>&
 }
 
 RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
-                              std::function<void()> check_interrupt) {
+                              std::function<void()> check_interrupt, StepKind kind) {
   auto field_list = [&](const char* key) {
     std::vector<std::string> names;
     auto it = model->metadata().find(key);
@@ -200,28 +200,37 @@ RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
     while (std::getline(text, name, ',')) names.push_back(name);
     return names;
   };
+  const bool afterstate = kind == StepKind::kAfterstate;
+  const char* dataclass = afterstate ? "Afterstate" : "Step";
   const auto type = model->metadata().find("wmfast_output_type");
   const std::string type_name = type == model->metadata().end() ? "tuple" : type->second;
-  WMFAST_CHECK_ARG(type_name.ends_with(":Step"), "a NativeModel used for tree search must be "
-                   "exported from a function returning wmfast.Step, but '", model->path(),
-                   "' returns ", type_name);
+  WMFAST_CHECK_ARG(type_name.ends_with(StrCat(":", dataclass)),
+                   afterstate ? "a NativeModel used as Stochastic MuZero's decision function "
+                                "must be exported from a function returning wmfast.Afterstate"
+                              : "a NativeModel used for tree search must be exported from a "
+                                "function returning wmfast.Step",
+                   ", but '", model->path(), "' returns ", type_name);
   const std::vector<std::string> fields = field_list("wmfast_output_fields"),
                                  absent = field_list("wmfast_output_none");
-  // index[k]: which output holds Step field k (latent, reward, logits, value, discount), or -1.
-  constexpr const char* kFields[] = {"latent", "reward", "logits", "value", "discount"};
+  // index[k]: which output holds field k (Step: latent, reward, logits, value, discount;
+  // Afterstate: latent, -, chance_logits, value, -), or -1.
+  const std::array<const char*, 5> names =
+      afterstate ? std::array<const char*, 5>{"latent", "", "chance_logits", "value", ""}
+                 : std::array<const char*, 5>{"latent", "reward", "logits", "value", "discount"};
   std::array<int, 5> index;
   index.fill(-1);
   int output = 0;
   for (const std::string& field : fields) {
     if (std::find(absent.begin(), absent.end(), field) != absent.end()) continue;
     for (int k = 0; k < 5; ++k) {
-      if (field == kFields[k]) index[k] = output;
+      if (field == names[k]) index[k] = output;
     }
     ++output;
   }
   for (int k = 0; k < 4; ++k) {
-    WMFAST_CHECK_ARG(index[k] >= 0, "the NativeModel '", model->path(), "' returns no Step.",
-                     kFields[k]);
+    if (names[k][0] == '\0') continue;
+    WMFAST_CHECK_ARG(index[k] >= 0, "the NativeModel '", model->path(), "' returns no ",
+                     dataclass, ".", names[k]);
   }
   return [model = std::move(model), check_interrupt = std::move(check_interrupt), index](
              const at::Tensor& latent, const at::Tensor& action, const ConsumeStep& consume) {
@@ -229,7 +238,7 @@ RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
     const std::vector<at::Tensor> outputs = model->Run({latent, action});
     StepTensors step;
     step.latent = outputs[index[0]];
-    step.reward = outputs[index[1]];
+    if (index[1] >= 0) step.reward = outputs[index[1]];
     step.logits = outputs[index[2]];
     step.value = outputs[index[3]];
     if (index[4] >= 0) step.discount = outputs[index[4]];

@@ -110,12 +110,14 @@ class NativeModel {
   std::atomic<int64_t> weights_version_{0};
 };
 
-// The recurrent function of a NativeModel exported from a function returning wmfast.Step:
-// runs the package (no Python, no GIL) and maps its outputs to the Step fields by the names in
-// its metadata. `check_interrupt` runs before each call (it may throw to stop a search). Throws
-// std::invalid_argument if the model does not return a Step.
+// The recurrent function of a NativeModel exported from a function returning wmfast.Step (or,
+// with StepKind::kAfterstate, wmfast.Afterstate: Stochastic MuZero's decision function): runs
+// the package (no Python, no GIL) and maps its outputs to the fields by the names in its
+// metadata. `check_interrupt` runs before each call (it may throw to stop a search). Throws
+// std::invalid_argument if the model does not return that dataclass.
 RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
-                              std::function<void()> check_interrupt);
+                              std::function<void()> check_interrupt,
+                              StepKind kind = StepKind::kStep);
 
 }  // namespace wmfast::model
 
