@@ -84,3 +84,22 @@ def test_cpp_unit_tests_pass(tmp_path_factory):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "100% tests passed" in result.stdout
+
+
+def test_sanitizer_option_refuses_thread_with_address(tmp_path):
+    """WMFAST_SANITIZE: TSan cannot share a build with ASan; CMake says so before building."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed")
+    result = subprocess.run(["cmake", "-S", str(REPO), "-B", str(tmp_path / "build"),
+                             "-DWMFAST_BUILD_PYTHON=OFF", "-DWMFAST_SANITIZE=address,thread"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "ThreadSanitizer cannot be combined" in result.stdout + result.stderr
+
+
+def test_sanitize_script_refuses_unknown_steps():
+    """tools/sanitize.sh (the sanitizer runs) names its steps; the runs themselves are in .ci/run."""
+    result = subprocess.run(["bash", str(REPO / "tools" / "sanitize.sh"), "asan", "valgrind"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "unknown step 'valgrind'" in result.stderr

@@ -9,8 +9,10 @@
 #include "wmfast/common/check.h"
 
 // Runtime dispatch to an AVX2 clone of the hot loop where the CPU has it (glibc ifunc); no
-// -march flags, so the library stays portable.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// -march flags, so the library stays portable. Not under ThreadSanitizer: GCC instruments the
+// ifunc resolver, which the loader runs before TSan's runtime is up (a segfault at start-up).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
 #define WMFAST_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define WMFAST_SIMD_CLONES
