@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mcts_baselines
 import wmfast as wm
+from harness import Table, fmt_rate_cell, fmt_ratio_cell, fmt_time_cell, interleaved, ratios, spread
 
 LATENT, HIDDEN = 64, 128
 BATCHES, ACTIONS, SIMULATIONS = (16, 256, 1024), (4, 18), (50, 200)
@@ -111,8 +112,9 @@ def _time_in_turns(fns, min_seconds=0.1, rounds=10):
     return best
 
 
-def contenders(B, A, N, model_kind):
-    """name -> zero-argument callable running one batched search."""
+def contenders(B, A, N, model_kind, peers=True):
+    """name -> zero-argument callable running one batched search (peers: LightZero and mctx,
+    when installed; mctx's jit compilation takes seconds)."""
     model = FreeModel(B, A) if model_kind == "free" else MLPModel(A)
     root = _root(B, A)
     out = {}
@@ -125,12 +127,12 @@ def contenders(B, A, N, model_kind):
     out["numpy"] = lambda: numpy_mcts.search(
         model.recurrent_inference, root.latent, root.logits.numpy(), root.value.numpy()
     )
-    mz_tree = mcts_baselines.load_lightzero_mz_tree()
+    mz_tree = mcts_baselines.load_lightzero_mz_tree() if peers else None
     if mz_tree is not None:
         out["lightzero"] = lambda: mcts_baselines.lightzero_search(
             mz_tree, model.recurrent_inference, root.latent, root.logits, root.value, N, A
         )
-    if model_kind == "free":
+    if model_kind == "free" and peers:
         for gumbel_policy in (False, True):
             fn = mcts_baselines.make_mctx_search(B, A, N, LATENT, gumbel_policy)
             if fn is not None:
@@ -175,9 +177,102 @@ def run_table(cases, skip_slow_baselines=True):
             print(f"B={B:5d} A={A:2d} N={N:3d} | " + " | ".join(parts), flush=True)
 
 
+# --- run_all: medians over interleaved rounds ---------------------------------------------------
+
+PEERS = {"numpy": "vectorised numpy", "lightzero": "LightZero ctree", "mctx muzero": "mctx muzero",
+         "mctx gumbel": "mctx gumbel"}
+
+
+def _free_table(cases, rounds, min_seconds, skip_slow_baselines, peers=True):
+    table = Table("mcts", "Tree search, free model (the planner's own cost, Python model call "
+                  "included): simulations per second, one thread",
+                  ["B, A, N", "wmfast", "wmfast, 2 threads: speed-up"] +
+                  [f"{label}: wmfast is" for label in PEERS.values()])
+    for B, A, N in cases:
+        fns = {}
+        for name, fn in contenders(B, A, N, "free", peers).items():
+            slow = name in ("numpy", "lightzero", "mctx muzero") and B * N > 256 * 200
+            if name == "wmfast gumbel" or (skip_slow_baselines and slow):
+                continue
+            fns[name] = fn
+        times = interleaved(fns, rounds, min_seconds)
+        table.samples[f"B={B} A={A} N={N}"] = times
+        table.add_row(
+            [f"{B}, {A}, {N}", fmt_rate_cell(times["wmfast x1"], B * N),
+             fmt_ratio_cell(ratios(times, "wmfast x1", "wmfast x2")) if B >= 64
+             else "(one thread below 64 trees)"]
+            + [fmt_ratio_cell(ratios(times, name, "wmfast x1")) if name in times else ""
+               for name in PEERS])
+    table.notes.append(
+        f"Medians (min-max) over {rounds} interleaved rounds of at least {min_seconds} s per "
+        "contender; ratios within each round (\"wmfast is\" = the peer's time / wmfast's). Empty: "
+        "the peer is not installed here, or too slow to time at that size by default.")
+    return table
+
+
+def _mlp_table(cases, rounds, min_seconds, peers=True):
+    table = Table("mcts", "Tree search with the small torch MLP (latent 64, hidden 128) as a "
+                  "Python callback, one thread",
+                  ["B, A, N", "wmfast search", "the model's N calls alone",
+                   "search / model alone", "LightZero ctree: wmfast is"])
+    for B, A, N in cases:
+        names = ("wmfast x1", "model alone") + (("lightzero",) if peers else ())
+        fns = {k: v for k, v in contenders(B, A, N, "mlp", peers).items() if k in names}
+        times = interleaved(fns, rounds, min_seconds)
+        table.samples[f"B={B} A={A} N={N}"] = times
+        table.add_row([f"{B}, {A}, {N}", fmt_time_cell(times["wmfast x1"]),
+                       fmt_time_cell(times["model alone"]),
+                       fmt_ratio_cell(ratios(times, "wmfast x1", "model alone")),
+                       fmt_ratio_cell(ratios(times, "lightzero", "wmfast x1"))
+                       if "lightzero" in times else ""])
+    table.notes.append(f"Medians (min-max) over {rounds} interleaved rounds.")
+    return table
+
+
+def two_thread_samples(B, A, N, rounds, min_seconds):
+    """Per-round speed-ups of num_threads=2 over one thread (free model), interleaved."""
+    fns = {k: v for k, v in contenders(B, A, N, "free", peers=False).items()
+           if k in ("wmfast x1", "wmfast x2")}
+    times = interleaved(fns, rounds, min_seconds)
+    return times, ratios(times, "wmfast x1", "wmfast x2")
+
+
+def _scaling_table(cases, rounds, min_seconds):
+    table = Table("mcts", "Two search threads, free model: the distribution of the speed-up "
+                  "over one thread",
+                  ["B, A, N", "median", "IQR", "min-max", "rounds >= 1.5x", "rounds"])
+    for B, A, N in cases:
+        times, speedups = two_thread_samples(B, A, N, rounds, min_seconds)
+        table.samples[f"B={B} A={A} N={N}"] = {"times": times, "speedups": speedups}
+        s = spread(speedups)
+        table.add_row([f"{B}, {A}, {N}", f"{s['median']:.2f}x", f"{s['q1']:.2f}-{s['q3']:.2f}x",
+                       f"{s['min']:.2f}-{s['max']:.2f}x",
+                       f"{sum(x >= 1.5 for x in speedups)} of {len(speedups)}",
+                       str(len(speedups))])
+    table.notes.append(
+        f"Each round times one thread and two threads moments apart (at least {min_seconds} s "
+        "each); on a shared 2-core machine the second thread competes with other jobs, so this "
+        "is a distribution, not one figure.")
+    return table
+
+
+def run(quick: bool = False, large: bool = False) -> list[Table]:
+    """The suite's tables (run_all.py): free model, MLP model, two-thread scaling."""
+    torch.set_num_threads(1)
+    if quick:
+        cases, rounds, min_seconds = [(16, 4, 50)], 2, 0.01
+    else:
+        cases, rounds, min_seconds = CASES_SORTED, 10, 0.1
+    scaling = [(64, 4, 50)] if quick else [(256, 4, 50), (256, 18, 50), (1024, 18, 50)]
+    return [_free_table(cases, rounds, min_seconds, not large, peers=not quick),
+            _mlp_table(cases, rounds, min_seconds, peers=not quick),
+            _scaling_table(scaling, 3 if quick else 20, min_seconds)]
+
+
 # --- pytest-benchmark ------------------------------------------------------------------------
 
 CASES = list(itertools.product(BATCHES, ACTIONS, SIMULATIONS))
+CASES_SORTED = sorted(CASES)
 
 
 @pytest.fixture(autouse=True)
