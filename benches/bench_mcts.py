@@ -22,6 +22,7 @@ import one_thread  # noqa: F401  (first: sets the thread counts of numpy's BLAS 
 import argparse
 import itertools
 import os
+import statistics
 import sys
 import time
 
@@ -31,7 +32,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mcts_baselines
 import wmfast as wm
-from harness import Table, fmt_rate_cell, fmt_ratio_cell, fmt_time_cell, interleaved, ratios, spread
+from harness import (
+    Table,
+    fmt_rate_cell,
+    fmt_ratio_cell,
+    fmt_time_cell,
+    interleaved,
+    others_cpu,
+    ratios,
+    spread,
+)
 
 LATENT, HIDDEN = 64, 128
 BATCHES, ACTIONS, SIMULATIONS = (16, 256, 1024), (4, 18), (50, 200)
@@ -229,30 +239,70 @@ def _mlp_table(cases, rounds, min_seconds, peers=True):
     return table
 
 
-def two_thread_samples(B, A, N, rounds, min_seconds):
-    """Per-round speed-ups of num_threads=2 over one thread (free model), interleaved."""
+def two_thread_rounds(B, A, N, rounds, min_seconds):
+    """Issue 17's two-thread question, per round: one-thread and two-thread seconds per search
+    (free model, timed moments apart, the order alternating), the cores' worth of CPU other
+    processes used while each ran, and an estimate of the search's serial part: a one-tree
+    search (B=1) of the same N simulations, which is mostly the per-simulation Python model call
+    and hand-over path that stays on one thread (a lower bound: at B rows the call converts
+    more outputs)."""
     fns = {k: v for k, v in contenders(B, A, N, "free", peers=False).items()
            if k in ("wmfast x1", "wmfast x2")}
-    times = interleaved(fns, rounds, min_seconds)
-    return times, ratios(times, "wmfast x1", "wmfast x2")
+    one_tree_model, one_tree_root = FreeModel(1, A), _root(1, A)
+    one_tree = wm.MCTS(A, N, dirichlet_fraction=0.25)
+
+    def model_calls():
+        one_tree.search(one_tree_model, one_tree_root)
+
+    timed = {**fns, "model calls": model_calls}
+    for fn in timed.values():
+        fn()
+    out = {"x1": [], "x2": [], "model calls": [], "others x1": [], "others x2": []}
+    for r in range(rounds):
+        order = ["wmfast x1", "wmfast x2"] if r % 2 == 0 else ["wmfast x2", "wmfast x1"]
+        for name in order:
+            seconds, others = others_cpu(lambda f=timed[name]: _mean_time(f, min_seconds))
+            key = "x1" if name == "wmfast x1" else "x2"
+            out[key].append(seconds)
+            out[f"others {key}"].append(others)
+        out["model calls"].append(_mean_time(model_calls, min_seconds / 4))
+    out["speedups"] = [a / b for a, b in zip(out["x1"], out["x2"], strict=True)]
+    # Amdahl: the serial part stays on one thread, everything else halves at best.
+    out["amdahl"] = [t / (c + (t - c) / 2) for t, c in zip(out["x1"], out["model calls"],
+                                                            strict=True)]
+    return out
 
 
 def _scaling_table(cases, rounds, min_seconds):
     table = Table("mcts", "Two search threads, free model: the distribution of the speed-up "
-                  "over one thread",
-                  ["B, A, N", "median", "IQR", "min-max", "rounds >= 1.5x", "rounds"])
+                  "over one thread, and what the second thread competed with",
+                  ["B, A, N", "speed-up: median", "IQR", "min-max", "rounds >= 1.5x",
+                   "median when others used < 0.5 core / >= 0.5 core (rounds)",
+                   "Amdahl bound (serial part: a one-tree search)"])
     for B, A, N in cases:
-        times, speedups = two_thread_samples(B, A, N, rounds, min_seconds)
-        table.samples[f"B={B} A={A} N={N}"] = {"times": times, "speedups": speedups}
+        out = two_thread_rounds(B, A, N, rounds, min_seconds)
+        table.samples[f"B={B} A={A} N={N}"] = out
+        speedups = out["speedups"]
         s = spread(speedups)
+        others = [o if o is not None else float("nan") for o in out["others x2"]]
+        quiet = [x for x, o in zip(speedups, others, strict=True) if o < 0.5]
+        busy = [x for x, o in zip(speedups, others, strict=True) if o >= 0.5]
+
+        def median(xs):
+            return f"{statistics.median(xs):.2f}x ({len(xs)})" if xs else "- (0)"
+
         table.add_row([f"{B}, {A}, {N}", f"{s['median']:.2f}x", f"{s['q1']:.2f}-{s['q3']:.2f}x",
                        f"{s['min']:.2f}-{s['max']:.2f}x",
                        f"{sum(x >= 1.5 for x in speedups)} of {len(speedups)}",
-                       str(len(speedups))])
+                       f"{median(quiet)} / {median(busy)}",
+                       f"{statistics.median(out['amdahl']):.2f}x"])
     table.notes.append(
-        f"Each round times one thread and two threads moments apart (at least {min_seconds} s "
-        "each); on a shared 2-core machine the second thread competes with other jobs, so this "
-        "is a distribution, not one figure.")
+        f"{rounds} rounds; each times one thread and two threads moments apart (at least "
+        f"{min_seconds} s each, the order alternating). \"Others\" is the CPU time other "
+        "processes used during the two-thread timing, in cores (from /proc/stat). The Amdahl "
+        "bound takes a one-tree search of N simulations (the per-simulation Python call and "
+        "its fixed costs) as the serial part: a lower bound on it, so an upper bound on the "
+        "speed-up.")
     return table
 
 

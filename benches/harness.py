@@ -51,6 +51,29 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int,
     return times
 
 
+def _busy_seconds() -> float | None:
+    """Seconds of CPU time every process on the machine has used (from /proc/stat), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def others_cpu(fn: Callable[[], Any]) -> tuple[Any, float | None]:
+    """Runs fn and returns (its result, the cores' worth of CPU that other processes used
+    meanwhile): the machine's busy time minus this process's own, over the wall time. On a shared
+    machine this says how much a second thread had to compete for (None where /proc is absent;
+    clock-tick resolution: meaningful over 0.1 s or more)."""
+    busy0, own0, wall0 = _busy_seconds(), time.process_time(), time.perf_counter()
+    result = fn()
+    busy1, own1, wall1 = _busy_seconds(), time.process_time(), time.perf_counter()
+    if busy0 is None or busy1 is None:
+        return result, None
+    return result, max(0.0, (busy1 - busy0) - (own1 - own0)) / (wall1 - wall0)
+
+
 def spread(samples: list[float]) -> dict[str, float]:
     """Median, quartiles, min and max of a sample (quartiles by the inclusive method)."""
     if not samples:
