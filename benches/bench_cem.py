@@ -20,6 +20,7 @@ import time
 import pytest
 import torch
 import wmfast as wm
+from harness import Table, fmt_ratio_cell, fmt_time_cell, interleaved, ratios
 from peers import MbrlCEM, TorchRLPlanner, mbrl_available, torchrl_available
 from torch_cem import TorchCEM
 
@@ -251,6 +252,43 @@ def main():
     print("\nclosed-loop MPC, point mass H=12/pop=500, 40 steps (mean episode return)")
     for label, value in mpc_quality().items():
         print(f"  {label:<20} {value:9.3f}")
+
+
+def run(quick: bool = False, large: bool = False) -> list[Table]:
+    """The suite's table (run_all.py): every planner beside the pure-torch CEM, interleaved."""
+    names = ["pointmass_B1_H12_P500"] if quick else list(WORKLOADS)
+    table = Table("cem", "Trajectory optimisation: 5 iterations, 50 elites, action_dim 6, "
+                  "bounds ±1, one thread; time per plan",
+                  ["workload", "wmfast CEM, Python dynamics", "wmfast CEM, NativeModel dynamics",
+                   "pure-torch CEM", "TorchRL CEMPlanner", "mbrl-lib CEMOptimizer",
+                   "torch CEM / wmfast (Python dynamics)", "torch CEM / wmfast (native)",
+                   "wmfast / model calls alone"])
+    for name in names:
+        impls = ["wmfast_cem", "wmfast_cem_native", "torch_cem", "torchrl_cem", "mbrl_cem"]
+        if WORKLOADS[name]["model"] == "pets":
+            impls.append("model_calls_only")
+        fns = {impl: make(impl, name) for impl in impls if available(impl, name) is None}
+        rounds = 3 if quick else ROUNDS[name]
+        times = interleaved(fns, rounds)
+        table.samples[name] = times
+
+        def cell(impl, times=times):
+            return fmt_time_cell(times[impl]) if impl in times else ""
+
+        def ratio(a, b, times=times):
+            return fmt_ratio_cell(ratios(times, a, b)) if a in times and b in times else ""
+
+        spec = WORKLOADS[name]
+        table.add_row([(f"{spec['model']}, B={spec['b']}, H={spec['h']}, pop={spec['pop']} "
+                        f"({rounds} rounds)"),
+                       cell("wmfast_cem"), cell("wmfast_cem_native"), cell("torch_cem"),
+                       cell("torchrl_cem"), cell("mbrl_cem"),
+                       ratio("torch_cem", "wmfast_cem"), ratio("torch_cem", "wmfast_cem_native"),
+                       ratio("wmfast_cem", "model_calls_only")])
+    table.notes.append("Medians (min-max) of the time per plan over interleaved rounds; ratios "
+                       "within each round. Empty: the peer is not installed here, or not run on "
+                       "that workload (see available() in bench_cem.py).")
+    return [table]
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mcts_baselines
 import muzero_general_loop as mg
 import wmfast as wm
+from harness import Table, fmt_rate_cell, fmt_ratio_cell, fmt_time_cell, interleaved, ratios
 from wmfast import transforms as T
 from wmfast.agents import MuZeroAgent
 from wmfast.muzero import Config, MLPNetwork, SearchModel, SelfPlay, reanalyse, unrolled_loss
@@ -256,6 +257,89 @@ def main() -> None:
             print(row, flush=True)
     for row in memory_rows():
         print(row)
+
+
+# -- run_all: medians over interleaved rounds ----------------------------------------------------
+
+def run(quick: bool = False, large: bool = False) -> list[Table]:
+    """The suite's tables (run_all.py): self-play against the muzero-general loop (and, in the full
+    run, through a NativeModel search model), and the training step against a hand-written loss."""
+    torch.set_num_threads(1)
+    net = make_network()
+    model = SearchModel(net, 10)
+    env = gym.make("CartPole-v1")
+    baseline_search = mg.PythonTreeSearch(model, 2, N_SIM, 0.997)
+    moves = 1 if quick else 5
+    fns = {"muzero-general": lambda: mg.play_moves(env, baseline_search, moves)}
+    units = {"muzero-general": moves}
+    env_counts = (1, 16) if quick else (1, 16, 64)
+    native = None if quick else NativeSearchModel(model, (4,), num_runners=1)
+    for num_envs in env_counts:
+        play = SelfPlay([gym.make("CartPole-v1") for _ in range(num_envs)], model,
+                        wm.MCTS(2, N_SIM, discount=0.997, dirichlet_fraction=0.25, seed=0), 2)
+        fns[f"eager {num_envs}"] = lambda play=play: play.step(1.0)
+        units[f"eager {num_envs}"] = num_envs
+        if native is not None and num_envs > 1:
+            native_play = SelfPlay([gym.make("CartPole-v1") for _ in range(num_envs)], model,
+                                   wm.MCTS(2, N_SIM, discount=0.997, seed=0), 2,
+                                   search_model=native.native)
+            fns[f"native {num_envs}"] = lambda p=native_play: p.step(1.0)
+            units[f"native {num_envs}"] = num_envs
+    rounds, min_seconds = (2, 0.05) if quick else (7, 1.0)
+    times = interleaved(fns, rounds, min_seconds)
+    # Environment steps per second in each round, then the ratio to the baseline's in that round.
+    rates = {k: [units[k] / t for t in v] for k, v in times.items()}
+    selfplay = Table("muzero", f"MuZero self-play on CartPole-v1 (MLP latent 64, hidden 64, N={N_SIM}), "
+                     "environment steps per second, one thread",
+                     ["workload", "wmfast", "muzero-general loop (1 env, Python tree)",
+                      "wmfast / muzero-general"], samples={"seconds": times, "units": units})
+    for key in fns:
+        if key == "muzero-general":
+            continue
+        kind, num_envs = key.split()
+        per_round = [a / b for a, b in zip(rates[key], rates["muzero-general"], strict=True)]
+        label = f"{num_envs} environment{'s' * (num_envs != '1')}, " + (
+            "eager network" if kind == "eager" else "NativeModel search model")
+        selfplay.add_row([label, fmt_rate_cell(times[key], units[key], 1.0, ""),
+                          fmt_rate_cell(times["muzero-general"], moves, 1.0, ""),
+                          fmt_ratio_cell(per_round)])
+    selfplay.notes.append(f"Medians (min-max) over {rounds} interleaved rounds of at least "
+                          f"{min_seconds} s; ratios within each round.")
+    return [selfplay, _training_table(quick)]
+
+
+def _training_table(quick: bool) -> Table:
+    agent = MuZeroAgent(lambda: gym.make("CartPole-v1"),
+                        config=Config(num_envs=16, num_simulations=4, min_replay=10**9,
+                                      batch_size=64 if quick else 256, unroll_steps=5))
+    agent.train(300 if quick else 3000, progress=False)
+    batch = agent.replay.sample(agent.config.batch_size)
+    tensors = [torch.as_tensor(x) for x in (
+        batch.observations, batch.actions, batch.target_values, batch.target_rewards,
+        batch.target_policies, batch.value_mask, batch.reward_mask, batch.policy_mask,
+        batch.weights)]
+    net = agent.network.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+    def step(loss_fn):
+        loss = loss_fn()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    fns = {"unrolled_loss": lambda: step(lambda: unrolled_loss(net, *tensors,
+                                                               support_size=10).total),
+           "hand-written": lambda: step(lambda: hand_written_loss(net, *tensors))}
+    rounds, min_seconds = (2, 0.02) if quick else (9, 0.5)
+    times = interleaved(fns, rounds, min_seconds)
+    table = Table("muzero", f"MuZero training step (K=5, batch {agent.config.batch_size}, loss + "
+                  "backward + Adam), one thread",
+                  ["wmfast.muzero.unrolled_loss", "the same loss hand-written in plain torch",
+                   "unrolled_loss / hand-written (time)"], samples={"seconds": times})
+    table.add_row([fmt_time_cell(times["unrolled_loss"]), fmt_time_cell(times["hand-written"]),
+                   fmt_ratio_cell(ratios(times, "unrolled_loss", "hand-written"))])
+    table.notes.append(f"Medians (min-max) over {rounds} interleaved rounds.")
+    return table
 
 
 # -- pytest-benchmark (smallest sizes) ----------------------------------------------------------

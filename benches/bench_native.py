@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wmfast as wm
 from bench_mcts import LATENT, MLPModel, _root, _time_in_turns
+from harness import Table, fmt_ratio_cell, fmt_time_cell, interleaved, ratios
 
 B, A, N = 256, 18, 50
 
@@ -76,6 +77,32 @@ def main() -> None:
           f"{native / times['search, NativeModel, 2 threads']:.2f}x")
     print(f"native search / native model calls alone: "
           f"{native / times['model calls alone, native']:.3f}")
+
+
+def run(quick: bool = False, large: bool = False) -> list[Table]:
+    """The suite's table (run_all.py): native vs callback search, interleaved rounds."""
+    torch.set_num_threads(1)
+    contenders, export_seconds = setup()
+    rounds, min_seconds = (2, 0.02) if quick else (15, 0.1)
+    times = interleaved(contenders, rounds, min_seconds)
+    table = Table("native", f"MCTS over the MLP model exported as a wm.NativeModel "
+                  f"(num_threads=1), B={B}, A={A}, N={N}, one torch thread",
+                  ["search, Python callback", "search, NativeModel",
+                   "search, NativeModel, 2 threads", "native model's N calls alone", "callback / native search",
+                   "2 threads: speed-up", "native search / native calls alone"],
+                  samples={"times": times, "export_seconds": export_seconds})
+    table.add_row([fmt_time_cell(times["search, Python callback"]),
+                   fmt_time_cell(times["search, NativeModel"]),
+                   fmt_time_cell(times["search, NativeModel, 2 threads"]),
+                   fmt_time_cell(times["model calls alone, native"]),
+                   fmt_ratio_cell(ratios(times, "search, Python callback", "search, NativeModel")),
+                   fmt_ratio_cell(ratios(times, "search, NativeModel",
+                                         "search, NativeModel, 2 threads")),
+                   fmt_ratio_cell(ratios(times, "search, NativeModel",
+                                         "model calls alone, native"))])
+    table.notes.append(f"Medians (min-max) over {rounds} interleaved rounds; export "
+                       f"{export_seconds:.1f} s (cached after the first time).")
+    return [table]
 
 
 if __name__ == "__main__":

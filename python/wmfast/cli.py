@@ -9,6 +9,7 @@ import importlib.util
 import os
 import platform
 import re
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ commands:
   wmfast demo                 list the demos
   wmfast demo NAME [OPTIONS]  run a demo (wmfast demo NAME --help for its options)
   wmfast bench [PYTEST_ARGS]  run the benchmark suites of a source checkout (benches/)
+  wmfast bench --all --out DIR  every suite's tables (medians, spreads, the machine) into DIR
 """
 
 BENCH_HELP = """\
@@ -32,6 +34,7 @@ run them from its root folder:
 
   pip install --no-build-isolation ".[test]"    # in the source folder, torch installed first
   wmfast bench                                  # or: wmfast bench --folder PATH/TO/benches
+  wmfast bench --all --out DIR [--quick]        # benches/run_all.py: every README table
 
 The README's Benchmarks section summarises their results."""
 
@@ -154,6 +157,17 @@ def bench(args: argparse.Namespace) -> int:
         print(f"wmfast bench: no benches/ folder at {folder} ({where}).\n\n{BENCH_HELP}",
               file=sys.stderr)
         return 2
+    if args.all:
+        if args.out is None:
+            print("wmfast bench --all: --out DIR is required (results.md and results.json go "
+                  "there)", file=sys.stderr)
+            return 2
+        # The tables come from benches/run_all.py, in its own process: it pins numpy's and jax's
+        # thread counts before they load.
+        command = [sys.executable, os.path.join(folder, "run_all.py"), "--out", args.out,
+                   *(["--quick"] if args.quick else []), *(["--large"] if args.large else []),
+                   *(["--suites", args.suites] if args.suites else [])]
+        return subprocess.run(command, check=False).returncode
     missing = [module for module in ("pytest", "pytest_benchmark")
                if importlib.util.find_spec(module) is None]
     if missing:
@@ -197,6 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "--benchmark-only.\n\n" + BENCH_HELP)
     bench_parser.add_argument("--folder", default=None,
                               help="the benches/ folder (default: ./benches)")
+    bench_parser.add_argument("--all", action="store_true",
+                              help="run benches/run_all.py: every suite's tables, as medians "
+                                   "over interleaved rounds with spreads, into --out DIR")
+    bench_parser.add_argument("--out", default=None, metavar="DIR",
+                              help="with --all: the folder for results.md and results.json (required "
+                                   "there; no default)")
+    bench_parser.add_argument("--quick", action="store_true",
+                              help="with --all: each suite at its smallest size (a smoke)")
+    bench_parser.add_argument("--large", action="store_true",
+                              help="with --all: also the largest cases (minutes each)")
+    bench_parser.add_argument("--suites", default=None,
+                              help="with --all: a comma-separated subset of tabular,mcts,cem,"
+                                   "native,muzero (default: all of them)")
     bench_parser.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
                               help="passed on to pytest (for example -k mcts)")
     bench_parser.set_defaults(run=bench)

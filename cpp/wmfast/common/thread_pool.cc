@@ -29,8 +29,8 @@ bool ThreadPool::SpinUntil(const Done& done) {
 }
 
 ThreadPool::ThreadPool(int num_threads) {
-  for (int shard = 1; shard < std::max(num_threads, 1); ++shard) {
-    workers_.emplace_back([this, shard] { WorkerLoop(shard); });
+  for (int worker = 1; worker < std::max(num_threads, 1); ++worker) {
+    workers_.emplace_back([this] { WorkerLoop(); });
   }
 }
 
@@ -55,6 +55,7 @@ void ThreadPool::ParallelFor(int64_t n,
     std::lock_guard<std::mutex> lock(mutex_);
     task_ = &fn;
     task_size_ = n;
+    next_shard_ = 1;
     pending_.store(shards - 1, std::memory_order_relaxed);
     error_ = nullptr;
     generation_.fetch_add(1, std::memory_order_release);
@@ -66,6 +67,22 @@ void ThreadPool::ParallelFor(int64_t n,
     fn(0, begin, end);
   } catch (...) {
     local_error = std::current_exception();
+  }
+  // The shards no worker has claimed yet (all of them when the workers are still asleep).
+  while (true) {
+    int shard;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (next_shard_ >= shards) break;
+      shard = next_shard_++;
+    }
+    try {
+      auto [begin, end] = ShardRange(n, shard, shards);
+      fn(shard, begin, end);
+    } catch (...) {
+      if (!local_error) local_error = std::current_exception();
+    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
   auto done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
   std::unique_lock<std::mutex> lock(mutex_);
@@ -80,25 +97,30 @@ void ThreadPool::ParallelFor(int64_t n,
   if (error_) std::rethrow_exception(error_);
 }
 
-void ThreadPool::WorkerLoop(int shard) {
+void ThreadPool::WorkerLoop() {
   uint64_t seen_generation = 0;
   while (true) {
     auto started = [&] { return generation_.load(std::memory_order_acquire) != seen_generation; };
     const std::function<void(int, int64_t, int64_t)>* task;
     int64_t n;
+    int claimed;
     {
       SpinUntil(started);
       std::unique_lock<std::mutex> lock(mutex_);
       start_cv_.wait(lock, started);
       if (stopping_) return;
+      // Reading the task and claiming a shard under one lock: a worker that woke late claims
+      // from the task it read, never from a later one.
       seen_generation = generation_.load(std::memory_order_relaxed);
       task = task_;
       n = task_size_;
+      if (task == nullptr || next_shard_ >= num_threads()) continue;  // the caller took them
+      claimed = next_shard_++;
     }
     std::exception_ptr error;
     try {
-      auto [begin, end] = ShardRange(n, shard, num_threads());
-      (*task)(shard, begin, end);
+      auto [begin, end] = ShardRange(n, claimed, num_threads());
+      (*task)(claimed, begin, end);
     } catch (...) {
       error = std::current_exception();
     }

@@ -7,6 +7,12 @@
 // for kSpinMicros (a free model's calls are shorter than that), then sleep (a real model's calls
 // are long, and a spinning thread would take a core from the model).
 //
+// Shards are claimed, not assigned: the caller runs shard 0, then any shard no worker has
+// claimed yet. When other processes keep the cores busy, a sleeping worker can take
+// milliseconds to be scheduled; with fixed shards every ParallelFor waited that long (a search
+// with two threads then ran 2-6x slower than with one on a loaded 2-core machine), now the
+// caller does the work itself and waits only for shards a worker has started.
+//
 // Thread safety: ParallelFor may be called from one thread at a time per pool.
 #ifndef WMFAST_COMMON_THREAD_POOL_H_
 #define WMFAST_COMMON_THREAD_POOL_H_
@@ -34,11 +40,13 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Splits [0, n) into num_threads() contiguous shards and runs fn(shard, begin, end) on each,
-  // the calling thread taking shard 0. Returns when all are done; rethrows the first exception.
+  // the calling thread taking shard 0 (and any shard no worker has claimed when it is done; a
+  // shard runs exactly once, on one thread, but not necessarily on the same thread each time).
+  // Returns when all are done; rethrows the first exception.
   void ParallelFor(int64_t n, const std::function<void(int shard, int64_t begin, int64_t end)>& fn);
 
  private:
-  void WorkerLoop(int shard);
+  void WorkerLoop();
   // Spins until done() or kSpinMicros pass; returns done().
   template <typename Done>
   static bool SpinUntil(const Done& done);
@@ -50,8 +58,9 @@ class ThreadPool {
   std::condition_variable start_cv_, done_cv_;
   const std::function<void(int, int64_t, int64_t)>* task_ = nullptr;
   int64_t task_size_ = 0;
+  int next_shard_ = 0;                   // the next unclaimed shard of the task (under mutex_)
   std::atomic<uint64_t> generation_{0};  // bumped (under mutex_) for each task
-  std::atomic<int> pending_{0};          // workers still running the task
+  std::atomic<int> pending_{0};          // shards 1.. not finished yet
   bool stopping_ = false;
   std::exception_ptr error_;
 };

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,34 @@ TEST(ThreadPoolTest, ParallelForRunsEveryShardOnce) {
     });
     for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[i], 1) << "n=" << n << " i=" << i;
     EXPECT_EQ(calls, n <= 1 ? 1 : 3);
+  }
+}
+
+TEST(ThreadPoolTest, ShardsAreClaimedOnceAcrossManyQuickTasks) {
+  // Workers that wake late find the caller has taken their shards, or claim shards of a later
+  // task: every shard of every task still runs exactly once, shard 0 on the calling thread.
+  for (int threads : {2, 4}) {
+    ThreadPool pool(threads);
+    const std::thread::id caller = std::this_thread::get_id();
+    int caller_took_others = 0;  // tasks where the caller ran a worker's shard (scheduling decides)
+    for (int task = 0; task < 20000; ++task) {
+      std::vector<std::atomic<int>> runs(threads);
+      std::atomic<bool> shard0_on_caller{false};
+      std::atomic<int> on_caller{0};
+      pool.ParallelFor(threads * 3, [&](int shard, int64_t begin, int64_t end) {
+        EXPECT_EQ(ShardRange(threads * 3, shard, threads), std::make_pair(begin, end));
+        const bool here = std::this_thread::get_id() == caller;
+        if (shard == 0) shard0_on_caller = here;
+        on_caller += here;
+        runs[shard] += 1;
+      });
+      for (int shard = 0; shard < threads; ++shard) {
+        ASSERT_EQ(runs[shard], 1) << "threads=" << threads << " task=" << task;
+      }
+      ASSERT_TRUE(shard0_on_caller);
+      caller_took_others += on_caller > 1;
+    }
+    RecordProperty("caller_took_other_shards_" + std::to_string(threads), caller_took_others);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include "wmfast/common/check.h"
@@ -943,10 +944,13 @@ void Search::RunSharded(model::Evaluator& evaluator, const std::function<void()>
   // Each thread searches its own shard of trees from start to end, with its own model call per
   // simulation: no barrier between simulations, and the model calls of the shards overlap.
   // Trees are independent, so the results equal the unsharded search's. A failing shard (e.g.
-  // Ctrl-C seen by the polling shard 0) makes the others stop at their next simulation.
+  // Ctrl-C seen by a polling shard) makes the others stop at their next simulation.
   std::atomic<bool> failed{false};
   const int64_t A = config_.num_actions;
-  pool.ParallelFor(tree_.batch_size, [&](int shard, int64_t begin, int64_t end) {
+  // Whichever shards the calling thread runs poll (a shard is not tied to a thread: see
+  // ThreadPool), so Ctrl-C is seen even when the caller runs every shard itself.
+  const std::thread::id caller = std::this_thread::get_id();
+  pool.ParallelFor(tree_.batch_size, [&](int, int64_t begin, int64_t end) {
     const int64_t n = end - begin;
     const model::LeafBatch leaves{n, source_slots_.data() + begin, actions_.data() + begin,
                                   target_slots_.data() + begin};
@@ -955,7 +959,7 @@ void Search::RunSharded(model::Evaluator& evaluator, const std::function<void()>
     try {
       for (int sim = 0; sim < config_.num_simulations; ++sim) {
         Advance(begin, end, sim);
-        if (shard == 0 && poll) poll();
+        if (poll && std::this_thread::get_id() == caller) poll();
         if (failed.load(std::memory_order_relaxed)) return;
         evaluator.Evaluate(leaves, outputs);
       }

@@ -41,6 +41,42 @@ double CheckFinite(const Real* values, int64_t size, const char* name) {
   return total;
 }
 
+// HyperLogLog (Flajolet et al. 2007) over 2^12 registers: the number of distinct keys in a batch
+// within a few percent (standard error 1.6%), from one pass and 4 KiB. Update uses it to size the
+// tables once before a large batch.
+class DistinctKeyEstimate {
+ public:
+  void Add(uint64_t key) {
+    // MurmurHash3's finaliser: the rank below needs well-mixed low bits too, which a Fibonacci
+    // hash (MixKey) lacks.
+    key ^= key >> 33;
+    key *= 0xFF51AFD7ED558CCDull;
+    key ^= key >> 33;
+    key *= 0xC4CEB9FE1A85EC53ull;
+    key ^= key >> 33;
+    const uint8_t rank = static_cast<uint8_t>(std::countl_zero((key << kBits) | kRankGuard) + 1);
+    uint8_t& slot = registers_[key >> (64 - kBits)];
+    slot = std::max(slot, rank);
+  }
+  int64_t Estimate() const {
+    constexpr double m = kRegisters;
+    double inverse_sum = 0.0;
+    int zeros = 0;
+    for (uint8_t r : registers_) {
+      inverse_sum += std::ldexp(1.0, -r);
+      zeros += r == 0;
+    }
+    double estimate = 0.7213 / (1.0 + 1.079 / m) * m * m / inverse_sum;
+    if (estimate <= 2.5 * m && zeros > 0) estimate = m * std::log(m / zeros);  // linear counting
+    return static_cast<int64_t>(estimate);
+  }
+
+ private:
+  static constexpr int kBits = 12, kRegisters = 1 << kBits;
+  static constexpr uint64_t kRankGuard = uint64_t{1} << (kBits - 1);
+  uint8_t registers_[kRegisters] = {};
+};
+
 }  // namespace
 
 template <typename T>
@@ -73,6 +109,11 @@ void CounterTable::Rehash(uint64_t capacity) {
     while (slots_[i].key != kEmptyKey) i = (i + 1) & mask_;
     slots_[i] = slot;
   }
+}
+
+void CounterTable::Reserve(int64_t keys) {
+  const uint64_t needed = static_cast<uint64_t>(static_cast<double>(keys) / kReserveLoad) + 1;
+  if (needed > slots_.size()) Rehash(std::bit_ceil(needed));
 }
 
 TabularModel::TabularModel(int64_t num_states, int64_t num_actions, double prior,
@@ -204,21 +245,46 @@ void TabularModel::CheckCapacity(int64_t added, double added_abs_reward,
 template <typename Index, typename Reward, typename Flag>
 void TabularModel::Update(const TransitionBatch<Index, Reward, Flag>& batch) {
   const int64_t n = batch.size;
-  CheckIndices(batch.states, n, num_states_, "states");
-  CheckIndices(batch.actions, n, num_actions_, "actions");
-  CheckIndices(batch.next_states, n, num_states_, "next_states");
-  const double abs_rewards = CheckFinite(batch.rewards, n, "rewards");
+  constexpr int64_t kMinChunk = int64_t{1} << 16, kMaxChunk = int64_t{1} << 22;
+  // One pass over the batch validates it and, for a large batch, estimates its distinct keys: the
+  // tables then grow once to hold them, where a fresh model doubled them about ten times while
+  // counting (a fifth of a 10^7-transition update). The batch's distinct keys are a lower bound
+  // on the tables' final size, so this reserves no more than counting will need (to the
+  // estimate's error).
+  const uint64_t S = static_cast<uint64_t>(num_states_), A = static_cast<uint64_t>(num_actions_);
+  const bool estimate_keys = n >= kMinChunk;
+  DistinctKeyEstimate distinct;
+  bool valid = true;
+  double abs_rewards = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    // Unsigned comparisons also catch negative indices.
+    const uint64_t s = static_cast<uint64_t>(batch.states[i]);
+    const uint64_t a = static_cast<uint64_t>(batch.actions[i]);
+    const uint64_t next = static_cast<uint64_t>(batch.next_states[i]);
+    const double reward = static_cast<double>(batch.rewards[i]);
+    valid &= (s < S) & (a < A) & (next < S) & std::isfinite(reward);
+    abs_rewards += std::abs(reward);
+    if (estimate_keys) distinct.Add(KeyOf(s * A + a, next, batch.terminated[i] != 0));
+  }
+  if (!valid) {  // the checks one array at a time, for the message naming the first bad element
+    CheckIndices(batch.states, n, num_states_, "states");
+    CheckIndices(batch.actions, n, num_actions_, "actions");
+    CheckIndices(batch.next_states, n, num_states_, "next_states");
+    CheckFinite(batch.rewards, n, "rewards");
+  }
   std::unique_lock lock(mutex_);
   CheckCapacity(n, abs_rewards, "rewards");
   abs_reward_total_ += abs_rewards;
   compiled_.reset();
+  const int64_t batch_keys = estimate_keys ? distinct.Estimate() : 0;
+  for (CounterTable& shard : shards_) shard.Reserve(batch_keys / kNumShards);
   // Chunks bound the partition buffer (16 bytes a transition). They grow with the tables, whose
-  // size sets how finely a chunk is partitioned, so a fresh model learns its size early.
-  constexpr int64_t kMinChunk = int64_t{1} << 16, kMaxChunk = int64_t{1} << 22;
+  // size sets how finely a chunk is partitioned.
   records_.reserve(std::min(n, kMaxChunk));
   for (int64_t begin = 0; begin < n;) {
     int64_t keys = 0;
     for (const CounterTable& shard : shards_) keys += shard.size();
+    keys = std::max(keys, batch_keys);
     const int64_t end = std::min(n, begin + std::clamp(4 * keys, kMinChunk, kMaxChunk));
     CountChunk(batch, begin, end);
     begin = end;

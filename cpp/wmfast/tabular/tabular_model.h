@@ -136,10 +136,14 @@ class CounterTable {
     slots_[i] = Slot{key, count, reward_sum};
   }
   void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash >> shift_], 1, 3); }
+  // Grows (never shrinks) to a capacity that holds `keys` keys at a load factor of at most
+  // kReserveLoad, in one rehash instead of the several doublings that adding them would cost.
+  void Reserve(int64_t keys);
 
  private:
   static constexpr uint64_t kInitialCapacity = 256;
   static constexpr int kMaxProbes = 48;
+  static constexpr double kReserveLoad = 0.6;
   void Rehash(uint64_t capacity);
 
   Slots slots_;
