@@ -21,13 +21,66 @@ from typing import Any
 import torch
 from torch import nn
 
-from wmfast.dreamer.distributions import OneHotStraightThrough, categorical_kl, unimix_probs
+from wmfast.dreamer.distributions import (
+    OneHotStraightThrough,
+    categorical_kl,
+    sample_onehot,
+    unimix_probs,
+)
 
 __all__ = ["RSSM", "GRUCell", "kl_loss"]
 
 
+class _LayerNormGRUGates(torch.autograd.Function):
+    """LayerNorm + the GRU's gates, keeping for backward only the pre-activations and the
+    norm's statistics (autograd would keep the normalised gates, three activations and two
+    products: ~4x the memory per step) and recomputing the rest."""
+
+    @staticmethod
+    def forward(ctx, pre, state, weight, bias, eps, update_bias):
+        size = state.shape[-1]
+        parts, mean, rstd = torch.native_layer_norm(pre, [3 * size], weight, bias, eps)
+        out = _gates(parts, state, size, update_bias)
+        ctx.save_for_backward(pre, state, weight, bias, mean, rstd)
+        ctx.update_bias = update_bias
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        pre, state, weight, bias, mean, rstd = ctx.saved_tensors
+        size = state.shape[-1]
+        parts = (pre - mean) * rstd * weight + bias
+        reset_pre, cand_pre, update_pre = parts.split(size, -1)
+        reset = torch.sigmoid(reset_pre)
+        cand = torch.tanh(reset * cand_pre)
+        update = torch.sigmoid(update_pre + ctx.update_bias)
+        grad_state = grad_out * (1.0 - update)
+        grad_cand = grad_out * update * (1.0 - cand * cand)          # through tanh
+        grad_parts = torch.cat([
+            grad_cand * cand_pre * reset * (1.0 - reset),             # reset gate
+            grad_cand * reset,                                        # candidate
+            grad_out * (cand - state) * update * (1.0 - update),      # update gate
+        ], -1)
+        grad_pre, grad_weight, grad_bias = torch.ops.aten.native_layer_norm_backward(
+            grad_parts, pre, [3 * size], mean, rstd, weight, bias,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]])
+        return grad_pre, grad_state, grad_weight, grad_bias, None, None
+
+
+def _gates(parts: torch.Tensor, state: torch.Tensor, size: int,
+           update_bias: float) -> torch.Tensor:
+    reset, cand, update = parts.split(size, -1)
+    reset = torch.sigmoid(reset)
+    cand = torch.tanh(reset * cand)
+    update = torch.sigmoid(update + update_bias)
+    return update * cand + (1.0 - update) * state
+
+
 class GRUCell(nn.Module):
-    """A GRU with one LayerNorm over its three gates' pre-activations (DreamerV3)."""
+    """A GRU with one LayerNorm over its three gates' pre-activations (DreamerV3).
+
+    With autograd on, the norm and the gates are one autograd function that keeps only the
+    pre-activations for backward (same values and gradients as the plain operations)."""
 
     def __init__(self, in_dim: int, size: int, update_bias: float = -1.0):
         super().__init__()
@@ -37,12 +90,11 @@ class GRUCell(nn.Module):
         self.norm = nn.LayerNorm(3 * size, eps=1e-3)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        parts = self.norm(self.linear(torch.cat([x, state], -1)))
-        reset, cand, update = parts.split(self.size, -1)
-        reset = torch.sigmoid(reset)
-        cand = torch.tanh(reset * cand)
-        update = torch.sigmoid(update + self.update_bias)
-        return update * cand + (1.0 - update) * state
+        pre = self.linear(torch.cat([x, state], -1))
+        if torch.is_grad_enabled():
+            return _LayerNormGRUGates.apply(pre, state, self.norm.weight, self.norm.bias,
+                                            self.norm.eps, self.update_bias)
+        return _gates(self.norm(pre), state, self.size, self.update_bias)
 
 
 def _block(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -82,27 +134,27 @@ class RSSM(nn.Module):
 
     # -- states ---------------------------------------------------------------------------------
 
-    def _stats(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _latent(self, raw: torch.Tensor, sample: bool) -> dict[str, torch.Tensor]:
+        """``{"stoch", **stats}`` from the stats layer's output."""
         if self.discrete:
             logits = raw.reshape(*raw.shape[:-1], self.stoch, self.classes)
-            return {"logits": torch.log(unimix_probs(logits, self.unimix))}
+            if sample:
+                # One fused kernel: softmax, unimix, log, draw, one-hot, straight-through.
+                stoch, log_probs = sample_onehot(logits, self.unimix)
+                return {"stoch": stoch, "logits": log_probs}
+            log_probs = torch.log(unimix_probs(logits, self.unimix))
+            stoch = OneHotStraightThrough.from_probs(log_probs.exp()).mode()  # already mixed
+            return {"stoch": stoch, "logits": log_probs}
         mean, std = raw.chunk(2, -1)
-        return {"mean": mean, "std": 2.0 * torch.sigmoid(std / 2.0) + self.min_std}
-
-    def _sample(self, stats: dict[str, torch.Tensor], sample: bool) -> torch.Tensor:
-        if self.discrete:
-            dist = OneHotStraightThrough.from_probs(stats["logits"].exp())  # already mixed
-            return dist.rsample() if sample else dist.mode()
-        if not sample:
-            return stats["mean"]
-        return stats["mean"] + stats["std"] * torch.randn_like(stats["mean"])
+        std = 2.0 * torch.sigmoid(std / 2.0) + self.min_std
+        stoch = mean + std * torch.randn_like(mean) if sample else mean
+        return {"stoch": stoch, "mean": mean, "std": std}
 
     def initial(self, batch_size: int) -> dict[str, torch.Tensor]:
         """The learned initial state ``[batch_size, ...]``: ``deter = tanh(w)``, ``stoch`` the
         mode of its prior."""
         deter = torch.tanh(self.initial_deter).expand(batch_size, self.deter)
-        stats = self._stats(self.img_out(deter))
-        return {"deter": deter, "stoch": self._sample(stats, sample=False), **stats}
+        return {"deter": deter, **self._latent(self.img_out(deter), sample=False)}
 
     def feature(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[..., deter + stoch * classes]``: the input of heads, actor and critic."""
@@ -131,8 +183,7 @@ class RSSM(nn.Module):
             stoch = stoch.reshape(*stoch.shape[:-2], self.stoch_size)
         x = self.img_in(torch.cat([stoch, action.to(stoch.dtype)], -1))
         deter = self.gru(x, state["deter"])
-        stats = self._stats(self.img_out(deter))
-        return {"deter": deter, "stoch": self._sample(stats, sample), **stats}
+        return {"deter": deter, **self._latent(self.img_out(deter), sample)}
 
     def observe_step(self, state: dict[str, torch.Tensor], action: torch.Tensor,
                      embed: torch.Tensor, is_first: torch.Tensor | None = None,
@@ -146,8 +197,8 @@ class RSSM(nn.Module):
                 state = {key: _where(first, initial[key], value) for key, value in state.items()}
                 action = torch.where(first[:, None], torch.zeros_like(action), action)
         prior = self.imagine_step(state, action, sample)
-        stats = self._stats(self.obs_out(torch.cat([prior["deter"], embed], -1)))
-        post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
+        post = {"deter": prior["deter"],
+                **self._latent(self.obs_out(torch.cat([prior["deter"], embed], -1)), sample)}
         return post, prior
 
     def observe(self, embed: torch.Tensor, actions: torch.Tensor,
