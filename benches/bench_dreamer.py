@@ -31,6 +31,11 @@ Measured, one torch thread, contenders interleaved, best of ``--rounds`` turns e
   python benches/bench_dreamer.py                 # B in {256, 1024}, H=15
   python benches/bench_dreamer.py --profile 256   # torch.profiler table of both, no-grad
   python benches/bench_dreamer.py --quick         # fewer rounds
+
+A third contender, "careful", runs the same dreamerv3-torch steps without the port's avoidable
+overheads (lists stacked once instead of static_scan's per-step torch.cat, torch.distributions
+validation off), to show how much of the ratio is the port's loop and how much wmfast's
+kernels.
 """
 
 from __future__ import annotations
@@ -221,6 +226,30 @@ def eager_imagine(dynamics, policy, start, horizon):
     return feats, states, actions
 
 
+def careful_eager_imagine(dynamics, policy, start, horizon):
+    """The same steps without the port's avoidable overheads: outputs collected in lists and
+    stacked once (static_scan re-concatenates them every step) and torch.distributions'
+    argument validation off (dreamerv3-torch leaves it on)."""
+    def flatten(x):
+        return x.reshape([-1] + list(x.shape[2:]))
+    state = {k: flatten(v) for k, v in start.items()}
+    validate = torchd.Distribution._validate_args
+    torchd.Distribution.set_default_validate_args(False)
+    try:
+        feats, actions, states = [], [], [state]
+        for _ in range(horizon):
+            feat = dynamics.get_feat(state)
+            action = policy(feat.detach()).sample()
+            state = dynamics.img_step(state, action)
+            feats.append(feat)
+            actions.append(action)
+            states.append(state)
+    finally:
+        torchd.Distribution.set_default_validate_args(validate)
+    stacked = {k: torch.stack([s[k] for s in states[:-1]]) for k in state}
+    return torch.stack(feats), stacked, torch.stack(actions)
+
+
 # ----------------------------------------------------------------------------------------------
 # One model, two implementations
 
@@ -278,14 +307,14 @@ def wmfast_runner(rssm, actor, start, horizon):
     return run                                            # states actions were taken in
 
 
-def eager_runner(eager, eager_actor, start, horizon):
+def eager_runner(eager, eager_actor, start, horizon, imagine=eager_imagine):
     # dreamerv3-torch imagines from posteriors [B, T, ...] and flattens them: T = 1 here.
     estart = {"deter": start["deter"][:, None], "stoch": start["stoch"][:, None],
               "logit": start["logits"][:, None]}
 
     def run(grad):
         with torch.set_grad_enabled(grad):
-            feats, _, _ = eager_imagine(eager, eager_actor, estart, horizon)
+            feats, _, _ = imagine(eager, eager_actor, estart, horizon)
         # [stoch, deter] -> [deter, stoch], so one projection serves both
         return torch.cat([feats[..., STOCH * CLASSES:], feats[..., :STOCH * CLASSES]], -1)
     return run
@@ -359,6 +388,8 @@ def bench(batch: int, horizon: int, num_actions: int, rounds: int, min_seconds: 
     start = make_start(rssm, batch)
     err = check_same_model(rssm, actor, eager, eager_actor, start)
     runners = {"eager": eager_runner(eager, eager_actor, start, horizon),
+               "careful": eager_runner(eager, eager_actor, start, horizon,
+                                       careful_eager_imagine),
                "wmfast": wmfast_runner(rssm, actor, start, horizon)}
     proj = torch.randn(rssm.feat_size) / rssm.feat_size ** 0.5
 
@@ -387,6 +418,11 @@ def bench(batch: int, horizon: int, num_actions: int, rounds: int, min_seconds: 
     result["fwd_bwd_ratio"] = (result["wmfast_fwd_bwd_steps_per_s"]
                                / result["eager_fwd_bwd_steps_per_s"])
     result["memory_ratio"] = result["wmfast_saved_MB"] / result["eager_saved_MB"]
+    result["careful_fwd_ratio"] = (result["wmfast_fwd_steps_per_s"]
+                                   / result["careful_fwd_steps_per_s"])
+    result["careful_fwd_bwd_ratio"] = (result["wmfast_fwd_bwd_steps_per_s"]
+                                       / result["careful_fwd_bwd_steps_per_s"])
+    result["careful_memory_ratio"] = result["wmfast_saved_MB"] / result["careful_saved_MB"]
     return result
 
 
@@ -433,11 +469,17 @@ def main(argv=None) -> None:
         print(f"B={batch} H={args.horizon} A={args.actions} "
               f"(same model: max |diff| {row['same_model_max_abs_diff']:.1e})")
         print(f"  forward:    eager {row['eager_fwd_steps_per_s']:8.0f} steps/s, "
-              f"wmfast {row['wmfast_fwd_steps_per_s']:8.0f} ({row['fwd_ratio']:.2f}x)")
+              f"careful {row['careful_fwd_steps_per_s']:8.0f}, "
+              f"wmfast {row['wmfast_fwd_steps_per_s']:8.0f} ({row['fwd_ratio']:.2f}x; "
+              f"{row['careful_fwd_ratio']:.2f}x careful)")
         print(f"  fwd + bwd:  eager {row['eager_fwd_bwd_steps_per_s']:8.0f} steps/s, "
-              f"wmfast {row['wmfast_fwd_bwd_steps_per_s']:8.0f} ({row['fwd_bwd_ratio']:.2f}x)")
+              f"careful {row['careful_fwd_bwd_steps_per_s']:8.0f}, "
+              f"wmfast {row['wmfast_fwd_bwd_steps_per_s']:8.0f} ({row['fwd_bwd_ratio']:.2f}x; "
+              f"{row['careful_fwd_bwd_ratio']:.2f}x careful)")
         print(f"  saved:      eager {row['eager_saved_MB']:8.1f} MB, "
-              f"wmfast {row['wmfast_saved_MB']:8.1f} MB ({row['memory_ratio']:.2f}x)")
+              f"careful {row['careful_saved_MB']:8.1f}, "
+              f"wmfast {row['wmfast_saved_MB']:8.1f} MB ({row['memory_ratio']:.2f}x; "
+              f"{row['careful_memory_ratio']:.2f}x careful)")
     print(f"load average after: {os.getloadavg()}")
     if args.json:
         print(json.dumps(rows))

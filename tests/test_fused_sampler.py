@@ -194,3 +194,52 @@ def test_lean_gru_saves_less():
 
     # linear input (x, h) + pre-activations + h + statistics, against all the gates too
     assert saved(lambda: cell(x, h)) < 0.55 * saved(lambda: plain_gru(cell, x, h))
+
+
+def dense_img_in(rssm, stoch, action):
+    """img_in's linear layer as the plain product over [stoch, action]."""
+    flat = stoch.reshape(*stoch.shape[:-2], rssm.stoch_size)
+    return rssm.img_in[0](torch.cat([flat, action], -1))
+
+
+@given(batch=st.integers(1, 7), seed=st.integers(0, 1000))
+@settings(max_examples=15, deadline=None)
+def test_one_hot_input_layer_equals_the_dense_product(batch, seed):
+    torch.manual_seed(seed)
+    rssm = dr.RSSM(action_dim=3, embed_dim=7, deter=24, stoch=4, classes=5, hidden=20).double()
+    logits = torch.randn(batch, 4, 5, dtype=torch.float64, requires_grad=True)
+    stoch, _ = dr.sample_onehot(logits, 0.01)             # exactly one-hot, with ST gradient
+    action = torch.randn(batch, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(batch, 20, dtype=torch.float64)
+    params = [logits, action, rssm.img_in[0].weight]
+    ours = rssm._img_in_linear(stoch, action)
+    reference = dense_img_in(rssm, stoch, action)
+    torch.testing.assert_close(ours, reference)
+    for a, b in zip(torch.autograd.grad((ours * w).sum(), params, retain_graph=True),
+                    torch.autograd.grad((reference * w).sum(), params)):
+        torch.testing.assert_close(a, b)
+    # Latents that are not one-hot take the dense product.
+    soft = torch.softmax(logits, -1)
+    torch.testing.assert_close(rssm._img_in_linear(soft, action), dense_img_in(rssm, soft, action),
+                               rtol=0, atol=0)
+    # A whole imagination step: the same next state as one computed with the dense product.
+    state = {"deter": torch.randn(batch, 24, dtype=torch.float64), "stoch": stoch.detach()}
+    torch.manual_seed(seed)
+    nxt = rssm.imagine_step(state, action.detach())
+    x = rssm.img_in[2](rssm.img_in[1](dense_img_in(rssm, state["stoch"], action.detach())))
+    torch.testing.assert_close(nxt["deter"], rssm.gru(x, state["deter"]))
+
+
+def test_cached_latent_columns_follow_weight_updates():
+    rssm = dr.RSSM(action_dim=3, embed_dim=7, deter=24, stoch=4, classes=5, hidden=20)
+    stoch = torch.nn.functional.one_hot(torch.randint(0, 5, (6, 4)), 5).float()
+    action = torch.randn(6, 3)
+    with torch.no_grad():
+        first = rssm._img_in_linear(stoch, action)
+        torch.testing.assert_close(first, dense_img_in(rssm, stoch, action))
+        rssm.img_in[0].weight.mul_(2.0)          # an optimiser step writes in place
+        torch.testing.assert_close(rssm._img_in_linear(stoch, action), 2.0 * first)
+    rssm.load_state_dict({k: v * 0.5 for k, v in rssm.state_dict().items()})
+    with torch.no_grad():
+        torch.testing.assert_close(rssm._img_in_linear(stoch, action),
+                                   dense_img_in(rssm, stoch, action))

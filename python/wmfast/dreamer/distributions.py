@@ -32,11 +32,14 @@ class _SampleOneHot(torch.autograd.Function):
         sample, log_probs = _torch_ext.load().sample_onehot(logits, unimix, generator)
         ctx.save_for_backward(log_probs)
         ctx.unimix = unimix
+        ctx.set_materialize_grads(False)   # an unused output's gradient stays None, not zeros
         return sample, log_probs
 
     @staticmethod
     def backward(ctx, grad_sample, grad_log_probs):
         (log_probs,) = ctx.saved_tensors
+        if grad_sample is None and grad_log_probs is None:
+            return None, None, None
         grad = _torch_ext.load().sample_onehot_backward(
             log_probs, grad_sample, grad_log_probs, ctx.unimix)
         return grad, None, None

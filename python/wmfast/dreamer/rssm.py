@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from wmfast.dreamer.distributions import (
     OneHotStraightThrough,
@@ -178,12 +179,48 @@ class RSSM(nn.Module):
                      sample: bool = True) -> dict[str, torch.Tensor]:
         """Prior step ``(state [N, ...], action [N, action_dim]) -> next state``; the
         ``dynamics`` of :func:`wmfast.imagine`."""
-        stoch = state["stoch"]
-        if self.discrete:
-            stoch = stoch.reshape(*stoch.shape[:-2], self.stoch_size)
-        x = self.img_in(torch.cat([stoch, action.to(stoch.dtype)], -1))
+        x = self._img_in_linear(state["stoch"], action.to(state["stoch"].dtype))
+        x = self.img_in[2](self.img_in[1](x))   # LayerNorm, SiLU
         deter = self.gru(x, state["deter"])
         return {"deter": deter, **self._latent(self.img_out(deter), sample)}
+
+    def _img_in_linear(self, stoch: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``img_in``'s linear layer on ``[stoch, action]``. One-hot latents (what the sampler
+        and ``mode`` produce) take 32 of the 1024 weight columns per row: a gather-sum
+        (``embedding_bag``) instead of a [N, 1024] x [1024, hidden] product, and backward
+        keeps the indices instead of the latents."""
+        linear = self.img_in[0]
+        if not self.discrete:
+            return linear(torch.cat([stoch, action], -1))
+        lead = stoch.shape[:-2]
+        flat = stoch.reshape(-1, self.stoch_size)
+        if not _is_one_hot(stoch):
+            return linear(torch.cat([flat, action.reshape(flat.shape[0], -1)], -1)).reshape(
+                *lead, -1)
+        rows = flat.shape[0]
+        offsets = torch.arange(self.stoch, device=stoch.device) * self.classes
+        index = (stoch.detach().reshape(rows, self.stoch, self.classes).argmax(-1)
+                 + offsets).reshape(-1)
+        w_stoch = linear.weight[:, :self.stoch_size]
+        x = F.embedding_bag(index, self._stoch_columns(w_stoch),
+                            torch.arange(0, rows * self.stoch, self.stoch, device=stoch.device),
+                            mode="sum")
+        x = torch.addmm(x, action.reshape(rows, -1), linear.weight[:, self.stoch_size:].t())
+        if torch.is_grad_enabled() and stoch.requires_grad:
+            x = _LatentInputGradient.apply(x, flat, w_stoch)
+        return x.reshape(*lead, -1)
+
+    def _stoch_columns(self, w_stoch: torch.Tensor) -> torch.Tensor:
+        """``w_stoch`` transposed to rows (what ``embedding_bag`` gathers). Without autograd
+        the copy is cached until the weights change (their version counter moves)."""
+        if torch.is_grad_enabled() and w_stoch.requires_grad:
+            return w_stoch.t().contiguous()
+        key = (w_stoch.data_ptr(), w_stoch._version, w_stoch.dtype, w_stoch.device)
+        cached = getattr(self, "_stoch_columns_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, w_stoch.detach().t().contiguous())
+            self._stoch_columns_cache = cached
+        return cached[1]
 
     def observe_step(self, state: dict[str, torch.Tensor], action: torch.Tensor,
                      embed: torch.Tensor, is_first: torch.Tensor | None = None,
@@ -231,6 +268,28 @@ class RSSM(nn.Module):
                 rep_scale: float = 0.1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """KL balancing with free bits; see :func:`kl_loss`."""
         return kl_loss(self, post, prior, free_nats, dyn_scale, rep_scale)
+
+
+def _is_one_hot(stoch: torch.Tensor) -> bool:
+    """Whether every latent is exactly one-hot (values 0 / 1, one 1)."""
+    values = stoch.detach()
+    return bool(((values == 0) | (values == 1)).all()) and bool((values.sum(-1) == 1).all())
+
+
+class _LatentInputGradient(torch.autograd.Function):
+    """Identity on ``x`` whose backward also hands the latents their gradient ``dL/dx W``
+    (the gather-sum that computed ``x`` from their indices gives the weights theirs)."""
+
+    @staticmethod
+    def forward(ctx, x, stoch, weight):
+        ctx.save_for_backward(weight)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        grad_stoch = grad @ weight if ctx.needs_input_grad[1] else None
+        return grad, grad_stoch, None
 
 
 def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
