@@ -114,12 +114,12 @@ def static_scan(fn, inputs, start):
             flag = False
         else:
             if isinstance(last, dict):
-                for key in last.keys():
+                for key in last:
                     outputs[key] = torch.cat([outputs[key], last[key].unsqueeze(0)], dim=0)
             else:
                 for j in range(len(outputs)):
                     if isinstance(last[j], dict):
-                        for key in last[j].keys():
+                        for key in last[j]:
                             outputs[j][key] = torch.cat(
                                 [outputs[j][key], last[j][key].unsqueeze(0)], dim=0)
                     else:
