@@ -30,4 +30,5 @@ PYBIND11_MODULE(_torch, m) {
   wmfast::InitMcts(m);  // MCTS / GumbelMCTS: batched tree search over a Python model
   wmfast::InitStochasticMcts(m);  // StochasticMCTS: chance nodes (Stochastic MuZero)
   wmfast::InitCem(m);  // Planner: CEM / MPPI / iCEM trajectory optimisation
+  wmfast::InitImagine(m);  // sample_onehot: Dreamer's fused straight-through sampler
 }

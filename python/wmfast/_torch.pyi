@@ -11,7 +11,7 @@ import numpy
 import numpy.typing
 import torch
 
-__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'StochasticSearchState', 'hardware_threads', 'mcts_search', 'shift_plan', 'stochastic_search']
+__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'StochasticSearchState', 'hardware_threads', 'mcts_search', 'sample_onehot', 'sample_onehot_backward', 'shift_plan', 'stochastic_search']
 class NativeModel:
     """
     An AOTInductor package run from C++.
@@ -526,6 +526,14 @@ def hardware_threads() -> int:
 def mcts_search(config: MctsConfig, model_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Any, root_value: typing.Any, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, gumbel: typing.Any, reuse: typing.Any, actions_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> MctsSearchState:
     """
     Runs a batched search (inputs validated by wmfast.mcts); returns an MctsSearchState.
+    """
+def sample_onehot(logits: torch.Tensor, unimix: typing.SupportsFloat | typing.SupportsIndex, generator: torch.Generator | None = None) -> tuple:
+    """
+    (one-hot sample, log p) of p = (1 - unimix) softmax(logits) + unimix / C, one draw per row from the generator (torch's default CPU generator when None).
+    """
+def sample_onehot_backward(log_probs: torch.Tensor, grad_sample: torch.Tensor | None, grad_log_probs: torch.Tensor | None, unimix: typing.SupportsFloat | typing.SupportsIndex) -> torch.Tensor:
+    """
+    dL/dlogits of sample_onehot from dL/dsample (straight-through: the gradient of p) and dL/dlog_probs; either gradient may be None.
     """
 def stochastic_search(config: MctsConfig, num_chance_outcomes: typing.SupportsInt | typing.SupportsIndex, decision_fn: typing.Any, chance_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Any, root_value: typing.Any, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, reuse: typing.Any, actions_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, outcomes_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> StochasticSearchState:
     """

@@ -22,6 +22,7 @@ from wmfast.dreamer.distributions import (
     DiagNormal,
     OneHotStraightThrough,
     categorical_kl,
+    sample_onehot,
     unimix_probs,
 )
 from wmfast.dreamer.losses import ReturnNormalizer, actor_loss, critic_loss
@@ -56,5 +57,6 @@ __all__ = [
     "categorical_kl",
     "critic_loss",
     "kl_loss",
+    "sample_onehot",
     "unimix_probs",
 ]

@@ -20,14 +20,68 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from wmfast.dreamer.distributions import OneHotStraightThrough, categorical_kl, unimix_probs
+from wmfast.dreamer.distributions import (
+    OneHotStraightThrough,
+    categorical_kl,
+    sample_onehot,
+    unimix_probs,
+)
 
 __all__ = ["RSSM", "GRUCell", "kl_loss"]
 
 
+class _LayerNormGRUGates(torch.autograd.Function):
+    """LayerNorm + the GRU's gates, keeping for backward only the pre-activations and the
+    norm's statistics (autograd would keep the normalised gates, three activations and two
+    products: ~4x the memory per step) and recomputing the rest."""
+
+    @staticmethod
+    def forward(ctx, pre, state, weight, bias, eps, update_bias):
+        size = state.shape[-1]
+        parts, mean, rstd = torch.native_layer_norm(pre, [3 * size], weight, bias, eps)
+        out = _gates(parts, state, size, update_bias)
+        ctx.save_for_backward(pre, state, weight, bias, mean, rstd)
+        ctx.update_bias = update_bias
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        pre, state, weight, bias, mean, rstd = ctx.saved_tensors
+        size = state.shape[-1]
+        parts = (pre - mean) * rstd * weight + bias
+        reset_pre, cand_pre, update_pre = parts.split(size, -1)
+        reset = torch.sigmoid(reset_pre)
+        cand = torch.tanh(reset * cand_pre)
+        update = torch.sigmoid(update_pre + ctx.update_bias)
+        grad_state = grad_out * (1.0 - update)
+        grad_cand = grad_out * update * (1.0 - cand * cand)          # through tanh
+        grad_parts = torch.cat([
+            grad_cand * cand_pre * reset * (1.0 - reset),             # reset gate
+            grad_cand * reset,                                        # candidate
+            grad_out * (cand - state) * update * (1.0 - update),      # update gate
+        ], -1)
+        grad_pre, grad_weight, grad_bias = torch.ops.aten.native_layer_norm_backward(
+            grad_parts, pre, [3 * size], mean, rstd, weight, bias,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3]])
+        return grad_pre, grad_state, grad_weight, grad_bias, None, None
+
+
+def _gates(parts: torch.Tensor, state: torch.Tensor, size: int,
+           update_bias: float) -> torch.Tensor:
+    reset, cand, update = parts.split(size, -1)
+    reset = torch.sigmoid(reset)
+    cand = torch.tanh(reset * cand)
+    update = torch.sigmoid(update + update_bias)
+    return update * cand + (1.0 - update) * state
+
+
 class GRUCell(nn.Module):
-    """A GRU with one LayerNorm over its three gates' pre-activations (DreamerV3)."""
+    """A GRU with one LayerNorm over its three gates' pre-activations (DreamerV3).
+
+    With autograd on, the norm and the gates are one autograd function that keeps only the
+    pre-activations for backward (same values and gradients as the plain operations)."""
 
     def __init__(self, in_dim: int, size: int, update_bias: float = -1.0):
         super().__init__()
@@ -37,12 +91,11 @@ class GRUCell(nn.Module):
         self.norm = nn.LayerNorm(3 * size, eps=1e-3)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        parts = self.norm(self.linear(torch.cat([x, state], -1)))
-        reset, cand, update = parts.split(self.size, -1)
-        reset = torch.sigmoid(reset)
-        cand = torch.tanh(reset * cand)
-        update = torch.sigmoid(update + self.update_bias)
-        return update * cand + (1.0 - update) * state
+        pre = self.linear(torch.cat([x, state], -1))
+        if torch.is_grad_enabled():
+            return _LayerNormGRUGates.apply(pre, state, self.norm.weight, self.norm.bias,
+                                            self.norm.eps, self.update_bias)
+        return _gates(self.norm(pre), state, self.size, self.update_bias)
 
 
 def _block(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -82,27 +135,27 @@ class RSSM(nn.Module):
 
     # -- states ---------------------------------------------------------------------------------
 
-    def _stats(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _latent(self, raw: torch.Tensor, sample: bool) -> dict[str, torch.Tensor]:
+        """``{"stoch", **stats}`` from the stats layer's output."""
         if self.discrete:
             logits = raw.reshape(*raw.shape[:-1], self.stoch, self.classes)
-            return {"logits": torch.log(unimix_probs(logits, self.unimix))}
+            if sample:
+                # One fused kernel: softmax, unimix, log, draw, one-hot, straight-through.
+                stoch, log_probs = sample_onehot(logits, self.unimix)
+                return {"stoch": stoch, "logits": log_probs}
+            log_probs = torch.log(unimix_probs(logits, self.unimix))
+            stoch = OneHotStraightThrough.from_probs(log_probs.exp()).mode()  # already mixed
+            return {"stoch": stoch, "logits": log_probs}
         mean, std = raw.chunk(2, -1)
-        return {"mean": mean, "std": 2.0 * torch.sigmoid(std / 2.0) + self.min_std}
-
-    def _sample(self, stats: dict[str, torch.Tensor], sample: bool) -> torch.Tensor:
-        if self.discrete:
-            dist = OneHotStraightThrough.from_probs(stats["logits"].exp())  # already mixed
-            return dist.rsample() if sample else dist.mode()
-        if not sample:
-            return stats["mean"]
-        return stats["mean"] + stats["std"] * torch.randn_like(stats["mean"])
+        std = 2.0 * torch.sigmoid(std / 2.0) + self.min_std
+        stoch = mean + std * torch.randn_like(mean) if sample else mean
+        return {"stoch": stoch, "mean": mean, "std": std}
 
     def initial(self, batch_size: int) -> dict[str, torch.Tensor]:
         """The learned initial state ``[batch_size, ...]``: ``deter = tanh(w)``, ``stoch`` the
         mode of its prior."""
         deter = torch.tanh(self.initial_deter).expand(batch_size, self.deter)
-        stats = self._stats(self.img_out(deter))
-        return {"deter": deter, "stoch": self._sample(stats, sample=False), **stats}
+        return {"deter": deter, **self._latent(self.img_out(deter), sample=False)}
 
     def feature(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[..., deter + stoch * classes]``: the input of heads, actor and critic."""
@@ -126,13 +179,48 @@ class RSSM(nn.Module):
                      sample: bool = True) -> dict[str, torch.Tensor]:
         """Prior step ``(state [N, ...], action [N, action_dim]) -> next state``; the
         ``dynamics`` of :func:`wmfast.imagine`."""
-        stoch = state["stoch"]
-        if self.discrete:
-            stoch = stoch.reshape(*stoch.shape[:-2], self.stoch_size)
-        x = self.img_in(torch.cat([stoch, action.to(stoch.dtype)], -1))
+        x = self._img_in_linear(state["stoch"], action.to(state["stoch"].dtype))
+        x = self.img_in[2](self.img_in[1](x))   # LayerNorm, SiLU
         deter = self.gru(x, state["deter"])
-        stats = self._stats(self.img_out(deter))
-        return {"deter": deter, "stoch": self._sample(stats, sample), **stats}
+        return {"deter": deter, **self._latent(self.img_out(deter), sample)}
+
+    def _img_in_linear(self, stoch: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``img_in``'s linear layer on ``[stoch, action]``. One-hot latents (what the sampler
+        and ``mode`` produce) take 32 of the 1024 weight columns per row: a gather-sum
+        (``embedding_bag``) instead of a [N, 1024] x [1024, hidden] product, and backward
+        keeps the indices instead of the latents."""
+        linear = self.img_in[0]
+        if not self.discrete:
+            return linear(torch.cat([stoch, action], -1))
+        lead = stoch.shape[:-2]
+        flat = stoch.reshape(-1, self.stoch_size)
+        if not _is_one_hot(stoch):
+            return linear(torch.cat([flat, action.reshape(flat.shape[0], -1)], -1)).reshape(
+                *lead, -1)
+        rows = flat.shape[0]
+        offsets = torch.arange(self.stoch, device=stoch.device) * self.classes
+        index = (stoch.detach().reshape(rows, self.stoch, self.classes).argmax(-1)
+                 + offsets).reshape(-1)
+        w_stoch = linear.weight[:, :self.stoch_size]
+        x = F.embedding_bag(index, self._stoch_columns(w_stoch),
+                            torch.arange(0, rows * self.stoch, self.stoch, device=stoch.device),
+                            mode="sum")
+        x = torch.addmm(x, action.reshape(rows, -1), linear.weight[:, self.stoch_size:].t())
+        if torch.is_grad_enabled() and stoch.requires_grad:
+            x = _LatentInputGradient.apply(x, flat, w_stoch)
+        return x.reshape(*lead, -1)
+
+    def _stoch_columns(self, w_stoch: torch.Tensor) -> torch.Tensor:
+        """``w_stoch`` transposed to rows (what ``embedding_bag`` gathers). Without autograd
+        the copy is cached until the weights change (their version counter moves)."""
+        if torch.is_grad_enabled() and w_stoch.requires_grad:
+            return w_stoch.t().contiguous()
+        key = (w_stoch.data_ptr(), w_stoch._version, w_stoch.dtype, w_stoch.device)
+        cached = getattr(self, "_stoch_columns_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, w_stoch.detach().t().contiguous())
+            self._stoch_columns_cache = cached
+        return cached[1]
 
     def observe_step(self, state: dict[str, torch.Tensor], action: torch.Tensor,
                      embed: torch.Tensor, is_first: torch.Tensor | None = None,
@@ -146,8 +234,8 @@ class RSSM(nn.Module):
                 state = {key: _where(first, initial[key], value) for key, value in state.items()}
                 action = torch.where(first[:, None], torch.zeros_like(action), action)
         prior = self.imagine_step(state, action, sample)
-        stats = self._stats(self.obs_out(torch.cat([prior["deter"], embed], -1)))
-        post = {"deter": prior["deter"], "stoch": self._sample(stats, sample), **stats}
+        post = {"deter": prior["deter"],
+                **self._latent(self.obs_out(torch.cat([prior["deter"], embed], -1)), sample)}
         return post, prior
 
     def observe(self, embed: torch.Tensor, actions: torch.Tensor,
@@ -180,6 +268,28 @@ class RSSM(nn.Module):
                 rep_scale: float = 0.1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """KL balancing with free bits; see :func:`kl_loss`."""
         return kl_loss(self, post, prior, free_nats, dyn_scale, rep_scale)
+
+
+def _is_one_hot(stoch: torch.Tensor) -> bool:
+    """Whether every latent is exactly one-hot (values 0 / 1, one 1)."""
+    values = stoch.detach()
+    return bool(((values == 0) | (values == 1)).all()) and bool((values.sum(-1) == 1).all())
+
+
+class _LatentInputGradient(torch.autograd.Function):
+    """Identity on ``x`` whose backward also hands the latents their gradient ``dL/dx W``
+    (the gather-sum that computed ``x`` from their indices gives the weights theirs)."""
+
+    @staticmethod
+    def forward(ctx, x, stoch, weight):
+        ctx.save_for_backward(weight)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        grad_stoch = grad @ weight if ctx.needs_input_grad[1] else None
+        return grad, grad_stoch, None
 
 
 def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
