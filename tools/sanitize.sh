@@ -41,11 +41,19 @@ export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_init_
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
+exec 3>&1
 log() { echo "== sanitize: $*"; }
 seconds() { echo $(( $(date +%s) - $1 )); }
 
-locked() {  # runs "$@", holding WMFAST_BUILD_LOCK when it is set
-  if [ -n "${WMFAST_BUILD_LOCK:-}" ]; then flock "$WMFAST_BUILD_LOCK" "$@"; else "$@"; fi
+locked() {  # runs "$@", holding WMFAST_BUILD_LOCK when it is set (and says how long it waited)
+  if [ -z "${WMFAST_BUILD_LOCK:-}" ]; then "$@"; return; fi
+  local fd waited=$(date +%s) status=0
+  exec {fd}>>"$WMFAST_BUILD_LOCK"
+  flock "$fd"
+  log "waited $(seconds "$waited") s for $WMFAST_BUILD_LOCK" >&3  # the console, not the build log
+  "$@" || status=$?
+  exec {fd}>&-
+  return $status
 }
 
 # Can the toolchain build and run a program with these sanitizers?
