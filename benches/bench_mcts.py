@@ -109,17 +109,11 @@ def _mean_time(fn, min_seconds):
 
 
 def _time_in_turns(fns, min_seconds=0.1, rounds=10):
-    """name -> best of `rounds` mean times, the callables taking turns in each round. On a shared
-    machine a busy moment only slows things down: many short turns give every contender of a
-    row its quiet moments (the same search timed twice in one row differed by up to 1.4x with
-    3 turns of 0.4 s)."""
-    for fn in fns.values():
-        fn()
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            best[name] = min(best[name], _mean_time(fn, min_seconds))
-    return best
+    """name -> median of `rounds` mean times, the callables taking turns in each round (the
+    script's quick table; run_all.py reports the spreads too). Medians, not the best round: the
+    best round of a loaded machine is a lucky moment, not what a user sees (issue 17)."""
+    times = interleaved(fns, rounds, min_seconds)
+    return {name: statistics.median(samples) for name, samples in times.items()}
 
 
 def contenders(B, A, N, model_kind, peers=True):
