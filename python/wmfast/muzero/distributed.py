@@ -333,10 +333,23 @@ class RayRunner:
         start = self._start_selfplay if kind == "selfplay" else self._start_reanalyser
         slots[slot] = start(slot, incarnation + 1)
 
-    def shutdown(self) -> None:
-        for slot in self.selfplay + self.reanalysers:
-            self.ray.kill(slot.handle)
+    def shutdown(self, timeout: float = 30.0) -> None:
+        handles = [slot.handle for slot in self.selfplay + self.reanalysers]
+        for handle in handles:
+            self.ray.kill(handle)
         self.pending.clear()
+        # ray.kill only sends the request, and a call made just after it can still be served
+        # on a busy machine: wait until each actor answers with RayActorError, so the actors
+        # are down when train() returns.
+        deadline = time.monotonic() + timeout
+        for handle in handles:
+            while time.monotonic() < deadline:
+                try:
+                    self.ray.get(handle.__ray_ready__.remote(),
+                                 timeout=max(0.1, deadline - time.monotonic()))
+                except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+                    break
+                time.sleep(0.05)
 
     # -- weights ---------------------------------------------------------------------------------
 
