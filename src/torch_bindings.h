@@ -10,6 +10,7 @@ namespace wmfast {
 void InitCem(pybind11::module_& m);          // CEM, MPPI, ICEM
 void InitMcts(pybind11::module_& m);         // MCTS, GumbelMCTS
 void InitNativeModel(pybind11::module_& m);  // NativeModel
+void InitSampled(pybind11::module_& m);      // SampledMCTS
 
 }  // namespace wmfast
 

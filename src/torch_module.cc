@@ -28,5 +28,6 @@ PYBIND11_MODULE(_torch, m) {
   wmfast::InitInfo(m);
   wmfast::InitNativeModel(m);  // NativeModel: AOTInductor packages run from C++
   wmfast::InitMcts(m);  // MCTS / GumbelMCTS: batched tree search over a Python model
+  wmfast::InitSampled(m);  // SampledMCTS: Sampled MuZero search over K sampled actions
   wmfast::InitCem(m);  // Planner: CEM / MPPI / iCEM trajectory optimisation
 }

@@ -24,6 +24,7 @@ from wmfast.mcts import (
     qtransform_running_min_max,
 )
 from wmfast.native import ExportError, NativeModel
+from wmfast.sampled import SampledMCTS, SampledResult, SampledTree
 from wmfast.tabular import PlanningSolution, TabularModel, TransitionMatrix
 
 __version__ = "0.1.0"
@@ -41,6 +42,9 @@ __all__ = [
     "PlanningSolution",
     "QTransform",
     "Root",
+    "SampledMCTS",
+    "SampledResult",
+    "SampledTree",
     "SearchResult",
     "SearchTree",
     "Step",
