@@ -35,9 +35,11 @@ BATCHES, SAMPLES, SIMULATIONS = (16, 256), (8, 16), (50, 200)
 
 
 class FreeModel:
-    """Near-zero-cost model: preallocated constant outputs (mean 0, log_std 0)."""
+    """Near-zero-cost model: preallocated constant outputs (policy width 2D: mean 0, log_std 0;
+    or `width` logits, for wm.MCTS over K actions as a yardstick)."""
 
-    def __init__(self):
+    def __init__(self, width=2 * D):
+        self.width = width
         self.steps = {}
 
     def recurrent_inference(self, latent, action):
@@ -45,7 +47,7 @@ class FreeModel:
         step = self.steps.get(n)
         if step is None:
             step = self.steps[n] = wm.Step(
-                torch.zeros(n, LATENT), torch.zeros(n), torch.zeros(n, 2 * D), torch.zeros(n)
+                torch.zeros(n, LATENT), torch.zeros(n), torch.zeros(n, self.width), torch.zeros(n)
             )
         return step
 
@@ -182,6 +184,12 @@ def contenders(B, K, N, model_kind):
     out["numpy"] = lambda: baseline.search(
         model.recurrent_inference, root.latent, root.logits.numpy(), root.value.numpy()
     )
+    if model_kind == "free":
+        # The same tree work over K fixed discrete actions: what sampling and continuous actions
+        # add to a search.
+        mcts, free_k = wm.MCTS(K, N), FreeModel(K)
+        root_k = wm.Root(root.latent, torch.zeros(B, K), root.value)
+        out["wm.MCTS A=K"] = lambda: mcts.search(free_k, root_k)
     if model_kind == "mlp":
         actions = torch.zeros(B, D)
         latent = root.latent
@@ -233,7 +241,7 @@ def _one_thread():
 
 @pytest.mark.parametrize("B, K, N", CASES)
 @pytest.mark.parametrize("model_kind", ["free", "mlp"])
-@pytest.mark.parametrize("name", ["wmfast x1", "wmfast x2", "numpy", "model alone"])
+@pytest.mark.parametrize("name", ["wmfast x1", "wmfast x2", "numpy", "wm.MCTS A=K", "model alone"])
 def test_sampled(benchmark, B, K, N, model_kind, name):
     fns = contenders(B, K, N, model_kind)
     if name not in fns:

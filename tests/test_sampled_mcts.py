@@ -10,10 +10,9 @@ import math
 import numpy as np
 import pytest
 import torch
+import wmfast as wm
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import wmfast as wm
 from sampled_reference import search_one
 
 LATENT = 5
@@ -336,7 +335,7 @@ def _assert_identical(x, y):
 def test_seeds_are_bit_identical_and_threads_change_nothing(continuous):
     B, K, N = 96, 5, 30
     width = 4 if continuous else 7
-    kwargs = dict(action_dim=2) if continuous else dict(num_actions=7)
+    kwargs = {"action_dim": 2} if continuous else {"num_actions": 7}
     model = RandomModel(5, width, 2 if continuous else 7, continuous)
     root = _root(B, width, 5, continuous)
 
@@ -409,22 +408,22 @@ def _free(width):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(num_samples=0, num_simulations=5), ValueError, "num_samples must be >= 1, got 0"),
-        (dict(num_samples=5, num_simulations=5, num_actions=4), ValueError,
+        ({"num_samples": 0, "num_simulations": 5}, ValueError, "num_samples must be >= 1, got 0"),
+        ({"num_samples": 5, "num_simulations": 5, "num_actions": 4}, ValueError,
          "num_samples must be <= num_actions=4.*got 5"),
-        (dict(num_samples=2, num_simulations=0), ValueError, "num_simulations must be >= 1"),
-        (dict(num_samples=2, num_simulations=5, num_actions=4, action_dim=1), ValueError,
+        ({"num_samples": 2, "num_simulations": 0}, ValueError, "num_simulations must be >= 1"),
+        ({"num_samples": 2, "num_simulations": 5, "num_actions": 4, "action_dim": 1}, ValueError,
          "not both"),
-        (dict(num_samples=2, num_simulations=5, action_dim=2, action_low=[-1, -1, -1]),
+        ({"num_samples": 2, "num_simulations": 5, "action_dim": 2, "action_low": [-1, -1, -1]},
          ValueError, r"action_low must be a number or have shape \[2\].*got \[3\]"),
-        (dict(num_samples=2, num_simulations=5, action_dim=1, action_low=1.0, action_high=1.0),
+        ({"num_samples": 2, "num_simulations": 5, "action_dim": 1, "action_low": 1.0, "action_high": 1.0},
          ValueError, "action_low must be below action_high"),
-        (dict(num_samples=2, num_simulations=5, action_dim=1, action_high=float("inf")),
+        ({"num_samples": 2, "num_simulations": 5, "action_dim": 1, "action_high": float("inf")},
          ValueError, "action_high must hold finite"),
-        (dict(num_samples=2.0, num_simulations=5), TypeError, "num_samples must be an int"),
-        (dict(num_samples=2, num_simulations=5, qtransform="completed_by_mix_value"),
+        ({"num_samples": 2.0, "num_simulations": 5}, TypeError, "num_samples must be an int"),
+        ({"num_samples": 2, "num_simulations": 5, "qtransform": "completed_by_mix_value"},
          ValueError, "qtransform"),
-        (dict(num_samples=2, num_simulations=5, temperature=-1.0), ValueError, "temperature"),
+        ({"num_samples": 2, "num_simulations": 5, "temperature": -1.0}, ValueError, "temperature"),
     ],
 )
 def test_bad_settings(kwargs, error, match):
