@@ -8,7 +8,6 @@
 #include <stdexcept>
 #include <utility>
 
-#include "wmfast/cem/noise.h"
 #include "wmfast/common/check.h"
 #include "wmfast/mcts/random.h"
 #include "wmfast/model/float_rows.h"
@@ -232,22 +231,13 @@ void SampledSearch::InitFromRoots(const SampledRootInput& root) {
 void SampledSearch::DrawContinuous(int64_t b, int64_t node, float* out) const {
   const int K = config_.num_samples, D = config_.action_dim;
   const float* policy = &policy_[tree_.Node(b, node) * P_];
-  // CEM's vectorised normal sampler, seeded from the node's stream: 32 draws cost about what
-  // one libm Box-Muller draw in double did (those were half of a free model's search).
   Rng rng(config_.seed, 3 * stream_ + kNodeSamples, static_cast<uint64_t>(tree_.Node(b, node)));
-  cem::NormalSampler sampler(rng.Next());
-  thread_local std::vector<float> eps, stddev;
-  eps.resize(static_cast<size_t>(K) * D);
-  stddev.resize(D);
-  sampler.Fill(eps.data(), static_cast<int64_t>(K) * D);
-  for (int d = 0; d < D; ++d) stddev[d] = std::exp(policy[D + d]);  // may be +inf: clipped below
   for (int k = 0; k < K; ++k) {
     for (int d = 0; d < D; ++d) {
-      const float e = eps[k * D + d];
-      // An infinite std times a zero draw would be NaN: the draw's sign decides the bound.
-      const float x = std::isinf(stddev[d]) ? (e >= 0.0f ? kInf : -kInf)
-                                            : policy[d] + stddev[d] * e;
-      out[k * D + d] = std::clamp(x, config_.action_low[d], config_.action_high[d]);
+      const double x = policy[d] + std::exp(static_cast<double>(policy[D + d])) * rng.Normal();
+      // NaN cannot arise (finite mean and log_std); an infinite std clips to a bound.
+      out[k * D + d] = static_cast<float>(
+          std::clamp<double>(x, config_.action_low[d], config_.action_high[d]));
     }
   }
 }
