@@ -375,7 +375,8 @@ def test_tree_inspection_and_dot():
     assert tree.children_actions.shape == (2, 13, 3, 1)
     torch.testing.assert_close(tree.children_actions[:, 0], out.actions)
     dot = out.to_dot(1)
-    assert dot.startswith("digraph") and f"a=[{float(out.actions[1, 0, 0]):.3f}]" in dot
+    visited = int(out.visit_counts[1].argmax())  # only expanded edges are drawn
+    assert dot.startswith("digraph") and f"a=[{float(out.actions[1, visited, 0]):.3f}]" in dot
     expanded = tree.node_visits > 0
     assert torch.all(tree.latents[~expanded] == 0)
     assert set(tree.to_dict()) >= {"children_actions", "num_children", "children_visits"}

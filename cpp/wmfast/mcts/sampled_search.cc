@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "wmfast/cem/noise.h"
 #include "wmfast/common/check.h"
 #include "wmfast/mcts/random.h"
 #include "wmfast/model/float_rows.h"
@@ -231,13 +232,22 @@ void SampledSearch::InitFromRoots(const SampledRootInput& root) {
 void SampledSearch::DrawContinuous(int64_t b, int64_t node, float* out) const {
   const int K = config_.num_samples, D = config_.action_dim;
   const float* policy = &policy_[tree_.Node(b, node) * P_];
+  // CEM's vectorised normal sampler, seeded from the node's stream: 32 draws cost about what
+  // one libm Box-Muller draw in double did (those were half of a free model's search).
   Rng rng(config_.seed, 3 * stream_ + kNodeSamples, static_cast<uint64_t>(tree_.Node(b, node)));
+  cem::NormalSampler sampler(rng.Next());
+  thread_local std::vector<float> eps, stddev;
+  eps.resize(static_cast<size_t>(K) * D);
+  stddev.resize(D);
+  sampler.Fill(eps.data(), static_cast<int64_t>(K) * D);
+  for (int d = 0; d < D; ++d) stddev[d] = std::exp(policy[D + d]);  // may be +inf: clipped below
   for (int k = 0; k < K; ++k) {
     for (int d = 0; d < D; ++d) {
-      const double x = policy[d] + std::exp(static_cast<double>(policy[D + d])) * rng.Normal();
-      // NaN cannot arise (finite mean and log_std); an infinite std clips to a bound.
-      out[k * D + d] = static_cast<float>(
-          std::clamp<double>(x, config_.action_low[d], config_.action_high[d]));
+      const float e = eps[k * D + d];
+      // An infinite std times a zero draw would be NaN: the draw's sign decides the bound.
+      const float x = std::isinf(stddev[d]) ? (e >= 0.0f ? kInf : -kInf)
+                                            : policy[d] + stddev[d] * e;
+      out[k * D + d] = std::clamp(x, config_.action_low[d], config_.action_high[d]);
     }
   }
 }
@@ -336,8 +346,11 @@ int SampledSearch::SelectPuct(int64_t b, int64_t node) const {
     case QTransform::kParentAndSiblings: {
       const float node_value = tree_.node_value(id);
       float lo = node_value, hi = node_value;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
       for (int k = 0; k < n; ++k) {
-        const float q = visits[k] > 0 ? qs[k] : node_value;
+        const int32_t visits_k = visits[k];  // plain loads, then a select: vectorised
+        const float q_k = qs[k];
+        const float q = visits_k > 0 ? q_k : node_value;
         lo = std::min(lo, q);
         hi = std::max(hi, q);
       }
@@ -356,19 +369,37 @@ int SampledSearch::SelectPuct(int64_t b, int64_t node) const {
       break;  // rejected by ValidateSampledConfig
   }
   // Unvisited children score 0 for their value (mctx completes them with the minimum), or the
-  // parent's normalised value.
-  const float unvisited = config_.unvisited_parent_value
-                              ? (tree_.node_value(id) * norm.k - norm.lo_k) * norm.scale
-                              : 0.0f;
+  // parent's normalised value. Scores of a chunk in a vectorised loop (as Search::SelectPuct:
+  // a scalar loop's division per child was most of a selection step), then the first child
+  // reaching their maximum (ties go to the lowest index).
+  const float k_scale = norm.k, lo_k = norm.lo_k, scale = norm.scale;
+  const float unvisited =
+      config_.unvisited_parent_value ? (tree_.node_value(id) * k_scale - lo_k) * scale : 0.0f;
+  constexpr int kChunk = 64;
+  float score[kChunk];
   int best = 0;
   float best_score = -kInf;
-  for (int k = 0; k < n; ++k) {
-    const float value_score =
-        visits[k] > 0 ? (qs[k] * norm.k - norm.lo_k) * norm.scale : unvisited;
-    const float score = value_score + explore * priors[k] / static_cast<float>(visits[k] + 1);
-    if (score > best_score) {  // first maximum: ties go to the lowest index
-      best = k;
-      best_score = score;
+  for (int begin = 0; begin < n; begin += kChunk) {
+    const int m = std::min(kChunk, n - begin);
+    const int32_t* v = visits + begin;
+    const float* q = qs + begin;
+    const float* p = priors + begin;
+    float chunk_max = -kInf;
+#pragma omp simd reduction(max : chunk_max)
+    for (int k = 0; k < m; ++k) {
+      const int32_t visits_k = v[k];
+      const float q_k = q[k];
+      const float value_score = visits_k > 0 ? (q_k * k_scale - lo_k) * scale : unvisited;
+      score[k] = value_score + explore * p[k] / static_cast<float>(visits_k + 1);
+      chunk_max = std::max(chunk_max, score[k]);
+    }
+    if (!(chunk_max > best_score)) continue;
+    for (int k = 0; k < m; ++k) {
+      if (score[k] == chunk_max) {
+        best = begin + k;
+        best_score = chunk_max;
+        break;
+      }
     }
   }
   return best;
