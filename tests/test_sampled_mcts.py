@@ -205,7 +205,7 @@ def test_bandit_converges_to_the_optimum():
                                  temperature=0.0, seed=3, unvisited_q="parent_value")
         out = planner.search(_bandit(optimum), root)
         errors.append(float((out.action[:, 0] - optimum).abs().mean()))
-    # measured: 0.30, 0.13, 0.066, 0.036
+    # measured: 0.29, 0.14, 0.065, 0.028 (with unvisited_q="min": 0.45, 0.48, 0.53, 0.42)
     assert errors == sorted(errors, reverse=True), errors
     assert errors[-1] < 0.05, errors
 
