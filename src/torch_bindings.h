@@ -12,6 +12,7 @@ void InitImagine(pybind11::module_& m);      // sample_onehot (Dreamer's fused s
 void InitMcts(pybind11::module_& m);         // MCTS, GumbelMCTS
 void InitStochasticMcts(pybind11::module_& m);  // StochasticMCTS (after InitMcts: its config)
 void InitNativeModel(pybind11::module_& m);  // NativeModel
+void InitSampled(pybind11::module_& m);      // SampledMCTS
 
 }  // namespace wmfast
 

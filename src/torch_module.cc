@@ -29,6 +29,7 @@ PYBIND11_MODULE(_torch, m) {
   wmfast::InitNativeModel(m);  // NativeModel: AOTInductor packages run from C++
   wmfast::InitMcts(m);  // MCTS / GumbelMCTS: batched tree search over a Python model
   wmfast::InitStochasticMcts(m);  // StochasticMCTS: chance nodes (Stochastic MuZero)
+  wmfast::InitSampled(m);  // SampledMCTS: Sampled MuZero search over K sampled actions
   wmfast::InitCem(m);  // Planner: CEM / MPPI / iCEM trajectory optimisation
   wmfast::InitImagine(m);  // sample_onehot: Dreamer's fused straight-through sampler
 }

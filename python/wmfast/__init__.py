@@ -24,6 +24,7 @@ from wmfast.mcts import (
     qtransform_running_min_max,
 )
 from wmfast.native import ExportError, NativeModel
+from wmfast.sampled import SampledMCTS, SampledResult, SampledTree
 from wmfast.stochastic_mcts import (
     Afterstate,
     StochasticMCTS,
@@ -48,6 +49,9 @@ __all__ = [
     "PlanningSolution",
     "QTransform",
     "Root",
+    "SampledMCTS",
+    "SampledResult",
+    "SampledTree",
     "SearchResult",
     "SearchTree",
     "Step",

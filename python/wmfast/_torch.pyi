@@ -11,7 +11,7 @@ import numpy
 import numpy.typing
 import torch
 
-__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'StochasticSearchState', 'hardware_threads', 'mcts_search', 'sample_onehot', 'sample_onehot_backward', 'shift_plan', 'stochastic_search']
+__all__: list[str] = ['BUILT_WITH_CUDA', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'SampledConfig', 'SampledSearchState', 'StochasticSearchState', 'TORCH_VERSION', 'hardware_threads', 'mcts_search', 'sample_onehot', 'sample_onehot_backward', 'sampled_search', 'shift_plan', 'stochastic_search']
 class NativeModel:
     """
     An AOTInductor package run from C++.
@@ -199,6 +199,53 @@ class MctsConfig:
     @value_scale.setter
     def value_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class SampledConfig:
+    """
+    Settings of a batched Sampled MuZero search.
+    """
+    action_dim: int
+    action_high: list[float]
+    action_low: list[float]
+    dirichlet_alpha: float
+    dirichlet_fraction: float
+    discount: float
+    epsilon: float
+    max_depth: int
+    max_value: float
+    min_value: float
+    num_actions: int
+    num_samples: int
+    num_simulations: int
+    num_threads: int
+    pb_c_base: float
+    pb_c_init: float
+    qtransform: QTransform
+    seed: int
+    temperature: float
+    unvisited_parent_value: bool
+    def __init__(self) -> None:
+        ...
+    def validate(self) -> None:
+        """
+        Raises ValueError naming the first inconsistent setting.
+        """
+class SampledSearchState:
+    """
+    A finished Sampled MuZero search: trees, node latents and results.
+    """
+    def take_results(self) -> dict:
+        """
+        The results as CPU tensors that own them, moved out of the search (call once).
+        """
+    def tree_arrays(self) -> dict:
+        """
+        Copies of the trees as CPU tensors: mctx's Tree fields over the K sampled children, children_actions and num_children.
+        """
+    @property
+    def latents(self) -> torch.Tensor:
+        """
+        [B, num_nodes, ...] latent of every node (a copy; zero for nodes never evaluated)
+        """
 class MctsSearchState:
     """
     A finished batched search: trees, node latents and results.
@@ -545,3 +592,7 @@ def shift_plan(plan: torch.Tensor, steps: typing.SupportsInt | typing.SupportsIn
     """
 BUILT_WITH_CUDA: bool = False
 TORCH_VERSION: str = '2.13.0+cpu'
+def sampled_search(config: SampledConfig, model_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], root_value: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, root_actions: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, root_indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> SampledSearchState:
+    """
+    Runs a batched Sampled MuZero search (inputs validated by wmfast.sampled); returns a SampledSearchState.
+    """

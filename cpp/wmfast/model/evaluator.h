@@ -34,6 +34,10 @@ struct LeafBatch {
   // Search threads idle during this call, which the evaluator may use to share its copies of
   // latents (ThreadPool::ParallelFor from the calling thread); nullptr: none.
   ThreadPool* helpers = nullptr;
+  // Continuous actions ([size, action_dim] float32), handed to the model instead of `actions`
+  // when set (Sampled MuZero); nullptr: discrete actions.
+  const float* continuous_actions = nullptr;
+  int64_t action_dim = 0;
 };
 
 // Caller-owned output buffers for one LeafBatch; the evaluator fills every entry.

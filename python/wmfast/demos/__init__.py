@@ -41,11 +41,18 @@ def _stochastic_2048(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _sampled_pendulum(argv: Sequence[str]) -> int:
+    from wmfast.demos.sampled_pendulum import main
+
+    return main(argv)
+
+
 DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
     "dreamer-cartpole": _dreamer_cartpole,
     "frozenlake": _frozenlake,
     "muzero-cartpole": _muzero_cartpole,
     "muzero-tictactoe": _muzero_tictactoe,
     "pendulum": _pendulum,
+    "sampled-pendulum": _sampled_pendulum,
     "stochastic-2048": _stochastic_2048,
 }

@@ -90,9 +90,18 @@ void CallbackEvaluator::Evaluate(const LeafBatch& leaves, const LeafOutputs& out
   at::Tensor& action = one_call_at_a_time ? action_input_ : fresh_action;
   const bool reuse = one_call_at_a_time && inputs_free_;
   PrepareInput(latent, reuse, store_->BatchShape(n), store_->tensor().options());
-  PrepareInput(action, reuse, {n}, at::TensorOptions().dtype(at::kLong));
+  const bool continuous = leaves.continuous_actions != nullptr;
+  if (continuous) {
+    PrepareInput(action, reuse, {n, leaves.action_dim}, at::TensorOptions().dtype(at::kFloat));
+  } else {
+    PrepareInput(action, reuse, {n}, at::TensorOptions().dtype(at::kLong));
+  }
   store_->ReadInto(leaves.source_slots, n, latent, leaves.helpers);
-  std::copy(leaves.actions, leaves.actions + n, action.data_ptr<int64_t>());
+  if (continuous) {
+    std::copy_n(leaves.continuous_actions, n * leaves.action_dim, action.data_ptr<float>());
+  } else {
+    std::copy(leaves.actions, leaves.actions + n, action.data_ptr<int64_t>());
+  }
   at::Tensor device_action;
   if (!store_->tensor().device().is_cpu()) device_action = action.to(store_->tensor().device());
   const at::Tensor& model_action = device_action.defined() ? device_action : action;

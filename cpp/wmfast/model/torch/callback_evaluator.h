@@ -29,10 +29,10 @@ struct StepTensors {
 // Receives a model's step; its tensors may not be used after it returns.
 using ConsumeStep = std::function<void(const StepTensors& step)>;
 
-// Runs the model on latent [n, ...] and action [n] (int64, on the store's device) and hands the
-// step to `consume` before returning. The step's tensors are dropped inside the call: a Python
-// model's outputs hold Python objects, and dropping them there, with the GIL still held, saves a
-// GIL round trip per tensor.
+// Runs the model on latent [n, ...] and action [n] (int64; continuous: [n, action_dim] float32;
+// on the store's device) and hands the step to `consume` before returning. The step's tensors
+// are dropped inside the call: a Python model's outputs hold Python objects, and dropping them
+// there, with the GIL still held, saves a GIL round trip per tensor.
 using RecurrentFn = std::function<void(const at::Tensor& latent, const at::Tensor& action,
                                        const ConsumeStep& consume)>;
 

@@ -1,0 +1,294 @@
+// Bindings of wmfast::mcts::SampledSearch (registered in wmfast._torch): its settings, a finished
+// search as a Python object with its results and trees as torch tensors, and the model callback.
+// The GIL is released around the search and taken back to call a Python model (which polls
+// Ctrl-C), as in mcts_bindings.cc; C++ errors become Python exceptions there too.
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/utils/pybind.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "torch_bindings.h"
+#include "wmfast/common/check.h"
+#include "wmfast/mcts/sampled_search.h"
+#include "wmfast/model/float_rows.h"
+#include "wmfast/model/torch/callback_evaluator.h"
+#include "wmfast/model/torch/latent_store.h"
+#include "wmfast/model/torch/native_model.h"
+
+namespace wmfast {
+namespace {
+
+using mcts::SampledConfig;
+using mcts::SampledSearch;
+
+template <typename T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+struct SampledState {
+  std::unique_ptr<SampledSearch> search;
+  std::unique_ptr<model::LatentStore> latents;
+  bool unwritten_latents_cleared = false;
+
+  // The store with the slots of nodes never evaluated zeroed (left unwritten by the search).
+  const at::Tensor& InspectableLatents() {
+    if (!unwritten_latents_cleared) {
+      const mcts::Tree& t = search->tree();
+      std::vector<int64_t> unwritten;
+      for (int64_t b = 0; b < t.batch_size; ++b) {
+        for (int64_t n = 0; n < t.num_nodes; ++n) {
+          const int64_t id = t.Node(b, n);
+          if (!t.created(id) || t.node_visits(id) == 0) unwritten.push_back(search->Slot(b, n));
+        }
+      }
+      latents->Clear(unwritten);
+      unwritten_latents_cleared = true;
+    }
+    return latents->tensor();
+  }
+};
+
+template <typename T>
+at::Tensor OwningTensor(std::vector<T>&& values, at::IntArrayRef shape, at::ScalarType type) {
+  auto* owned = new std::vector<T>(std::move(values));
+  return at::from_blob(owned->data(), shape, [owned](void*) { delete owned; },
+                       at::TensorOptions().dtype(type));
+}
+
+py::str Interned(const char* name) {
+  return py::reinterpret_steal<py::str>(PyUnicode_InternFromString(name));
+}
+
+at::Tensor FieldTensor(const py::object& step, const py::str& field, const char* name,
+                       bool optional) {
+  py::object value = py::getattr(step, field, py::none());
+  if (value.is_none()) {
+    if (optional) return at::Tensor();
+    throw py::value_error(std::string(name) + " is missing (None): the model must return a "
+                          "wmfast.Step(latent, reward, logits, value, discount=None)");
+  }
+  if (!THPVariable_Check(value.ptr())) {
+    throw py::type_error(std::string(name) + " must be a torch.Tensor, got " +
+                         py::str(py::type::of(value).attr("__name__")).cast<std::string>());
+  }
+  return THPVariable_Unpack(value.ptr());
+}
+
+// The user's recurrent function, called with the GIL held; polls Ctrl-C. `policy_name` says what
+// Step.logits holds, for the shape error (the evaluator's own message speaks of num_actions).
+model::RecurrentFn PythonRecurrentFn(py::object fn, int64_t policy_width, std::string policy_name) {
+  struct Callback {
+    py::object fn;
+    int64_t width;
+    std::string policy_name;
+    py::str latent = Interned("latent"), reward = Interned("reward"), logits = Interned("logits"),
+            value = Interned("value"), discount = Interned("discount");
+  };
+  auto callback = std::make_shared<Callback>(Callback{std::move(fn), policy_width,
+                                                      std::move(policy_name)});
+  return [callback](const at::Tensor& latent, const at::Tensor& action,
+                    const model::ConsumeStep& consume) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    const Callback& c = *callback;
+    py::object step = c.fn(latent, action);
+    model::StepTensors out;
+    out.latent = FieldTensor(step, c.latent, "Step.latent", false);
+    out.reward = FieldTensor(step, c.reward, "Step.reward", false);
+    out.logits = FieldTensor(step, c.logits, "Step.logits", false);
+    out.value = FieldTensor(step, c.value, "Step.value", false);
+    out.discount = FieldTensor(step, c.discount, "Step.discount", true);
+    const int64_t n = latent.size(0);
+    if (out.logits.dim() != 2 || out.logits.size(0) != n || out.logits.size(1) != c.width) {
+      std::ostringstream got;
+      got << out.logits.sizes();
+      throw std::invalid_argument(StrCat("Step.logits must have shape [", n, ", ", c.width,
+                                         "] (", c.policy_name, "), got ", got.str()));
+    }
+    consume(out);
+  };
+}
+
+void CheckFiniteLatent(const at::Tensor& latent, int64_t B) {
+  if (!at::isFloatingType(latent.scalar_type()) || B == 0) return;
+  const at::Tensor host = latent.detach().to(at::kCPU, at::kFloat).contiguous();
+  model::CheckFiniteRows(host.const_data_ptr<float>(), B, host.numel() / B, "root.latent", false,
+                         model::NameBy::kEntry);
+}
+
+std::unique_ptr<SampledState> RunSampled(const SampledConfig& config, py::object model_fn,
+                                         const at::Tensor& root_latent,
+                                         const CArray<float>& root_logits,
+                                         const CArray<float>& root_value,
+                                         const std::optional<CArray<uint8_t>>& invalid,
+                                         const std::optional<CArray<float>>& root_actions,
+                                         const std::optional<CArray<int64_t>>& root_indices,
+                                         uint64_t stream) {
+  const int64_t B = root_latent.size(0);
+  mcts::SampledRootInput root;
+  root.policy = root_logits.data();
+  root.values = root_value.data();
+  if (invalid) root.invalid = invalid->data();
+  if (root_actions) root.actions = root_actions->data();
+  if (root_indices) root.action_indices = root_indices->data();
+  auto state = std::make_unique<SampledState>();
+  state->search = std::make_unique<SampledSearch>(config, B, stream);
+  state->search->InitFromRoots(root);
+  const int64_t num_nodes = state->search->tree().num_nodes;
+  state->latents = std::make_unique<model::LatentStore>(B * num_nodes, root_latent);
+  state->latents->Check(root_latent, B, "root.latent");
+  CheckFiniteLatent(root_latent, B);
+  std::vector<int64_t> root_slots(B);
+  for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
+  state->latents->Write(root_slots.data(), B, root_latent.contiguous());
+
+  const int width = config.policy_width();
+  const std::string policy_name =
+      config.continuous() ? StrCat("batch, 2 * action_dim: the Gaussian policy's mean, then log_std")
+                          : std::string("batch, num_actions: the policy logits");
+  std::shared_ptr<model::NativeModel> native;
+  model::RecurrentFn fn;
+  if (py::isinstance<model::NativeModel>(model_fn)) {
+    native = model_fn.cast<std::shared_ptr<model::NativeModel>>();
+    auto poll = [] {
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    };
+    fn = model::NativeRecurrentFn(native, poll);
+  } else {
+    fn = PythonRecurrentFn(std::move(model_fn), width, policy_name);
+  }
+  // One model call per simulation for all trees (no sharded native runners here).
+  model::CallbackEvaluator evaluator(state->latents.get(), width, std::move(fn));
+  {
+    py::gil_scoped_release release;
+    std::shared_lock<std::shared_mutex> weights;
+    if (native) weights = native->ReadWeights();
+    state->search->Run(evaluator, nullptr);
+  }
+  return state;
+}
+
+}  // namespace
+
+void InitSampled(py::module_& m) {
+  py::class_<SampledConfig>(m, "SampledConfig", "Settings of a batched Sampled MuZero search.")
+      .def(py::init<>())
+      .def_readwrite("num_samples", &SampledConfig::num_samples)
+      .def_readwrite("num_simulations", &SampledConfig::num_simulations)
+      .def_readwrite("num_actions", &SampledConfig::num_actions)
+      .def_readwrite("action_dim", &SampledConfig::action_dim)
+      .def_readwrite("action_low", &SampledConfig::action_low)
+      .def_readwrite("action_high", &SampledConfig::action_high)
+      .def_readwrite("max_depth", &SampledConfig::max_depth)
+      .def_readwrite("discount", &SampledConfig::discount)
+      .def_readwrite("pb_c_init", &SampledConfig::pb_c_init)
+      .def_readwrite("pb_c_base", &SampledConfig::pb_c_base)
+      .def_readwrite("qtransform", &SampledConfig::qtransform)
+      .def_readwrite("min_value", &SampledConfig::min_value)
+      .def_readwrite("max_value", &SampledConfig::max_value)
+      .def_readwrite("epsilon", &SampledConfig::epsilon)
+      .def_readwrite("dirichlet_alpha", &SampledConfig::dirichlet_alpha)
+      .def_readwrite("dirichlet_fraction", &SampledConfig::dirichlet_fraction)
+      .def_readwrite("temperature", &SampledConfig::temperature)
+      .def_readwrite("unvisited_parent_value", &SampledConfig::unvisited_parent_value)
+      .def_readwrite("seed", &SampledConfig::seed)
+      .def_readwrite("num_threads", &SampledConfig::num_threads)
+      .def("validate", [](const SampledConfig& c) { mcts::ValidateSampledConfig(c); },
+           "Raises ValueError naming the first inconsistent setting.");
+
+  py::class_<SampledState>(m, "SampledSearchState",
+                           "A finished Sampled MuZero search: trees, node latents and results.")
+      .def_property_readonly("latents", [](SampledState& s) {
+        const at::Tensor& t = s.InspectableLatents();
+        std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+        shape[0] = s.search->batch_size();
+        shape.insert(shape.begin(), s.search->tree().num_nodes);
+        return t.view(shape).transpose(0, 1).clone(at::MemoryFormat::Contiguous);
+      }, "[B, num_nodes, ...] latent of every node (a copy; zero for nodes never evaluated)")
+      .def("tree_arrays", [](SampledState& s) {
+        s.search->CompleteForInspection();
+        const SampledSearch& search = *s.search;
+        const mcts::Tree& t = search.tree();
+        const SampledConfig& c = search.config();
+        const int64_t B = t.batch_size, N = t.num_nodes, K = t.num_actions, D = c.action_dim;
+        py::dict d;
+        for (const mcts::TreeField& field : t.Fields()) {
+          const int64_t node = field.node_bytes / 4;
+          std::vector<int64_t> shape = {B, N}, strides = {N * node, node};
+          if (field.per_edge) {
+            shape.push_back(K);
+            strides.push_back(1);
+          }
+          const at::TensorOptions options =
+              at::TensorOptions().dtype(field.is_float ? at::kFloat : at::kInt);
+          const at::Tensor view =
+              at::from_blob(const_cast<void*>(field.data), shape, strides, options);
+          d[field.name] = at::empty(shape, options).copy_(view);
+        }
+        // The sampled action of every edge (NaN / -1 where a node has no such child).
+        std::vector<int32_t> num_children(B * N);
+        for (int64_t id = 0; id < B * N; ++id) num_children[id] = search.num_children(id);
+        if (c.continuous()) {
+          std::vector<float> actions(B * N * K * D, std::nanf(""));
+          for (int64_t id = 0; id < B * N; ++id) {
+            std::copy_n(search.samples(id), num_children[id] * D, &actions[id * K * D]);
+          }
+          d["children_actions"] = OwningTensor(std::move(actions), {B, N, K, D}, at::kFloat);
+        } else {
+          std::vector<int64_t> actions(B * N * K, -1);
+          for (int64_t id = 0; id < B * N; ++id) {
+            std::copy_n(search.sample_indices(id), num_children[id], &actions[id * K]);
+          }
+          d["children_actions"] = OwningTensor(std::move(actions), {B, N, K}, at::kLong);
+        }
+        d["num_children"] = OwningTensor(std::move(num_children), {B, N}, at::kInt);
+        return d;
+      }, "Copies of the trees as CPU tensors: mctx's Tree fields over the K sampled children, "
+         "children_actions and num_children.")
+      .def("take_results", [](SampledState& s) {
+        const SampledConfig& c = s.search->config();
+        const int64_t B = s.search->batch_size(), K = c.num_samples, D = c.action_dim;
+        SampledSearch::Results r = s.search->TakeResults();
+        py::dict d;
+        d["index"] = OwningTensor(std::move(r.index), {B}, at::kLong);
+        if (c.continuous()) {
+          d["action"] = OwningTensor(std::move(r.action), {B, D}, at::kFloat);
+          d["actions"] = OwningTensor(std::move(r.actions), {B, K, D}, at::kFloat);
+        } else {
+          d["action"] = OwningTensor(std::move(r.action_index), {B}, at::kLong);
+          d["actions"] = OwningTensor(std::move(r.action_indices), {B, K}, at::kLong);
+        }
+        d["visit_counts"] = OwningTensor(std::move(r.visit_counts), {B, K}, at::kInt);
+        d["policy"] = OwningTensor(std::move(r.policy), {B, K}, at::kFloat);
+        d["priors"] = OwningTensor(std::move(r.priors), {B, K}, at::kFloat);
+        d["q_values"] = OwningTensor(std::move(r.q_values), {B, K}, at::kFloat);
+        d["root_value"] = OwningTensor(std::move(r.root_value), {B}, at::kFloat);
+        return d;
+      }, "The results as CPU tensors that own them, moved out of the search (call once).");
+
+  m.def(
+      "sampled_search",
+      [](const SampledConfig& config, py::object model_fn, py::object root_latent,
+         CArray<float> root_logits, CArray<float> root_value,
+         std::optional<CArray<uint8_t>> invalid, std::optional<CArray<float>> root_actions,
+         std::optional<CArray<int64_t>> root_indices, uint64_t stream) {
+        const at::Tensor latent = THPVariable_Unpack(root_latent.ptr());
+        return RunSampled(config, std::move(model_fn), latent, root_logits, root_value, invalid,
+                          root_actions, root_indices, stream);
+      },
+      py::arg("config"), py::arg("model_fn"), py::arg("root_latent"), py::arg("root_logits"),
+      py::arg("root_value"), py::arg("invalid"), py::arg("root_actions"),
+      py::arg("root_indices"), py::arg("stream"),
+      "Runs a batched Sampled MuZero search (inputs validated by wmfast.sampled); returns a "
+      "SampledSearchState.");
+}
+
+}  // namespace wmfast
