@@ -113,9 +113,9 @@ class Config:
             "priority_alpha": (0.0, None, False), "priority_beta": (0.0, None, False),
             "consistency_weight": (0.0, None, False),
         }
-        for name, (low, high, low_open) in floats.items():
-            setattr(self, name, as_float(getattr(self, name), f"Config.{name}", low, high,
-                                         low_open=low_open))
+        for name, (lowest, highest, open_below) in floats.items():
+            setattr(self, name, as_float(getattr(self, name), f"Config.{name}", lowest, highest,
+                                         low_open=open_below))
         if not self.temperatures or any(len(t) != 2 or t[1] < 0 for t in self.temperatures):
             raise ValueError(
                 "Config.temperatures must be ((fraction, temperature >= 0), ...), got "
