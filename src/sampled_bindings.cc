@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "search_bindings.h"
 #include "torch_bindings.h"
 #include "wmfast/common/check.h"
 #include "wmfast/mcts/sampled_search.h"
@@ -28,9 +29,6 @@ namespace {
 
 using mcts::SampledConfig;
 using mcts::SampledSearch;
-
-template <typename T>
-using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 struct SampledState {
   std::unique_ptr<SampledSearch> search;
@@ -55,72 +53,27 @@ struct SampledState {
   }
 };
 
-template <typename T>
-at::Tensor OwningTensor(std::vector<T>&& values, at::IntArrayRef shape, at::ScalarType type) {
-  auto* owned = new std::vector<T>(std::move(values));
-  return at::from_blob(owned->data(), shape, [owned](void*) { delete owned; },
-                       at::TensorOptions().dtype(type));
-}
-
-py::str Interned(const char* name) {
-  return py::reinterpret_steal<py::str>(PyUnicode_InternFromString(name));
-}
-
-at::Tensor FieldTensor(const py::object& step, const py::str& field, const char* name,
-                       bool optional) {
-  py::object value = py::getattr(step, field, py::none());
-  if (value.is_none()) {
-    if (optional) return at::Tensor();
-    throw py::value_error(std::string(name) + " is missing (None): the model must return a "
-                          "wmfast.Step(latent, reward, logits, value, discount=None)");
-  }
-  if (!THPVariable_Check(value.ptr())) {
-    throw py::type_error(std::string(name) + " must be a torch.Tensor, got " +
-                         py::str(py::type::of(value).attr("__name__")).cast<std::string>());
-  }
-  return THPVariable_Unpack(value.ptr());
-}
-
-// The user's recurrent function, called with the GIL held; polls Ctrl-C. `policy_name` says what
-// Step.logits holds, for the shape error (the evaluator's own message speaks of num_actions).
-model::RecurrentFn PythonRecurrentFn(py::object fn, int64_t policy_width, std::string policy_name) {
-  struct Callback {
-    py::object fn;
-    int64_t width;
-    std::string policy_name;
-    py::str latent = Interned("latent"), reward = Interned("reward"), logits = Interned("logits"),
-            value = Interned("value"), discount = Interned("discount");
+// The user's recurrent function (search_bindings.h's callback), with Step.logits checked
+// against the policy's width: `policy_name` says what it holds (the evaluator's own message
+// speaks of num_actions).
+model::RecurrentFn SampledRecurrentFn(py::object fn, int64_t policy_width,
+                                      std::string policy_name) {
+  model::RecurrentFn step = PythonRecurrentFn(std::move(fn));
+  return [step = std::move(step), policy_width, policy_name = std::move(policy_name)](
+             const at::Tensor& latent, const at::Tensor& action,
+             const model::ConsumeStep& consume) {
+    step(latent, action, [&](const model::StepTensors& out) {
+      const int64_t n = latent.size(0);
+      if (out.logits.dim() != 2 || out.logits.size(0) != n || out.logits.size(1) != policy_width) {
+        std::ostringstream got;
+        got << out.logits.sizes();
+        throw std::invalid_argument(StrCat("Step.logits must have shape [", n, ", ",
+                                           policy_width, "] (", policy_name, "), got ",
+                                           got.str()));
+      }
+      consume(out);
+    });
   };
-  auto callback = std::make_shared<Callback>(Callback{std::move(fn), policy_width,
-                                                      std::move(policy_name)});
-  return [callback](const at::Tensor& latent, const at::Tensor& action,
-                    const model::ConsumeStep& consume) {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    const Callback& c = *callback;
-    py::object step = c.fn(latent, action);
-    model::StepTensors out;
-    out.latent = FieldTensor(step, c.latent, "Step.latent", false);
-    out.reward = FieldTensor(step, c.reward, "Step.reward", false);
-    out.logits = FieldTensor(step, c.logits, "Step.logits", false);
-    out.value = FieldTensor(step, c.value, "Step.value", false);
-    out.discount = FieldTensor(step, c.discount, "Step.discount", true);
-    const int64_t n = latent.size(0);
-    if (out.logits.dim() != 2 || out.logits.size(0) != n || out.logits.size(1) != c.width) {
-      std::ostringstream got;
-      got << out.logits.sizes();
-      throw std::invalid_argument(StrCat("Step.logits must have shape [", n, ", ", c.width,
-                                         "] (", c.policy_name, "), got ", got.str()));
-    }
-    consume(out);
-  };
-}
-
-void CheckFiniteLatent(const at::Tensor& latent, int64_t B) {
-  if (!at::isFloatingType(latent.scalar_type()) || B == 0) return;
-  const at::Tensor host = latent.detach().to(at::kCPU, at::kFloat).contiguous();
-  model::CheckFiniteRows(host.const_data_ptr<float>(), B, host.numel() / B, "root.latent", false,
-                         model::NameBy::kEntry);
 }
 
 std::unique_ptr<SampledState> RunSampled(const SampledConfig& config, py::object model_fn,
@@ -163,7 +116,7 @@ std::unique_ptr<SampledState> RunSampled(const SampledConfig& config, py::object
     };
     fn = model::NativeRecurrentFn(native, poll);
   } else {
-    fn = PythonRecurrentFn(std::move(model_fn), width, policy_name);
+    fn = SampledRecurrentFn(std::move(model_fn), width, policy_name);
   }
   // One model call per simulation for all trees (no sharded native runners here).
   model::CallbackEvaluator evaluator(state->latents.get(), width, std::move(fn));

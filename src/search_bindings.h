@@ -1,4 +1,4 @@
-// Helpers shared by the bindings of the tree searches (mcts_bindings.cc, stochastic_bindings.cc):
+// Helpers shared by the bindings of the tree searches (mcts, stochastic and sampled bindings):
 // root inputs as float32 memory, result tensors that own the search's buffers, the Python model
 // callbacks, and copies of the trees as tensors. Included only by files in src/ that include
 // torch's pybind11.

@@ -10,6 +10,7 @@
 
 #include "wmfast/cem/noise.h"
 #include "wmfast/common/check.h"
+#include "wmfast/mcts/puct.h"
 #include "wmfast/mcts/random.h"
 #include "wmfast/model/float_rows.h"
 
@@ -17,27 +18,9 @@ namespace wmfast::mcts {
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
-constexpr float kMinEpsilon = 1e-30f;  // as search.cc: 1 / epsilon stays far from overflow
 
 // Random streams of one search: (seed, 3 * stream + kind, index).
 enum StreamKind : uint64_t { kNodeSamples = 0, kRootNoise = 1, kFinalAction = 2 };
-
-// (v - lo) * scale over [lo, hi], computed so that neither the range nor a difference
-// overflows float32 when the values span more than FLT_MAX (as search.cc's Normaliser).
-struct Normaliser {
-  float k = 1.0f, lo_k = 0.0f, scale = 1.0f;
-  Normaliser() = default;
-  Normaliser(float lo, float hi, float epsilon) {
-    if (!std::isfinite(hi - lo)) k = 0.5f;
-    lo_k = lo * k;
-    scale = 1.0f / std::max(hi * k - lo_k, epsilon * k);
-  }
-};
-
-float ExploreFactor(const SampledConfig& c, int32_t node_visits) {
-  const float n = static_cast<float>(node_visits);
-  return std::sqrt(n) * (c.pb_c_init + std::log((n + c.pb_c_base + 1.0f) / c.pb_c_base));
-}
 
 // out = softmax(logits) over n finite entries.
 void Softmax(const float* logits, int n, float* out) {
@@ -116,7 +99,9 @@ SampledSearch::SampledSearch(const SampledConfig& config, int64_t batch_size, ui
   const int64_t B = batch_size, N = tree_.num_nodes, K = config_.num_samples;
   const int64_t D = config_.action_dim;
   explore_.resize(N + 1);
-  for (int32_t n = 0; n <= N; ++n) explore_[n] = ExploreFactor(config_, n);
+  for (int32_t n = 0; n <= N; ++n) {
+    explore_[n] = ExploreFactor(config_.pb_c_init, config_.pb_c_base, n);
+  }
   policy_.resize(B * N * P_);
   if (config_.continuous()) {
     samples_.resize(B * N * K * D);
@@ -340,7 +325,7 @@ int SampledSearch::SelectPuct(int64_t b, int64_t node) const {
   const int32_t node_visits = tree_.node_visits(id);
   const float explore = node_visits < static_cast<int64_t>(explore_.size())
                             ? explore_[node_visits]
-                            : ExploreFactor(config_, node_visits);
+                            : ExploreFactor(config_.pb_c_init, config_.pb_c_base, node_visits);
   Normaliser norm;
   switch (config_.qtransform) {
     case QTransform::kParentAndSiblings: {

@@ -12,6 +12,7 @@
 
 #include "wmfast/common/check.h"
 #include "wmfast/common/thread_pool.h"
+#include "wmfast/mcts/puct.h"
 #include "wmfast/mcts/random.h"
 #include "wmfast/mcts/seq_halving.h"
 #include "wmfast/model/float_rows.h"
@@ -54,24 +55,6 @@ void Softmax(const float* logits, int n, float* out) {
   for (int a = 0; a < n; ++a) out[a] *= inv;
 }
 
-// The smallest epsilon and fixed-bounds range the normalisations accept: 1 / epsilon and
-// 1 / (max_value - min_value) stay far from float32's overflow.
-constexpr float kMinEpsilon = 1e-30f;
-
-// Normalisation of values v in [lo, hi] to (v - lo) * scale, computed as (v * k - lo * k) *
-// scale so that neither the range nor a difference overflows float32 when the values span more
-// than FLT_MAX (k = 1/2 then).
-struct Normaliser {
-  float k = 1.0f, lo_k = 0.0f, scale = 1.0f;
-  Normaliser() = default;
-  Normaliser(float lo, float hi, float epsilon) {
-    if (!std::isfinite(hi - lo)) k = 0.5f;
-    lo_k = lo * k;
-    scale = 1.0f / std::max(hi * k - lo_k, epsilon * k);
-  }
-  float operator()(float v) const { return (v * k - lo_k) * scale; }
-};
-
 // Index of the first maximum (deterministic tie-breaking).
 int Argmax(const float* x, int n) {
   int best = 0;
@@ -79,12 +62,6 @@ int Argmax(const float* x, int n) {
     if (x[a] > x[best]) best = a;
   }
   return best;
-}
-
-// pUCT's exploration factor sqrt(N(s)) * (c1 + log((N(s) + c2 + 1) / c2)) at N(s) node visits.
-float ExploreFactor(const SearchConfig& c, int32_t node_visits) {
-  const float n = static_cast<float>(node_visits);
-  return std::sqrt(n) * (c.pb_c_init + std::log((n + c.pb_c_base + 1.0f) / c.pb_c_base));
 }
 
 }  // namespace
@@ -185,7 +162,9 @@ Search::Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes
   } else {
     // A log and a square root per selection step were ~7% of a small model's search.
     explore_.resize(num_nodes + 1);
-    for (int32_t n = 0; n <= num_nodes; ++n) explore_[n] = ExploreFactor(config_, n);
+    for (int32_t n = 0; n <= num_nodes; ++n) {
+      explore_[n] = ExploreFactor(config_.pb_c_init, config_.pb_c_base, n);
+    }
   }
 }
 
@@ -456,7 +435,7 @@ int Search::SelectPuct(int64_t b, int64_t node, bool at_root) const {
   const int32_t node_visits = tree_.node_visits(id);
   const float explore = node_visits < static_cast<int64_t>(explore_.size())
                             ? explore_[node_visits]
-                            : ExploreFactor(config_, node_visits);
+                            : ExploreFactor(config_.pb_c_init, config_.pb_c_base, node_visits);
 
   // Q normalisation: value_score = (q - lo) * scale for visited actions, 0 for the others
   // (the running min-max transform leaves Q as it is until two distinct values were seen).
