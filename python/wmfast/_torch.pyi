@@ -11,7 +11,7 @@ import numpy
 import numpy.typing
 import torch
 
-__all__: list[str] = ['BUILT_WITH_CUDA', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'SampledConfig', 'SampledSearchState', 'StochasticSearchState', 'TORCH_VERSION', 'hardware_threads', 'mcts_search', 'sample_onehot', 'sample_onehot_backward', 'sampled_search', 'shift_plan', 'stochastic_search']
+__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'SampledConfig', 'SampledSearchState', 'StochasticSearchState', 'hardware_threads', 'mcts_search', 'sample_onehot', 'sample_onehot_backward', 'sampled_search', 'shift_plan', 'stochastic_search']
 class NativeModel:
     """
     An AOTInductor package run from C++.

@@ -367,8 +367,9 @@ def _model_fn(model: Any) -> Callable[..., Any]:
     )
 
 
-def _root_inputs(root: Any, A: int) -> tuple[torch.Tensor, Any, Any]:
-    """The root's latent (a tensor), logits [B, A] and value [B], checked (see _float_array)."""
+def _root_latent(root: Any) -> torch.Tensor:
+    """The root's latent as a tensor with a batch of at least one root; root must have the
+    fields of a wmfast.Root."""
     for name in ("latent", "logits", "value"):
         if not hasattr(root, name):
             raise TypeError(
@@ -380,9 +381,15 @@ def _root_inputs(root: Any, A: int) -> tuple[torch.Tensor, Any, Any]:
         latent = to_tensor(latent, "root.latent")
     if latent.dim() < 1:
         raise ValueError("root.latent must have a leading batch dimension, got a scalar")
-    B = latent.shape[0]
-    if B < 1:
+    if latent.shape[0] < 1:
         raise ValueError("root.latent holds no roots (batch size 0)")
+    return latent
+
+
+def _root_inputs(root: Any, A: int) -> tuple[torch.Tensor, Any, Any]:
+    """The root's latent (a tensor), logits [B, A] and value [B], checked (see _float_array)."""
+    latent = _root_latent(root)
+    B = latent.shape[0]
     raw_logits = root.logits
     logits_shape = tuple(raw_logits.shape if hasattr(raw_logits, "shape") else np.shape(raw_logits))
     if len(logits_shape) == 2 and logits_shape[0] == B and logits_shape[1] != A:

@@ -29,9 +29,17 @@ import numpy as np
 import torch
 
 from wmfast import _torch_ext
-from wmfast._convert import to_tensor
 from wmfast._validate import INT32_MAX, as_float, as_int
-from wmfast.mcts import _FLOAT32_MAX, _QTRANSFORM_NAMES, QTransform, Root, _float_array, _model_fn
+from wmfast.mcts import (
+    _FLOAT32_MAX,
+    _QTRANSFORM_NAMES,
+    QTransform,
+    Root,
+    _float_array,
+    _invalid_mask,
+    _model_fn,
+    _root_latent,
+)
 
 __all__ = ["SampledMCTS", "SampledResult", "SampledTree"]
 
@@ -376,20 +384,8 @@ class SampledMCTS:
           q_values, root_value) and the trees (``.tree``).
         """
         fn = _model_fn(model)
-        for name in ("latent", "logits", "value"):
-            if not hasattr(root, name):
-                raise TypeError(
-                    f"root must be a wmfast.Root(latent, logits, value), got "
-                    f"{type(root).__name__} without .{name}"
-                )
-        latent = root.latent
-        if not isinstance(latent, torch.Tensor):
-            latent = to_tensor(latent, "root.latent")
-        if latent.dim() < 1:
-            raise ValueError("root.latent must have a leading batch dimension, got a scalar")
+        latent = _root_latent(root)
         B = latent.shape[0]
-        if B < 1:
-            raise ValueError("root.latent holds no roots (batch size 0)")
         config = self.config
         raw_logits = root.logits
         shape = tuple(raw_logits.shape if hasattr(raw_logits, "shape") else np.shape(raw_logits))
@@ -421,24 +417,9 @@ class SampledMCTS:
         value = np.ascontiguousarray(
             _as_numpy(_float_array(root.value, "root.value", (B,))), dtype=np.float32
         )
-        invalid = None
-        if legal_actions is not None:
-            if self.continuous:
-                raise ValueError("legal_actions: continuous actions have no legal-action mask")
-            legal = legal_actions
-            if isinstance(legal, torch.Tensor):
-                legal = legal.detach().cpu().numpy()
-            legal = np.asarray(legal)
-            if legal.dtype.kind not in "biu":
-                raise TypeError(
-                    f"legal_actions must hold booleans (or 0/1 integers), got dtype {legal.dtype}"
-                )
-            if legal.shape != (B, A):
-                raise ValueError(
-                    f"legal_actions must have shape {[B, A]} (batch, num_actions), got "
-                    f"{list(legal.shape)}"
-                )
-            invalid = np.ascontiguousarray(legal == 0, dtype=np.uint8)
+        if legal_actions is not None and self.continuous:
+            raise ValueError("legal_actions: continuous actions have no legal-action mask")
+        invalid = _invalid_mask(legal_actions, B, A)
         fixed_actions = fixed_indices = None
         if root_actions is not None:
             given = root_actions
