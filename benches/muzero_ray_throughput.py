@@ -13,12 +13,15 @@ which is printed separately.
 
   python benches/muzero_ray_throughput.py                 # local, Ray with 1 and 2 actors
   python benches/muzero_ray_throughput.py --steps 4000 --actors 1 2 4
+  python benches/muzero_ray_throughput.py --steps 20000 --repeat 5   # the README's figures
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import statistics
 import tempfile
 import time
 
@@ -49,7 +52,7 @@ def local_rate(steps: int) -> tuple[float, float]:
             1e3 * (time.process_time() - cpu) / played)
 
 
-def ray_rate(steps: int, actors: int) -> tuple[float, float, float, float]:
+def ray_rate(steps: int, actors: int, moves_per_call: int) -> tuple[float, float, float, float]:
     """(steady env steps/s, driver CPU ms per env step, actors' CPU ms per env step, seconds
     from train() to the first result)."""
     from wmfast.agents import MuZeroAgent
@@ -67,7 +70,8 @@ def ray_rate(steps: int, actors: int) -> tuple[float, float, float, float]:
     try:
         agent = MuZeroAgent(env_fn, config=config())
         start = time.perf_counter()
-        agent.train(steps, backend="ray", num_actors=actors, progress=False)
+        agent.train(steps, backend="ray", num_actors=actors, progress=False,
+                    ray_options=distributed.RayOptions(moves_per_call=moves_per_call))
     finally:
         distributed.RayRunner._add_games = original
     skip = 2 * actors                                   # each actor's first calls: start-up
@@ -88,6 +92,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=3200)
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--moves-per-call", type=int, nargs="+", default=[1],
+                        help="RayOptions.moves_per_call values to run (each with every --actors)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of (local, every Ray setting), in turns; ratios per round "
+                             "and their median")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     temp = tempfile.mkdtemp(prefix="wmray-bench-")
@@ -98,23 +107,47 @@ def main() -> None:
 
     torch.set_num_threads(1)
     print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
-    rate, cpu = local_rate(args.steps)
-    print(f"local (in-process, 16 envs): {rate:.0f} env steps/s, {cpu:.2f} CPU ms per step")
     started = time.perf_counter()
     ray.init(include_dashboard=False, log_to_driver=False)
     print(f"ray.init: {time.perf_counter() - started:.1f} s")
+    settings = list(itertools.product(args.moves_per_call, args.actors))
+    rates: dict[object, list[float]] = {}
     try:
-        for actors in args.actors:
-            rate, driver, actor, first = ray_rate(args.steps, actors)
-            print(f"ray, {actors} actor(s) x 16 envs: {rate:.0f} env steps/s, CPU ms per step: "
-                  f"{actor:.2f} in the actors + {driver:.2f} in the driver (first result "
-                  f"{first:.1f} s after train())")
+        for round_ in range(args.repeat):
+            print(f"-- round {round_ + 1}/{args.repeat}, load average "
+                  f"{os.getloadavg()[0]:.1f}")
+            rate, cpu = local_rate(args.steps)
+            rates.setdefault("local", []).append(rate)
+            print(f"local (in-process, 16 envs): {rate:.0f} env steps/s, {cpu:.2f} CPU ms per "
+                  "step")
+            for moves, actors in settings:
+                rate, driver, actor, first = ray_rate(args.steps, actors, moves)
+                rates.setdefault((moves, actors), []).append(rate)
+                print(f"ray, {actors} actor(s) x 16 envs, {moves} move(s) per call: {rate:.0f} "
+                      f"env steps/s, CPU ms per step: {actor:.2f} in the actors + {driver:.2f} "
+                      f"in the driver (first result {first:.1f} s after train())")
     finally:
         ray.shutdown()
         import shutil
 
         shutil.rmtree(temp, ignore_errors=True)
+    print(f"-- ratios per round (median over {args.repeat} rounds)")
+    local = rates["local"]
+    for moves, actors in settings:
+        ray_rates = rates[(moves, actors)]
+        overhead = [lo / r for lo, r in zip(local, ray_rates)]
+        print(f"time per env step, ray {actors} actor(s) / local, {moves} move(s) per call: "
+              f"{_rounds(overhead)}")
+        if actors != args.actors[0]:
+            scaling = [r / one for r, one in zip(ray_rates, rates[(moves, args.actors[0])])]
+            print(f"env steps/s, {actors} / {args.actors[0]} actor(s), {moves} move(s) per call:"
+                  f" {_rounds(scaling)}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def _rounds(ratios: list[float]) -> str:
+    return (f"median {statistics.median(ratios):.2f}x (rounds: "
+            + ", ".join(f"{r:.2f}" for r in ratios) + ")")
 
 
 if __name__ == "__main__":

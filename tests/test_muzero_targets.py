@@ -152,6 +152,20 @@ def test_ring_buffer_drops_whole_games_and_samples_only_valid_positions():
         replay.add(_game([1] * 11, [0] * 11, True))
 
 
+@given(st.lists(st.integers(1, 10), min_size=1, max_size=25), st.integers(10, 30))
+@settings(max_examples=60, deadline=None)
+def test_replay_length_counts_the_valid_positions(lengths, capacity):
+    """len(replay) is kept as a count (the Ray driver asks for it per result): it equals the
+    valid positions after any sequence of adds, wraps and drops, and after a state round trip."""
+    replay = Replay(capacity, (3,), np.float32, 2, 0.9, 2, 1)
+    for T_ in lengths:
+        replay.add(_game([1] * T_, [0] * T_, True))
+        assert len(replay) == int(replay.valid.sum())
+    copy = Replay(capacity, (3,), np.float32, 2, 0.9, 2, 1)
+    copy.load_state_dict(replay.state_dict())
+    assert len(copy) == len(replay)
+
+
 def test_prioritized_sampling_weights():
     replay = Replay(100, (3,), np.float32, 2, 0.9, 2, 1, alpha=1.0, beta=1.0, seed=0)
     replay.add(_game([0] * 10, [0] * 10, True))

@@ -147,11 +147,12 @@ class Replay:
         self.valid = np.zeros(cap, bool)
         self.priorities = np.zeros(cap, np.float32)
         self.cursor = 0                              # where the next game is written
+        self.stored = 0                              # valid positions (len): counted, not summed
         self.games_added = 0
         self.positions_added = 0
 
     def __len__(self) -> int:
-        return int(self.valid.sum())
+        return self.stored
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class Replay:
         self.end_values[span] = 0.0 if game.terminated else game.end_value
         self.terminated[span] = game.terminated
         self.valid[span] = True
+        self.stored += T
         index = np.arange(start, stop)
         values = self._value_targets(index, self.game_end[index])
         self.priorities[span] = np.abs(self.root_values[span] - values) + 1e-6
@@ -219,6 +221,7 @@ class Replay:
             return
         first = int(self.game_start[start:stop][live].min())
         last = int(self.game_end[start:stop][live].max())
+        self.stored -= int(self.valid[first:last].sum())
         self.valid[first:last] = False
         self.priorities[first:last] = 0.0
 
@@ -335,6 +338,7 @@ class Replay:
         for name in self._ARRAYS:
             getattr(self, name)[...] = state[name]
         self.cursor = int(state["cursor"])
+        self.stored = int(self.valid.sum())
         self.games_added = int(state["games_added"])
         self.positions_added = int(state["positions_added"])
         self.rng.bit_generator.state = state["rng"]
