@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -520,18 +521,23 @@ def _compile(wrapper: _Forward, example_inputs: tuple[torch.Tensor, ...], path: 
     }
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     try:
-        exported = torch.export.export(
-            wrapper, example_inputs,
-            dynamic_shapes=(tuple({0: batch} for _ in example_inputs),))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-            staged = os.path.join(scratch, path.name)
-            torch._inductor.aoti_compile_and_package(
-                exported, package_path=staged,
-                inductor_configs={"aot_inductor.metadata": metadata,
-                                  "cpp.threads": num_threads, **_COMPILE_OPTIONS})
-            _write_manifest(staged, metadata)
-            os.replace(staged, path)  # atomic: a concurrent export never sees half a file
+        with warnings.catch_warnings():
+            # torch's own pytree code trips its own deprecation (a FutureWarning about
+            # LeafSpec): nothing the user can act on.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
+                                    category=FutureWarning)
+            exported = torch.export.export(
+                wrapper, example_inputs,
+                dynamic_shapes=(tuple({0: batch} for _ in example_inputs),))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+                staged = os.path.join(scratch, path.name)
+                torch._inductor.aoti_compile_and_package(
+                    exported, package_path=staged,
+                    inductor_configs={"aot_inductor.metadata": metadata,
+                                      "cpp.threads": num_threads, **_COMPILE_OPTIONS})
+                _write_manifest(staged, metadata)
+                os.replace(staged, path)  # atomic: a concurrent export never sees half a file
     except ExportError:
         raise
     except Exception as error:  # torch raises many kinds; all mean "cannot export"
