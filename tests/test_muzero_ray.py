@@ -231,7 +231,7 @@ def test_a_search_rebuilt_from_its_settings_searches_the_same():
         np.testing.assert_array_equal(np.asarray(a.policy), np.asarray(b.policy))
         other = build_search(search_spec(search), seed=4).search(model, model.initial_inference(obs))
         assert other.policy.shape == a.policy.shape
-    with pytest.raises(TypeError, match="search must be a wm.MCTS or wm.GumbelMCTS"):
+    with pytest.raises(TypeError, match="search must be a wm.MCTS, wm.GumbelMCTS or wm.StochasticMCTS"):
         search_spec(object())
 
 
