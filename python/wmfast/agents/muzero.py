@@ -261,7 +261,8 @@ class MuZeroAgent:
         if stochastic:
             losses = stochastic_unrolled_loss(
                 *args, next_observations=tensor(batch.next_observations),
-                next_mask=tensor(batch.next_mask))
+                next_mask=tensor(batch.next_mask), chance_loss_weight=c.chance_loss_weight,
+                commitment_weight=c.commitment_weight)
         else:
             losses = unrolled_loss(
                 *args,

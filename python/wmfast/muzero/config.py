@@ -24,6 +24,10 @@ class Config:
         with afterstate functions and a chance encoder, ``wmfast.muzero.stochastic``).
       num_chance_outcomes: C, the chance codes of search="stochastic" (the encoder's codebook
         and the width of the chance prior).
+      chance_loss_weight, commitment_weight: (search="stochastic") weights of the chance-prior
+        cross-entropy and of the encoder's commitment loss. The commitment term pulls the
+        encoder's softmax towards its own one-hot code; at weight 1 it collapsed the codebook
+        to one code on the small tasks measured (see wmfast.muzero.stochastic), hence 0.01.
       num_simulations, discount, pb_c_init, pb_c_base, dirichlet_alpha, dirichlet_fraction,
         max_num_considered_actions, gumbel_scale: the search's parameters.
       temperatures: ((fraction of training, temperature), ...): self-play samples actions from
@@ -58,6 +62,8 @@ class Config:
     two_player: bool = False
     search: Literal["muzero", "gumbel", "stochastic"] = "muzero"
     num_chance_outcomes: int = 32
+    chance_loss_weight: float = 1.0
+    commitment_weight: float = 0.01
     num_simulations: int = 50
     discount: float = 0.997
     pb_c_init: float = 1.25
@@ -127,6 +133,7 @@ class Config:
             "max_grad_norm": (0.0, None, False), "value_loss_weight": (0.0, None, False),
             "priority_alpha": (0.0, None, False), "priority_beta": (0.0, None, False),
             "consistency_weight": (0.0, None, False),
+            "chance_loss_weight": (0.0, None, False), "commitment_weight": (0.0, None, False),
         }
         for name, (lowest, highest, open_below) in floats.items():
             setattr(self, name, as_float(getattr(self, name), f"Config.{name}", lowest, highest,
