@@ -109,8 +109,10 @@ class StochasticMLPNetwork(nn.Module):
         # Zero-initialised last layers: uniform priors (actions and chance), zero values.
         for head in (self.reward_head, self.policy_head, self.value_head, self.q_head,
                      self.chance_head):
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+            last = head[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def _predict(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.policy_head(latent), _scalar_head(self.value_head(latent), self.support_size)
@@ -236,7 +238,7 @@ def stochastic_unrolled_loss(
       next_observations: [B, K, *obs_shape] the observation after each unrolled action.
       next_mask: [B, K] 1 where that observation is the one that really followed (inside the
         game, or the game's final observation); elsewhere the code still drives the dynamics,
-        but the chance and commitment terms are not trained.
+        but the encoder gets no gradient and the chance and commitment terms are not trained.
       chance_loss_weight, commitment_weight: weights of the chance and commitment terms.
     """
     B, K = actions.shape
@@ -268,10 +270,13 @@ def stochastic_unrolled_loss(
                 f"encode logits and afterstate_inference chance_logits must both have shape "
                 f"[{B}, C], got {list(logits.shape)} and {list(after.chance_logits.shape)}")
         code, probs = chance_code(logits)
+        live = next_mask[:, k - 1]
+        # Past a game's real transitions the encoder is not trained: its input there (padding)
+        # can equal a real transition's, whose code the absorbing targets would then pull.
+        code = torch.where(live[:, None] > 0, code, code.detach())
         step = network.chance_inference(scale_gradient(after.latent, 0.5), code)
         check_head(step.value, B, support_size, "chance_inference value")
         check_head(step.reward, B, support_size, "chance_inference reward")
-        live = next_mask[:, k - 1]
         q = _scalar_loss(after.value, target_values[:, k - 1], support_size) * value_mask[:, k - 1]
         target_code = code.detach()
         chance = -(target_code * F.log_softmax(after.chance_logits, -1)).sum(-1) * live
