@@ -374,3 +374,18 @@ def test_stochastic_muzero_learns_the_coin_game_optimum():
         gamble = agent.model.decision(root.latent, torch.tensor([0]))
         safe = agent.model.decision(root.latent, torch.tensor([1]))
     assert gamble.value.item() > safe.value.item()
+
+
+def test_demo_smoke(tmp_path, capsys):
+    import json
+
+    from wmfast.demos.stochastic_muzero_coin import main
+
+    assert main(["--smoke", "--json", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["demo"] == "stochastic-muzero-coin" and result["optimum"] == OPTIMAL_RETURN
+    assert set(result) >= {"stochastic", "muzero"}
+    assert {"stochastic_muzero_coin.png", "curves.csv", "agent.pt"} <= {
+        p.name for p in tmp_path.iterdir()}
+    agent = MuZeroAgent.load(str(tmp_path / "agent.pt"), CoinGame)
+    assert agent.config.search == "stochastic" and agent.env_steps == result["env_steps"]
