@@ -366,13 +366,19 @@ def test_stochastic_muzero_learns_the_coin_game_optimum():
     agent.train(1600, progress=False)
     result = agent.evaluate(20)
     assert result["mean_return"] == pytest.approx(OPTIMAL_RETURN)
-    # The learned model: the afterstate of gambling has a chance prior that the encoder's codes
-    # of the two coin faces share, and the Q of gambling beats the safe line's.
+    # The learned model: the encoder gives the two coin faces different codes, the chance prior
+    # after gambling splits between those two codes about evenly, and the afterstate value of
+    # gambling beats the safe line's.
     obs = torch.eye(4)
     with torch.no_grad():
+        heads, tails = agent.network.encode(obs[[0, 0]], obs[[1, 2]]).argmax(-1).tolist()
         root = agent.model.initial_inference(obs[:1])
         gamble = agent.model.decision(root.latent, torch.tensor([0]))
         safe = agent.model.decision(root.latent, torch.tensor([1]))
+    assert heads != tails
+    prior = torch.softmax(gamble.chance_logits[0], -1)
+    assert prior[heads] + prior[tails] > 0.9
+    assert 0.3 < prior[heads] < 0.7
     assert gamble.value.item() > safe.value.item()
 
 
