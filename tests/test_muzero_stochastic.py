@@ -395,3 +395,21 @@ def test_demo_smoke(tmp_path, capsys):
         p.name for p in tmp_path.iterdir()}
     agent = MuZeroAgent.load(str(tmp_path / "agent.pt"), CoinGame)
     assert agent.config.search == "stochastic" and agent.env_steps == result["env_steps"]
+
+
+def test_two_player_stochastic_agent_plays_legal_moves_and_evaluates():
+    from wmfast.envs import TicTacToe
+
+    config = Config(search="stochastic", num_chance_outcomes=2, two_player=True, num_envs=4,
+                    num_simulations=4, discount=1.0, td_steps=9, unroll_steps=3, latent_dim=8,
+                    hidden=8, support_size=0, replay_capacity=500, batch_size=8, min_replay=20,
+                    updates_per_step=0.25, seed=0)
+    agent = MuZeroAgent(TicTacToe, config=config)
+    assert agent.model.two_player
+    agent.train(120, progress=False)
+    assert agent.episodes > 0 and agent.updates > 0
+    stored = np.flatnonzero(agent.replay.valid)
+    assert (agent.replay.signs[stored] == -1.0).all()
+    assert agent.replay.legal[stored, agent.replay.actions[stored]].all()
+    result = agent.evaluate(2)
+    assert set(result["returns"].tolist()) <= {-1.0, 0.0, 1.0}
