@@ -27,7 +27,8 @@ class Config:
       chance_loss_weight, commitment_weight: (search="stochastic") weights of the chance-prior
         cross-entropy and of the encoder's commitment loss. The commitment term pulls the
         encoder's softmax towards its own one-hot code; at weight 1 it collapsed the codebook
-        to one code on the small tasks measured (see wmfast.muzero.stochastic), hence 0.01.
+        to one code on the coin game (wmfast.envs.CoinGame, seeds 0 and 1: both coin faces
+        got the same code), at 0.01 the faces got distinct codes (seeds 0-3), hence 0.01.
       num_simulations, discount, pb_c_init, pb_c_base, dirichlet_alpha, dirichlet_fraction,
         max_num_considered_actions, gumbel_scale: the search's parameters.
       temperatures: ((fraction of training, temperature), ...): self-play samples actions from
