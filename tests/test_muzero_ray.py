@@ -111,6 +111,20 @@ def test_self_play_actors_on_both_nodes_train_the_values(cluster):
             ray.get(slot.handle.node_id.remote(), timeout=30)
 
 
+@needs_ray
+def test_stochastic_muzero_trains_on_actors_and_reanalysers(cluster):
+    # A variant is a different search, the same agent: the actors rebuild wm.StochasticMCTS from
+    # its settings and search with the stochastic adapter; games bring their final observation.
+    config = small_config(search="stochastic", num_chance_outcomes=3, reanalyse_fraction=0.25)
+    agent = MuZeroAgent(lambda: Chain(5), config=config)
+    agent.train(400, backend="ray", num_actors=1, num_reanalysers=1, progress=False)
+    assert agent.updates > 0 and agent.ray_runner.restarts == 0
+    _assert_every_game_stored_once(agent)
+    starts = np.unique(agent.replay.game_start[agent.replay.valid])
+    assert sorted(agent.replay.final_observations) == sorted(int(s) for s in starts)
+    assert "chance_loss" in agent._learn()
+
+
 # -- fault tolerance -----------------------------------------------------------------------------
 
 
@@ -231,7 +245,7 @@ def test_a_search_rebuilt_from_its_settings_searches_the_same():
         np.testing.assert_array_equal(np.asarray(a.policy), np.asarray(b.policy))
         other = build_search(search_spec(search), seed=4).search(model, model.initial_inference(obs))
         assert other.policy.shape == a.policy.shape
-    with pytest.raises(TypeError, match="search must be a wm.MCTS or wm.GumbelMCTS"):
+    with pytest.raises(TypeError, match="search must be a wm.MCTS, wm.GumbelMCTS or wm.StochasticMCTS"):
         search_spec(object())
 
 

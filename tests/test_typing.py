@@ -22,7 +22,7 @@ CHECKED = [
     "__init__.py", "_core.pyi", "_torch.pyi", "_build_info.pyi", "_convert.py", "_torch_ext.py",
     "cli.py", "imagination.py", "native.py", "transforms.py", "muzero/__init__.py",
     "muzero/config.py", "muzero/loss.py", "muzero/reanalyse.py", "muzero/replay.py",
-    "muzero/selfplay.py", "dreamer/__init__.py", "dreamer/config.py",
+    "muzero/selfplay.py", "muzero/stochastic.py", "dreamer/__init__.py", "dreamer/config.py",
     "dreamer/distributions.py", "dreamer/world_model.py", "agents/__init__.py",
 ]
 

@@ -29,6 +29,12 @@ from wmfast.muzero.networks import MLPNetwork, SearchModel
 from wmfast.muzero.reanalyse import reanalyse
 from wmfast.muzero.replay import Replay
 from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, _legal_mask, stack_masks
+from wmfast.muzero.stochastic import (
+    STOCHASTIC_NETWORK_METHODS,
+    StochasticMLPNetwork,
+    StochasticSearchModel,
+    stochastic_unrolled_loss,
+)
 
 __all__ = ["MuZeroAgent", "TrainingError"]
 
@@ -68,15 +74,25 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
+def search_model(network: Any, config: Config) -> Any:
+    """The network as the config's search sees it (supports decoded, no autograd)."""
+    if config.search == "stochastic":
+        return StochasticSearchModel(network, config.support_size, config.two_player)
+    return SearchModel(network, config.support_size, config.two_player)
+
+
 class MuZeroAgent:
     """A MuZero agent for a gymnasium environment with Discrete actions and Box observations.
 
     Args:
       env_fn: makes one environment (called ``config.num_envs`` times, plus for evaluation).
       network: an ``nn.Module`` with ``initial_inference`` / ``recurrent_inference``
-        (``wmfast.muzero.networks``); None builds an MLPNetwork from the config.
+        (``wmfast.muzero.networks``); with Config.search="stochastic", one with Stochastic
+        MuZero's functions (``wmfast.muzero.stochastic``). None builds the reference MLP
+        network (MLPNetwork / StochasticMLPNetwork) from the config.
       config: a ``wmfast.muzero.Config``.
-      search: the search to plan with (a wm.MCTS / wm.GumbelMCTS); None builds the one the
+      search: the search to plan with (a wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS); None
+        builds the one the
         config names. Evaluation and ``act`` use a search built from the config without root
         noise.
       legal_actions: optional ``legal_actions(env, obs, info) -> [A] bool`` when the
@@ -99,15 +115,22 @@ class MuZeroAgent:
         self.obs_shape, obs_dtype, self.num_actions = _check_env(probe)
         probe.close()
         torch.manual_seed(config.seed)
-        if network is None:
+        stochastic = config.search == "stochastic"
+        if network is None and stochastic:
+            network = StochasticMLPNetwork(int(np.prod(self.obs_shape)), self.num_actions,
+                                           config.num_chance_outcomes, config.latent_dim,
+                                           config.hidden, config.support_size)
+        elif network is None:
             network = MLPNetwork(int(np.prod(self.obs_shape)), self.num_actions,
                                  config.latent_dim, config.hidden, config.support_size)
-        for method in ("initial_inference", "recurrent_inference"):
+        methods = STOCHASTIC_NETWORK_METHODS if stochastic else ("initial_inference", "recurrent_inference")
+        for method in methods:
             if not callable(getattr(network, method, None)):
-                raise TypeError(f"network must have a {method} method, got {type(network).__name__}")
+                raise TypeError(f"network must have a {method} method (Config.search="
+                                f"{config.search!r}), got {type(network).__name__}")
         self.network = network
         self.device = next(network.parameters()).device
-        self.model = SearchModel(network, config.support_size, config.two_player)
+        self.model = search_model(network, config)
         self.search = search if search is not None else self._make_search(noise=True)
         self.eval_search = self._make_search(noise=False)
         self.legal_actions = legal_actions
@@ -130,6 +153,12 @@ class MuZeroAgent:
 
     def _make_search(self, noise: bool) -> Any:
         c = self.config
+        if c.search == "stochastic":
+            return wm.StochasticMCTS(self.num_actions, c.num_chance_outcomes, c.num_simulations,
+                                     discount=c.discount, pb_c_init=c.pb_c_init,
+                                     pb_c_base=c.pb_c_base, dirichlet_alpha=c.dirichlet_alpha,
+                                     dirichlet_fraction=c.dirichlet_fraction if noise else 0.0,
+                                     seed=c.seed, temperature=0.0)
         if c.search == "gumbel":
             return wm.GumbelMCTS(self.num_actions, c.num_simulations,
                                  max_num_considered_actions=c.max_num_considered_actions,
@@ -217,20 +246,28 @@ class MuZeroAgent:
         c = self.config
         self.network.train()
         consistency = c.consistency_weight > 0
-        batch = self.replay.sample(c.batch_size, next_observations=consistency)
+        stochastic = c.search == "stochastic"   # its chance encoder reads the next observations
+        batch = self.replay.sample(c.batch_size, next_observations=consistency or stochastic)
         dev, dtype = self.device, torch.get_default_dtype()
 
         def tensor(x: np.ndarray, dt: torch.dtype = dtype) -> torch.Tensor:
             return torch.as_tensor(x, dtype=dt, device=dev)
 
-        losses = unrolled_loss(
-            self.network, tensor(batch.observations), tensor(batch.actions, torch.int64),
-            tensor(batch.target_values), tensor(batch.target_rewards),
-            tensor(batch.target_policies), tensor(batch.value_mask), tensor(batch.reward_mask),
-            tensor(batch.policy_mask), tensor(batch.weights), c.support_size,
-            c.value_loss_weight,
-            next_observations=tensor(batch.next_observations) if consistency else None,
-            consistency_weight=c.consistency_weight)
+        args = (self.network, tensor(batch.observations), tensor(batch.actions, torch.int64),
+                tensor(batch.target_values), tensor(batch.target_rewards),
+                tensor(batch.target_policies), tensor(batch.value_mask),
+                tensor(batch.reward_mask), tensor(batch.policy_mask), tensor(batch.weights),
+                c.support_size, c.value_loss_weight)
+        if stochastic:
+            losses = stochastic_unrolled_loss(
+                *args, next_observations=tensor(batch.next_observations),
+                next_mask=tensor(batch.next_mask), chance_loss_weight=c.chance_loss_weight,
+                commitment_weight=c.commitment_weight)
+        else:
+            losses = unrolled_loss(
+                *args,
+                next_observations=tensor(batch.next_observations) if consistency else None,
+                consistency_weight=c.consistency_weight)
         if not torch.isfinite(losses.total):
             raise TrainingError(
                 f"the loss became {losses.total.item()} at update {self.updates + 1} "
@@ -246,9 +283,13 @@ class MuZeroAgent:
         self.replay.update_priorities(batch.index, priorities)
         if reanalyse and c.reanalyse_fraction > 0:
             self._reanalyse(max(1, round(c.reanalyse_fraction * c.batch_size)))
-        return {"loss": losses.total.item(), "value_loss": float(losses.value),
-                "reward_loss": float(losses.reward), "policy_loss": float(losses.policy),
-                "consistency_loss": float(losses.consistency)}
+        stats = {"loss": losses.total.item(), "value_loss": float(losses.value),
+                 "reward_loss": float(losses.reward), "policy_loss": float(losses.policy),
+                 "consistency_loss": float(losses.consistency)}
+        if stochastic:
+            stats.update(q_loss=float(losses.q_value), chance_loss=float(losses.chance),
+                         commitment_loss=float(losses.commitment))
+        return stats
 
     def _reanalyse(self, count: int) -> None:
         """Re-searches the next ``count`` stored positions, sweeping the replay in order."""
@@ -472,6 +513,8 @@ class MuZeroAgent:
 
     _LOG_FIELDS = ("env_steps", "updates", "episodes", "seconds", "train_return", "eval_return",
                    "loss", "value_loss", "reward_loss", "policy_loss", "consistency_loss",
+                   # Config.search="stochastic"
+                   "q_loss", "chance_loss", "commitment_loss",
                    # backend="ray": newest published weights, max staleness, actors replaced
                    "weights_version", "staleness", "actor_restarts")
 

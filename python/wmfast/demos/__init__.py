@@ -41,6 +41,12 @@ def _stochastic_2048(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _stochastic_muzero_coin(argv: Sequence[str]) -> int:
+    from wmfast.demos.stochastic_muzero_coin import main
+
+    return main(argv)
+
+
 def _sampled_pendulum(argv: Sequence[str]) -> int:
     from wmfast.demos.sampled_pendulum import main
 
@@ -55,4 +61,5 @@ DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
     "pendulum": _pendulum,
     "sampled-pendulum": _sampled_pendulum,
     "stochastic-2048": _stochastic_2048,
+    "stochastic-muzero-coin": _stochastic_muzero_coin,
 }

@@ -18,8 +18,17 @@ class Config:
       num_envs: environments stepped together, one batched search per move for all of them.
       two_player: alternating two-player zero-sum game (rewards are the mover's; the search
         uses discount -1 per step, mctx's convention).
-      search: "muzero" (wm.MCTS, policy target = visit distribution) or "gumbel"
-        (wm.GumbelMCTS, policy target = completed-Q improved policy).
+      search: "muzero" (wm.MCTS, policy target = visit distribution), "gumbel"
+        (wm.GumbelMCTS, policy target = completed-Q improved policy) or "stochastic"
+        (Stochastic MuZero: wm.StochasticMCTS over afterstates and chance outcomes, a network
+        with afterstate functions and a chance encoder, ``wmfast.muzero.stochastic``).
+      num_chance_outcomes: C, the chance codes of search="stochastic" (the encoder's codebook
+        and the width of the chance prior).
+      chance_loss_weight, commitment_weight: (search="stochastic") weights of the chance-prior
+        cross-entropy and of the encoder's commitment loss. The commitment term pulls the
+        encoder's softmax towards its own one-hot code; at weight 1 it collapsed the codebook
+        to one code on the coin game (wmfast.envs.CoinGame, seeds 0 and 1: both coin faces
+        got the same code), at 0.01 the faces got distinct codes (seeds 0-3), hence 0.01.
       num_simulations, discount, pb_c_init, pb_c_base, dirichlet_alpha, dirichlet_fraction,
         max_num_considered_actions, gumbel_scale: the search's parameters.
       temperatures: ((fraction of training, temperature), ...): self-play samples actions from
@@ -52,7 +61,10 @@ class Config:
 
     num_envs: int = 16
     two_player: bool = False
-    search: Literal["muzero", "gumbel"] = "muzero"
+    search: Literal["muzero", "gumbel", "stochastic"] = "muzero"
+    num_chance_outcomes: int = 32
+    chance_loss_weight: float = 1.0
+    commitment_weight: float = 0.01
     num_simulations: int = 50
     discount: float = 0.997
     pb_c_init: float = 1.25
@@ -91,18 +103,28 @@ class Config:
         ints = {"num_envs": 1, "num_simulations": 1, "max_num_considered_actions": 1,
                 "latent_dim": 1, "hidden": 1, "support_size": 0, "replay_capacity": 1,
                 "td_steps": 1, "unroll_steps": 1, "batch_size": 1, "min_replay": 0,
-                "native_refresh_every": 1, "seed": 0}
+                "native_refresh_every": 1, "seed": 0, "num_chance_outcomes": 1}
         for name, low in ints.items():
             setattr(self, name, as_int(getattr(self, name), f"Config.{name}", low))
         if self.torch_threads is not None:
             self.torch_threads = as_int(self.torch_threads, "Config.torch_threads", 1)
         for name in ("two_player", "reuse_tree", "native_selfplay"):
             setattr(self, name, as_bool(getattr(self, name), f"Config.{name}"))
-        if self.search not in ("muzero", "gumbel"):
-            raise ValueError(f"Config.search must be 'muzero' or 'gumbel', got {self.search!r}")
+        if self.search not in ("muzero", "gumbel", "stochastic"):
+            raise ValueError("Config.search must be 'muzero', 'gumbel' or 'stochastic', got "
+                             f"{self.search!r}")
         if self.reuse_tree and self.search == "gumbel":
             raise ValueError("Config.reuse_tree needs search='muzero': the Gumbel search offers "
                              "no tree reuse (Sequential Halving budgets one search's visits)")
+        if self.search == "stochastic":
+            if self.reuse_tree:
+                raise ValueError("Config.reuse_tree needs search='muzero': a Stochastic MuZero "
+                                 "subtree is reached by an action and a chance outcome, which "
+                                 "the environment does not report")
+            if self.native_selfplay:
+                raise ValueError("Config.native_selfplay needs search='muzero' or 'gumbel': the "
+                                 "native export covers recurrent_inference, not Stochastic "
+                                 "MuZero's two functions")
         floats = {  # name: (low, high, low excluded)
             "discount": (0.0, 1.0, False), "reanalyse_fraction": (0.0, 1.0, False),
             "learning_rate": (0.0, None, True), "updates_per_step": (0.0, None, True),
@@ -112,10 +134,15 @@ class Config:
             "max_grad_norm": (0.0, None, False), "value_loss_weight": (0.0, None, False),
             "priority_alpha": (0.0, None, False), "priority_beta": (0.0, None, False),
             "consistency_weight": (0.0, None, False),
+            "chance_loss_weight": (0.0, None, False), "commitment_weight": (0.0, None, False),
         }
         for name, (lowest, highest, open_below) in floats.items():
             setattr(self, name, as_float(getattr(self, name), f"Config.{name}", lowest, highest,
                                          low_open=open_below))
+        if self.search == "stochastic" and self.consistency_weight > 0:
+            raise ValueError("Config.consistency_weight must be 0 with search='stochastic' (the "
+                             f"Stochastic MuZero loss has no consistency term), got "
+                             f"{self.consistency_weight}")
         if not self.temperatures or any(len(t) != 2 or t[1] < 0 for t in self.temperatures):
             raise ValueError(
                 "Config.temperatures must be ((fraction, temperature >= 0), ...), got "

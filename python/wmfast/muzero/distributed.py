@@ -52,7 +52,6 @@ import numpy as np
 import torch
 
 from wmfast.muzero.config import Config, training_progress
-from wmfast.muzero.networks import SearchModel
 from wmfast.muzero.replay import Game
 from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay
 
@@ -126,16 +125,20 @@ class RayOptions:
 
 def search_spec(search: Any) -> tuple[type, dict[str, Any], Any, int]:
     """What rebuilds ``search`` in another process: (class, MctsConfig fields, qtransform,
-    seed). wm.MCTS / wm.GumbelMCTS hold a compiled config that does not pickle."""
+    seed). wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS hold a compiled config that does not
+    pickle."""
     from wmfast.mcts import _Planner
 
     if not isinstance(search, _Planner):
-        raise TypeError("search must be a wm.MCTS or wm.GumbelMCTS to run on Ray actors, got "
-                        f"{type(search).__name__}")
+        raise TypeError("search must be a wm.MCTS, wm.GumbelMCTS or wm.StochasticMCTS to run "
+                        f"on Ray actors, got {type(search).__name__}")
     config = search.config
     fields = {name: getattr(config, name) for name in dir(config)
               if not name.startswith("_") and name not in ("validate", "seed")}
     fields["qtransform"] = config.qtransform.name
+    # Settings a search class keeps beside its MctsConfig (StochasticMCTS: C).
+    fields["_attributes"] = {name: getattr(search, name)
+                             for name in ("num_chance_outcomes",) if hasattr(search, name)}
     return type(search), fields, search.qtransform, int(config.seed)
 
 
@@ -147,6 +150,9 @@ def build_search(spec: tuple[type, dict[str, Any], Any, int], seed: int) -> Any:
     search = cls.__new__(cls)
     search._ext = _torch_ext.load()
     config = search._ext.MctsConfig()
+    fields = dict(fields)
+    for name, value in fields.pop("_attributes", {}).items():
+        setattr(search, name, value)
     for name, value in fields.items():
         if name == "qtransform":
             value = getattr(search._ext.QTransform, value)
@@ -171,7 +177,9 @@ class _Worker:
         torch.set_num_threads(config.torch_threads or 1)
         self.network = network
         self.network.eval()
-        self.model = SearchModel(network, config.support_size, config.two_player)
+        from wmfast.agents.muzero import search_model
+
+        self.model = search_model(network, config)
         self.version = -1
 
     def _refresh(self, version: int, weights: list[Any]) -> None:

@@ -45,6 +45,8 @@ class Game:
       to_play_changes: the player to move alternates after every action (two-player games).
       legal_actions: [T, A] bool legal actions at each position (None: all legal); kept for
         reanalyse.
+      final_observation: the observation after the last action (None: not kept); the
+        transition into it is then a training target of Stochastic MuZero's chance encoder.
     """
 
     observations: np.ndarray
@@ -56,6 +58,7 @@ class Game:
     end_value: float = 0.0
     to_play_changes: bool = False
     legal_actions: np.ndarray | None = None
+    final_observation: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -76,7 +79,11 @@ class Batch:
       weights: [B] float32 importance-sampling weights (1 with uniform sampling).
       next_observations: [B, K, *obs_shape] observations after each unrolled action (for the
         consistency loss; only when asked for, else None). Past the game's end they repeat the
-        position's own observation and ``policy_mask[:, 1:]`` is 0 there.
+        position's own observation and ``policy_mask[:, 1:]`` is 0 there; the step right after
+        the last position holds the game's final observation when it was kept.
+      next_mask: [B, K] float32 (with next_observations) 1 where next_observations[:, k] is
+        the observation that really followed position i + k (inside the game, or its kept
+        final observation).
     """
 
     index: np.ndarray
@@ -90,6 +97,7 @@ class Batch:
     policy_mask: np.ndarray
     weights: np.ndarray
     next_observations: np.ndarray | None = None
+    next_mask: np.ndarray | None = None
 
 
 class Replay:
@@ -146,6 +154,9 @@ class Replay:
         self.terminated = np.zeros(cap, bool)
         self.valid = np.zeros(cap, bool)
         self.priorities = np.zeros(cap, np.float32)
+        # Each game's final observation (when the game carries one), by its start index: one
+        # observation a game, not a second ring of them.
+        self.final_observations: dict[int, np.ndarray] = {}
         self.cursor = 0                              # where the next game is written
         self.stored = 0                              # valid positions (len): counted, not summed
         self.games_added = 0
@@ -181,6 +192,12 @@ class Replay:
             if legal.shape != (T, self.num_actions):
                 raise ValueError(f"game.legal_actions must have shape {[T, self.num_actions]}, "
                                  f"got {list(legal.shape)}")
+        final = None
+        if game.final_observation is not None:
+            final = np.asarray(game.final_observation)
+            if final.shape != self.obs_shape:
+                raise ValueError(f"game.final_observation must have shape {list(self.obs_shape)}, "
+                                 f"got {list(final.shape)}")
         for name in ("rewards", "root_values", "policies"):
             if not np.isfinite(getattr(game, name)).all():
                 raise ValueError(f"game.{name} holds NaN or inf")
@@ -204,6 +221,8 @@ class Replay:
         self.end_values[span] = 0.0 if game.terminated else game.end_value
         self.terminated[span] = game.terminated
         self.valid[span] = True
+        if final is not None:
+            self.final_observations[start] = final.astype(self.obs_dtype, copy=True)
         self.stored += T
         index = np.arange(start, stop)
         values = self._value_targets(index, self.game_end[index])
@@ -221,6 +240,8 @@ class Replay:
             return
         first = int(self.game_start[start:stop][live].min())
         last = int(self.game_end[start:stop][live].max())
+        for game_start in np.unique(self.game_start[first:last][self.valid[first:last]]):
+            self.final_observations.pop(int(game_start), None)
         self.stored -= int(self.valid[first:last].sum())
         self.valid[first:last] = False
         self.priorities[first:last] = 0.0
@@ -284,6 +305,16 @@ class Replay:
         prev_inside = (prev < end) & (np.arange(K + 1)[None, :] >= 1)
         rewards = np.where(prev_inside, self.rewards[np.where(prev_inside, prev, 0)], 0.0)
         policies = self.policies[safe] * inside[..., None]
+        next_obs = next_mask = None
+        if next_observations:
+            next_obs = self.observations[safe[:, 1:]]
+            next_mask = inside[:, 1:].copy()
+            at_end = (steps[:, 1:] == end) & self.valid[index][:, None]
+            for b, k in zip(*np.nonzero(at_end)):
+                final = self.final_observations.get(int(self.game_start[index[b]]))
+                if final is not None:
+                    next_obs[b, k] = final
+                    next_mask[b, k] = True
         actions = np.where(inside[:, :K], self.actions[safe[:, :K]],
                            self.rng.integers(0, self.num_actions, size=(B, K)))
         value_mask = inside | terminated
@@ -299,7 +330,8 @@ class Replay:
             reward_mask=reward_mask.astype(np.float32),
             policy_mask=inside.astype(np.float32),
             weights=np.ones(B, np.float32) if weights is None else weights,
-            next_observations=self.observations[safe[:, 1:]] if next_observations else None,
+            next_observations=next_obs,
+            next_mask=None if next_mask is None else next_mask.astype(np.float32),
         )
 
     def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
@@ -322,7 +354,8 @@ class Replay:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name).copy() for name in self._ARRAYS}
-        state.update(cursor=self.cursor, games_added=self.games_added,
+        state.update(final_observations={k: v.copy() for k, v in self.final_observations.items()},
+                     cursor=self.cursor, games_added=self.games_added,
                      positions_added=self.positions_added, rng=self.rng.bit_generator.state)
         return state
 
@@ -337,6 +370,9 @@ class Replay:
                 )
         for name in self._ARRAYS:
             getattr(self, name)[...] = state[name]
+        # Checkpoints written before final observations were kept have none.
+        self.final_observations = {int(k): np.asarray(v, self.obs_dtype).copy()
+                                   for k, v in state.get("final_observations", {}).items()}
         self.cursor = int(state["cursor"])
         self.stored = int(self.valid.sum())
         self.games_added = int(state["games_added"])

@@ -69,8 +69,10 @@ class SelfPlay:
 
     Args:
       envs: N gymnasium environments (Discrete actions), reset here with seeds seed..seed+N-1.
-      model: the network seen by the search (a SearchModel).
-      search: a wm.MCTS or wm.GumbelMCTS with num_actions = the environments' action count.
+      model: the network seen by the search (a SearchModel, or a StochasticSearchModel for a
+        wm.StochasticMCTS).
+      search: a wm.MCTS, wm.GumbelMCTS or wm.StochasticMCTS with num_actions = the
+        environments' action count.
       num_actions: A.
       two_player: alternating two-player zero-sum game (recorded in the games).
       seed: seed of the environments and of the action sampling.
@@ -104,6 +106,10 @@ class SelfPlay:
         if reuse_tree and self._gumbel:
             raise ValueError("reuse_tree needs a wm.MCTS search: GumbelMCTS offers no tree reuse "
                              "(Sequential Halving budgets the root visits of one search)")
+        if reuse_tree and type(search).__name__ == "StochasticMCTS":
+            raise ValueError("reuse_tree needs a wm.MCTS search: a StochasticMCTS subtree is "
+                             "reached by an action and a chance outcome, which the environment "
+                             "does not report")
         self.reuse_tree = bool(reuse_tree)
         # The last search and, per environment, the action played since (-1: reset), to reuse.
         self._previous: Any = None
@@ -171,6 +177,7 @@ class SelfPlay:
                     terminated=bool(terminated),
                     to_play_changes=self.two_player,
                     legal_actions=stack_masks(history["legal"], self.num_actions),
+                    final_observation=np.asarray(obs),
                 )
                 finished.append(game)
                 if not terminated:
