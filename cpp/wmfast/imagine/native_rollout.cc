@@ -90,6 +90,20 @@ void CheckNativeImagination(const NativeModel* dynamics, const NativeModel* poli
   }
   WMFAST_CHECK_ARG(start[0].size(0) >= 1, "start must hold N >= 1 states, got N = 0");
   const size_t leaves = start.size();
+  if (dynamics != nullptr) {
+    // The dynamics' outputs fix the state's structure: checked first, then the leaves.
+    const auto& outputs = dynamics->output_specs();
+    WMFAST_CHECK_ARG(outputs.size() == leaves, "dynamics must return a state with the structure "
+                     "of start (", leaves, " leaves), got a NativeModel with ", outputs.size(),
+                     " outputs at step 0");
+    CheckStateInputs(*dynamics, "dynamics", start, names, 1);
+    for (size_t i = 0; i < leaves; ++i) {
+      WMFAST_CHECK_ARG(Fits(start[i], outputs[i]), "dynamics must return state", names[i],
+                       " with the shape and dtype of start (", Describe(start[i]),
+                       "), its NativeModel's output ", i, " is ", outputs[i].ToString(),
+                       " at step 0");
+    }
+  }
   if (policy != nullptr) {
     CheckStateInputs(*policy, "policy", start, names, 0);
     WMFAST_CHECK_ARG(!policy->output_specs().empty(),
@@ -97,17 +111,6 @@ void CheckNativeImagination(const NativeModel* dynamics, const NativeModel* poli
                      "it returns nothing");
   }
   if (dynamics == nullptr) return;
-  CheckStateInputs(*dynamics, "dynamics", start, names, 1);
-  const auto& outputs = dynamics->output_specs();
-  WMFAST_CHECK_ARG(outputs.size() == leaves, "dynamics must return a state with the structure "
-                   "of start (", leaves, " leaves), got a NativeModel with ", outputs.size(),
-                   " outputs at step 0");
-  for (size_t i = 0; i < leaves; ++i) {
-    WMFAST_CHECK_ARG(Fits(start[i], outputs[i]), "dynamics must return state", names[i],
-                     " with the shape and dtype of start (", Describe(start[i]),
-                     "), its NativeModel's output ", i, " is ", outputs[i].ToString(),
-                     " at step 0");
-  }
   if (policy != nullptr) {
     const TensorSpec& action = policy->output_specs()[0];
     const TensorSpec& takes = dynamics->input_specs()[leaves];
