@@ -8,11 +8,10 @@ import threading
 
 import pytest
 import torch
+import wmfast as wm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
-
-import wmfast as wm
 from wmfast import dreamer as dr
 
 H_DIM, Z_DIM, A_DIM = 4, 3, 2
@@ -308,7 +307,7 @@ def test_exported_rssm_step_matches_the_rssm(rssm_models):
 
 def test_exported_rssm_draws_follow_the_probabilities(rssm_models):
     """Chi-square of the exported actor's draws from one state against its probabilities."""
-    rssm, actor, _, policy = rssm_models
+    rssm, _, _, policy = rssm_models
     state = rssm_start(rssm, 1)
     n = 20000
     tiled = [value.expand(n, *value.shape[1:]).contiguous() for value in state.values()]

@@ -412,8 +412,9 @@ def _leaf_names(leaves: list) -> list[str]:
     return ["" if path == "state" else path for path, _ in leaves]
 
 
-def _imagine_native(dynamics, policy, leaves, spec, batch, horizon, check_finite, generator,
-                    loop):
+def _imagine_native(dynamics: Any, policy: Any, leaves: list[tuple[str, torch.Tensor]],
+                    spec: Any, batch: int | None, horizon: int, check_finite: bool,
+                    generator: torch.Generator | None, loop: str) -> Trajectory:
     """The rollout with NativeModels: in C++ when both are, else the Python loop calling the
     native one(s) with the same noise."""
     names = _leaf_names(leaves)
