@@ -168,6 +168,14 @@ def test_horizon_edges(mlp, loop):
     assert torch.equal(gen.get_state(), before)
 
 
+def test_start_that_requires_grad_gives_plain_tensors(mlp):
+    start = {key: value.requires_grad_() for key, value in start_state(3).items()}
+    traj = run(mlp, start, 2, seed=1)
+    assert not traj.states["h"].requires_grad and traj.states["h"].grad_fn is None
+    assert not traj.actions.requires_grad
+    assert_same(traj, run(mlp, start, 2, seed=1, loop="python"))
+
+
 def test_batch_of_one(mlp):
     start = start_state(1)
     assert_same(run(mlp, start, 3, seed=2), run(mlp, start, 3, seed=2, loop="python"))

@@ -1,5 +1,6 @@
 #include "wmfast/imagine/native_rollout.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/rand.h>
 
@@ -130,6 +131,8 @@ NativeRollout ImagineNative(const NativeModel& dynamics, const NativeModel& poli
                             const std::function<void()>& check_interrupt) {
   WMFAST_CHECK_ARG(horizon >= 1, "horizon must be an int >= 1, got ", horizon);
   CheckNativeImagination(&dynamics, &policy, start, names);
+  // No autograd: a start leaf that requires grad must not make the buffers record copies.
+  at::NoGradGuard no_grad;
   const size_t leaves = start.size();
   const int64_t batch = start[0].size(0);
 
