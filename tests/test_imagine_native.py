@@ -281,7 +281,7 @@ def rssm_models(tmp_path_factory):
 def rssm_start(rssm, n):
     with torch.no_grad():
         post, _ = rssm.observe(torch.randn(2, n, rssm.embed_dim),
-                               torch.eye(rssm.action_dim)[torch.randint(3, (2, n))])
+                               torch.eye(rssm.action_dim)[torch.randint(rssm.action_dim, (2, n))])
     return {key: value[-1].contiguous() for key, value in post.items()}
 
 
@@ -354,3 +354,36 @@ def test_export_imagination_rejects_mismatched_models(rssm_models):
         dr.export_imagination(rssm, dr.Actor(rssm.feat_size + 1, 3, discrete=True))
     with pytest.raises(ValueError, match="actor must return the RSSM's action width 3"):
         dr.export_imagination(rssm, dr.Actor(rssm.feat_size, 4, discrete=True))
+
+
+def test_exported_gaussian_rssm_and_continuous_actor(tmp_path):
+    """Gaussian latents and a continuous actor: draws by Box-Muller from two uniforms."""
+    torch.manual_seed(1)
+    rssm = dr.RSSM(2, embed_dim=5, deter=12, stoch=3, classes=0, hidden=12)
+    actor = dr.Actor(rssm.feat_size, 2, discrete=False, units=12, layers=1)
+    dynamics, policy = dr.export_imagination(rssm, actor, num_threads=1, cache_dir=tmp_path)
+    state = rssm_start(rssm, 5)
+    assert list(state) == ["deter", "stoch", "mean", "std"]
+    action = torch.rand(5, 2) * 2 - 1
+    uniform = torch.rand(5, 2, rssm.stoch)
+    deter, stoch, mean, std = dynamics(*state.values(), action, uniform)
+    with torch.no_grad():
+        expected = rssm.imagine_step(state, action, sample=False)
+    for name, value in (("deter", deter), ("mean", mean), ("std", std)):
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-5)
+    normal = torch.sqrt(-2.0 * torch.log(1.0 - uniform[:, 0])) * torch.cos(
+        2.0 * torch.pi * uniform[:, 1])
+    torch.testing.assert_close(stoch, mean + std * normal, rtol=1e-5, atol=1e-5)
+    noise = torch.rand(5, 2, 2)
+    act, act_mean, act_std = policy(*state.values(), noise)
+    with torch.no_grad():
+        dist = actor(rssm.feature(state))
+    torch.testing.assert_close(act_mean, dist.mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(act_std, dist.std, rtol=1e-5, atol=1e-5)
+    normal = torch.sqrt(-2.0 * torch.log(1.0 - noise[:, 0])) * torch.cos(2.0 * torch.pi * noise[:, 1])
+    torch.testing.assert_close(act, act_mean + act_std * normal, rtol=1e-5, atol=1e-5)
+    a = wm.imagine(dynamics, policy, state, 4, grad=None, generator=torch.Generator().manual_seed(2))
+    b = wm.imagine(dynamics, policy, state, 4, grad=None,
+                   generator=torch.Generator().manual_seed(2), loop="python")
+    assert_same(a, b)
+    assert [tuple(x.shape) for x in a.policy_outputs] == [(4, 5, 2), (4, 5, 2)]

@@ -171,4 +171,5 @@ def _example_state(rssm: RSSM, batch: int, dtype: torch.dtype,
             return [deter, stoch, logits]
         mean = torch.randn(batch, rssm.stoch, dtype=dtype, device=device)
         std = torch.ones(batch, rssm.stoch, dtype=dtype, device=device)
-        return [deter, mean, mean, std]
+        # Distinct tensors: torch.export traces one input passed twice as one input.
+        return [deter, mean + 0.1, mean, std]
