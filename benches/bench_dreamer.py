@@ -32,6 +32,17 @@ Measured, one torch thread, contenders interleaved, best of ``--rounds`` turns e
   python benches/bench_dreamer.py --profile 256   # torch.profiler table of both, no-grad
   python benches/bench_dreamer.py --quick         # fewer rounds
 
+Two more forward-only contenders run the same RSSM and actor exported as NativeModels
+(``dr.export_imagination``: AOTInductor, one thread, the draws taken from uniform noise inputs):
+
+- native: ``wm.imagine(dynamics, policy, start, 15, grad=None)``, the whole H-step loop in C++
+  (REINFORCE-style imagination, the official DreamerV3's choice);
+- native_py: the same NativeModels called from ``wm.imagine``'s Python loop
+  (``loop="python"``), to separate what the C++ loop wins from what the compiled models win.
+
+The first run compiles both packages (a minute or two; cached under ``--cache``).
+``--no-native`` leaves them out.
+
 A third contender, "careful", runs the same dreamerv3-torch steps without the port's avoidable
 overheads (lists stacked once instead of static_scan's per-step torch.cat, torch.distributions
 validation off), to show how much of the ratio is the port's loop and how much wmfast's
@@ -57,6 +68,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wmfast as wm
 from wmfast import dreamer as dr
+from wmfast.native import default_cache_dir
 
 torch.set_num_threads(1)
 DETER, STOCH, CLASSES, HIDDEN, UNIMIX = 512, 32, 32, 512, 0.01
@@ -320,6 +332,18 @@ def eager_runner(eager, eager_actor, start, horizon, imagine=eager_imagine):
     return run
 
 
+def native_runner(rssm, actor, start, horizon, cache_dir, loop="auto"):
+    dynamics, policy = dr.export_imagination(rssm, actor, num_threads=1, cache_dir=cache_dir)
+
+    def run(grad):
+        if grad:
+            raise ValueError("NativeModels imagine without gradients")
+        traj = wm.imagine(dynamics, policy, start, horizon, grad=None, check_finite=False,
+                          loop=loop)
+        return rssm.feature(traj.states)[:horizon]
+    return run
+
+
 def saved_bytes(fn) -> int:
     """Bytes of the distinct non-parameter storages autograd saves while fn() runs."""
     storages: dict[int, int] = {}
@@ -382,7 +406,8 @@ def best_time(fns: dict, rounds: int, min_seconds: float) -> dict[str, float]:
     return best
 
 
-def bench(batch: int, horizon: int, num_actions: int, rounds: int, min_seconds: float) -> dict:
+def bench(batch: int, horizon: int, num_actions: int, rounds: int, min_seconds: float,
+          native_cache: str | None = None) -> dict:
     rssm, actor, eager, eager_actor = make_models(num_actions)
     _MODULES[:] = [rssm, actor, eager, eager_actor]
     start = make_start(rssm, batch)
@@ -391,6 +416,11 @@ def bench(batch: int, horizon: int, num_actions: int, rounds: int, min_seconds: 
                "careful": eager_runner(eager, eager_actor, start, horizon,
                                        careful_eager_imagine),
                "wmfast": wmfast_runner(rssm, actor, start, horizon)}
+    forward_only = {}
+    if native_cache is not None:
+        forward_only = {"native": native_runner(rssm, actor, start, horizon, native_cache),
+                        "native_py": native_runner(rssm, actor, start, horizon, native_cache,
+                                                   loop="python")}
     proj = torch.randn(rssm.feat_size) / rssm.feat_size ** 0.5
 
     def fwd(run):
@@ -403,7 +433,8 @@ def bench(batch: int, horizon: int, num_actions: int, rounds: int, min_seconds: 
 
     result = {"batch": batch, "horizon": horizon, "actions": num_actions,
               "same_model_max_abs_diff": err}
-    times = best_time({name: fwd(run) for name, run in runners.items()}, rounds, min_seconds)
+    times = best_time({name: fwd(run) for name, run in {**runners, **forward_only}.items()},
+                      rounds, min_seconds)
     for name, seconds in times.items():
         result[f"{name}_fwd_steps_per_s"] = batch * horizon / seconds
     times = best_time({name: fwd_bwd(run) for name, run in runners.items()}, rounds,
@@ -423,6 +454,9 @@ def bench(batch: int, horizon: int, num_actions: int, rounds: int, min_seconds: 
     result["careful_fwd_bwd_ratio"] = (result["wmfast_fwd_bwd_steps_per_s"]
                                        / result["careful_fwd_bwd_steps_per_s"])
     result["careful_memory_ratio"] = result["wmfast_saved_MB"] / result["careful_saved_MB"]
+    for name in forward_only:
+        result[f"{name}_fwd_ratio"] = (result[f"{name}_fwd_steps_per_s"]
+                                       / result["eager_fwd_steps_per_s"])
     return result
 
 
@@ -455,6 +489,10 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", type=int, metavar="B", help="profile at this batch")
     parser.add_argument("--grad", action="store_true", help="profile forward + backward")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-native", action="store_true",
+                        help="leave out the NativeModel contenders (no AOTInductor compile)")
+    parser.add_argument("--cache", default=None,
+                        help="where the exported packages go (default: wmfast's cache)")
     args = parser.parse_args(argv)
     if args.profile:
         profile(args.profile, args.horizon, args.actions, args.grad)
@@ -464,7 +502,8 @@ def main(argv=None) -> None:
     print(f"load average before: {os.getloadavg()}")
     rows = []
     for batch in args.batch:
-        row = bench(batch, args.horizon, args.actions, args.rounds, args.seconds)
+        native_cache = None if args.no_native else (args.cache or str(default_cache_dir()))
+        row = bench(batch, args.horizon, args.actions, args.rounds, args.seconds, native_cache)
         rows.append(row)
         print(f"B={batch} H={args.horizon} A={args.actions} "
               f"(same model: max |diff| {row['same_model_max_abs_diff']:.1e})")
@@ -472,6 +511,10 @@ def main(argv=None) -> None:
               f"careful {row['careful_fwd_steps_per_s']:8.0f}, "
               f"wmfast {row['wmfast_fwd_steps_per_s']:8.0f} ({row['fwd_ratio']:.2f}x; "
               f"{row['careful_fwd_ratio']:.2f}x careful)")
+        if "native_fwd_steps_per_s" in row:
+            print(f"  no grad, NativeModels: C++ loop {row['native_fwd_steps_per_s']:8.0f} "
+                  f"steps/s ({row['native_fwd_ratio']:.2f}x eager), Python loop "
+                  f"{row['native_py_fwd_steps_per_s']:8.0f} ({row['native_py_fwd_ratio']:.2f}x)")
         print(f"  fwd + bwd:  eager {row['eager_fwd_bwd_steps_per_s']:8.0f} steps/s, "
               f"careful {row['careful_fwd_bwd_steps_per_s']:8.0f}, "
               f"wmfast {row['wmfast_fwd_bwd_steps_per_s']:8.0f} ({row['fwd_bwd_ratio']:.2f}x; "

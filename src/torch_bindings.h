@@ -8,7 +8,7 @@
 namespace wmfast {
 
 void InitCem(pybind11::module_& m);          // CEM, MPPI, ICEM
-void InitImagine(pybind11::module_& m);      // sample_onehot (Dreamer's fused sampler)
+void InitImagine(pybind11::module_& m);      // sample_onehot, imagine_native (Dreamer)
 void InitMcts(pybind11::module_& m);         // MCTS, GumbelMCTS
 void InitStochasticMcts(pybind11::module_& m);  // StochasticMCTS (after InitMcts: its config)
 void InitNativeModel(pybind11::module_& m);  // NativeModel

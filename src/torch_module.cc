@@ -31,5 +31,5 @@ PYBIND11_MODULE(_torch, m) {
   wmfast::InitStochasticMcts(m);  // StochasticMCTS: chance nodes (Stochastic MuZero)
   wmfast::InitSampled(m);  // SampledMCTS: Sampled MuZero search over K sampled actions
   wmfast::InitCem(m);  // Planner: CEM / MPPI / iCEM trajectory optimisation
-  wmfast::InitImagine(m);  // sample_onehot: Dreamer's fused straight-through sampler
+  wmfast::InitImagine(m);  // sample_onehot, imagine_native: Dreamer imagination
 }

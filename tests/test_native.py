@@ -99,6 +99,18 @@ def test_bad_inputs_are_named(exported):
         native(torch.randn(3, 16, device="meta"), torch.zeros(3, dtype=torch.long))
 
 
+def test_one_tensor_given_as_two_example_inputs_stays_two_inputs(tmp_path):
+    """torch.export traces one tensor passed twice as one input; export copies it apart, so the
+    package reads each input (it read the first for both before)."""
+    def fn(a, b):
+        return a - 2 * b
+
+    x = torch.randn(3, 4)
+    native = wm.NativeModel.export(fn, (x, x), cache_dir=tmp_path)
+    a, b = torch.randn(5, 4), torch.randn(5, 4)
+    torch.testing.assert_close(native(a, b), a - 2 * b)
+
+
 def test_unexportable_model_raises_export_error(tmp_path):
     def data_dependent(x):
         if x.sum() > 0:  # Python control flow on values: torch.export cannot trace it

@@ -11,7 +11,7 @@ import numpy
 import numpy.typing
 import torch
 
-__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'SampledConfig', 'SampledSearchState', 'StochasticSearchState', 'hardware_threads', 'mcts_search', 'sample_onehot', 'sample_onehot_backward', 'sampled_search', 'shift_plan', 'stochastic_search']
+__all__: list[str] = ['BUILT_WITH_CUDA', 'TORCH_VERSION', 'CemMethod', 'GoalMetric', 'MctsConfig', 'MctsSearchState', 'NativeModel', 'Planner', 'PlannerConfig', 'Propagation', 'QTransform', 'SampledConfig', 'SampledSearchState', 'StochasticSearchState', 'check_native_imagination', 'hardware_threads', 'imagine_native', 'mcts_search', 'sample_onehot', 'sample_onehot_backward', 'sampled_search', 'shift_plan', 'stochastic_search']
 class NativeModel:
     """
     An AOTInductor package run from C++.
@@ -566,9 +566,17 @@ class Planner:
     @property
     def kept_elites(self) -> int:
         ...
+def check_native_imagination(dynamics: NativeModel | None, policy: NativeModel | None, start: collections.abc.Sequence[torch.Tensor], names: collections.abc.Sequence[str]) -> None:
+    """
+    Raises ValueError unless the NativeModels (None: a Python callable) fit the start leaves and each other.
+    """
 def hardware_threads() -> int:
     """
     Number of hardware threads the C++ thread pools may use.
+    """
+def imagine_native(dynamics: NativeModel, policy: NativeModel, start: collections.abc.Sequence[torch.Tensor], names: collections.abc.Sequence[str], horizon: typing.SupportsInt | typing.SupportsIndex, generator: torch.Generator | None = None) -> tuple:
+    """
+    (states [H+1, N, ...] per leaf, actions [H, N, ...], other policy outputs [H, N, ...]) of the H-step rollout, run in C++ without the GIL.
     """
 def mcts_search(config: MctsConfig, model_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Any, root_value: typing.Any, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, gumbel: typing.Any, reuse: typing.Any, actions_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> MctsSearchState:
     """

@@ -38,6 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from wmfast import _torch_ext
+from wmfast.native import NativeModel
+
 __all__ = [
     "CONVENTIONS",
     "Trajectory",
@@ -231,11 +234,14 @@ class Trajectory:
       actions: ``[H, N, ...]``: ``actions[t]`` was taken in ``states[t]`` and led to
         ``states[t+1]``.
       horizon: H.
+      policy_outputs: what a :class:`wmfast.NativeModel` policy returns after the action
+        (e.g. its log-probabilities), each ``[H, N, ...]``; empty for a Python policy.
     """
 
     states: Any
     actions: torch.Tensor
     horizon: int
+    policy_outputs: tuple[torch.Tensor, ...] = ()
 
 
 def _flatten(tree: Any, path: str = "") -> tuple[list[tuple[str, Any]], Any]:
@@ -301,6 +307,8 @@ def imagine(
     grad: str | None = "dynamics",
     detach_policy_input: bool = True,
     check_finite: bool = True,
+    generator: torch.Generator | None = None,
+    loop: str = "auto",
 ) -> Trajectory:
     """Rolls N start states forward ``horizon`` steps under ``policy``.
 
@@ -322,21 +330,60 @@ def imagine(
         official DreamerV3 all do), so actor gradients reach earlier steps only through the
         actions.
       check_finite: raise if the dynamics or the policy produced NaN or infinite values.
+      generator: the ``torch.Generator`` that draws the uniform noise inputs of
+        :class:`wmfast.NativeModel` s (``None``: torch's default generator of their device, so
+        ``torch.manual_seed`` makes rollouts reproducible). Python callables draw their own
+        randomness: passing a generator with neither model native is an error.
+      loop: ``"auto"`` runs the whole loop in C++ (no GIL, Ctrl-C checked between steps)
+        when ``dynamics`` and ``policy`` are both NativeModels, else in Python; ``"python"``
+        always runs it in Python (the reference the C++ loop is tested against: same
+        draws, same results); ``"native"`` demands the C++ loop.
+
+    NativeModels (``grad=None`` only: they keep no autograd graph): the state's leaves, in
+    the order of ``start`` (dict insertion order), are the first inputs of both models. The
+    policy ``(*leaves, *noise) -> (action, *outputs)``; the dynamics ``(*leaves, action,
+    *noise) -> next leaves``. Every input after those is filled with uniform ``[0, 1)`` noise
+    of its exported shape, drawn with ``torch.rand`` from ``generator``, at each step the
+    policy's then the dynamics' (an exported model cannot draw from torch's generators
+    itself). :func:`wmfast.dreamer.export_imagination` exports an RSSM step and an actor so.
 
     Returns:
-      :class:`Trajectory` with ``states`` ``[H+1, N, ...]`` (the structure of ``start``) and
-      ``actions`` ``[H, N, ...]``.
+      :class:`Trajectory` with ``states`` ``[H+1, N, ...]`` (the structure of ``start``),
+      ``actions`` ``[H, N, ...]`` and a NativeModel policy's other outputs
+      ``policy_outputs`` ``[H, N, ...]``.
 
     Raises ValueError for a bad horizon or ``grad``, start leaves without a common batch size,
     an action whose leading dimension is not N or whose shape/dtype changes between steps, a
     next state whose structure or shapes differ from ``start``, and non-finite values;
-    TypeError when the policy returns something other than a tensor.
+    TypeError when the policy returns something other than a tensor. With NativeModels,
+    ValueError (before anything runs) when their inputs and outputs do not fit ``start``
+    and each other, naming the model, the input or output and both shapes.
     """
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
     horizon = int(horizon)
     if grad not in ("dynamics", None):
         raise ValueError(f"grad must be 'dynamics' or None, got {grad!r}")
+    if loop not in ("auto", "python", "native"):
+        raise ValueError(f"loop must be 'auto', 'python' or 'native', got {loop!r}")
+    native_dynamics = isinstance(dynamics, NativeModel)
+    native_policy = isinstance(policy, NativeModel)
+    if (native_dynamics or native_policy) and grad is not None:
+        raise ValueError(
+            f"grad must be None when dynamics or policy is a wmfast.NativeModel (a compiled "
+            f"model keeps no autograd graph), got grad={grad!r}")
+    if loop == "native" and not (native_dynamics and native_policy):
+        raise ValueError(
+            "loop='native' needs dynamics and policy to be wmfast.NativeModels, got "
+            f"{type(dynamics).__name__} and {type(policy).__name__}")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
+        if not (native_dynamics or native_policy):
+            raise ValueError(
+                "generator draws the noise inputs of NativeModels; dynamics and policy are "
+                "Python callables, which draw their own randomness: pass generator=None")
     leaves, spec = _state_leaves(start, "start")
     batch = None
     for path, leaf in leaves:
@@ -350,12 +397,97 @@ def imagine(
                 f"start{path} has shape {list(leaf.shape)}"
             )
     start_state = _unflatten(spec, [leaf for _, leaf in leaves])
+    if native_dynamics or native_policy:
+        return _imagine_native(dynamics, policy, leaves, spec, batch, horizon, check_finite,
+                               generator, loop)
     if grad is None:
         with torch.no_grad():
             return _rollout(dynamics, policy, start_state, leaves, spec, batch, horizon,
                             detach_policy_input, check_finite, preallocate=True)
     return _rollout(dynamics, policy, start_state, leaves, spec, batch, horizon,
                     detach_policy_input, check_finite, preallocate=False)
+
+
+def _leaf_names(leaves: list) -> list[str]:
+    return ["" if path == "state" else path for path, _ in leaves]
+
+
+def _imagine_native(dynamics: Any, policy: Any, leaves: list[tuple[str, torch.Tensor]],
+                    spec: Any, batch: int | None, horizon: int, check_finite: bool,
+                    generator: torch.Generator | None, loop: str) -> Trajectory:
+    """The rollout with NativeModels: in C++ when both are, else the Python loop calling the
+    native one(s) with the same noise."""
+    names = _leaf_names(leaves)
+    tensors = [leaf for _, leaf in leaves]
+    ext = _torch_ext.load()
+    native_dynamics = dynamics._native if isinstance(dynamics, NativeModel) else None
+    native_policy = policy._native if isinstance(policy, NativeModel) else None
+    ext.check_native_imagination(native_dynamics, native_policy, tensors, names)
+    device = (policy if native_policy is not None else dynamics).device
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"generator must be a {device.type} generator for NativeModels on "
+                         f"{device}, got one on {generator.device}")
+    if native_dynamics is not None and native_policy is not None and loop != "python":
+        states, actions, outputs = ext.imagine_native(native_dynamics, native_policy, tensors,
+                                                      names, horizon, generator)
+        if check_finite:
+            _check_rollout_finite(leaves, states, actions)
+        return Trajectory(_unflatten(spec, states), actions, horizon, tuple(outputs))
+    outputs_per_step: list[tuple[torch.Tensor, ...]] = []
+    if native_policy is not None:
+        policy = _NativePolicy(policy, len(leaves), batch, generator, outputs_per_step)
+    if native_dynamics is not None:
+        dynamics = _NativeDynamics(dynamics, len(leaves), batch, generator, spec)
+    with torch.no_grad():
+        traj = _rollout(dynamics, policy, _unflatten(spec, tensors), leaves, spec, batch,
+                        horizon, False, check_finite, preallocate=True)
+    if outputs_per_step and outputs_per_step[0]:
+        traj.policy_outputs = tuple(torch.stack(steps) for steps in zip(*outputs_per_step))
+    return traj
+
+
+def _noise_specs(model: NativeModel, first: int) -> list[tuple[torch.dtype, tuple[int, ...]]]:
+    """(dtype, per-example shape) of the model's inputs from ``first`` on: its noise."""
+    specs = []
+    for entry in model._native.metadata["wmfast_inputs"].split(";")[first:]:
+        dtype, _, dims = entry.partition(":")
+        specs.append((getattr(torch, dtype), tuple(int(d) for d in dims.split(",") if d)))
+    return specs
+
+
+def _draw_noise(specs, batch, device, generator) -> list[torch.Tensor]:
+    # torch.rand is the at::rand the C++ loop calls: the same generator gives the same draws.
+    return [torch.rand((batch, *shape), generator=generator, dtype=dtype, device=device)
+            for dtype, shape in specs]
+
+
+class _NativePolicy:
+    """A NativeModel policy as the Python loop calls it: state -> action, keeping the other
+    outputs."""
+
+    def __init__(self, model, num_leaves, batch, generator, outputs) -> None:
+        self.model, self.batch, self.generator, self.outputs = model, batch, generator, outputs
+        self.noise = _noise_specs(model, num_leaves)
+
+    def __call__(self, state):
+        leaves = [leaf for _, leaf in _flatten(state)[0]]
+        noise = _draw_noise(self.noise, self.batch, self.model.device, self.generator)
+        action, *rest = self.model._native.run(leaves + noise)
+        self.outputs.append(tuple(rest))
+        return action
+
+
+class _NativeDynamics:
+    """A NativeModel dynamics as the Python loop calls it: (state, action) -> next state."""
+
+    def __init__(self, model, num_leaves, batch, generator, spec) -> None:
+        self.model, self.batch, self.generator, self.spec = model, batch, generator, spec
+        self.noise = _noise_specs(model, num_leaves + 1)
+
+    def __call__(self, state, action):
+        leaves = [leaf for _, leaf in _flatten(state)[0]]
+        noise = _draw_noise(self.noise, self.batch, self.model.device, self.generator)
+        return _unflatten(self.spec, list(self.model._native.run([*leaves, action, *noise])))
 
 
 def _detach(tree: Any) -> Any:
@@ -451,20 +583,26 @@ def _rollout(dynamics, policy, state, leaves, spec, batch, horizon, detach_polic
         stacked_states = [torch.stack(steps) for steps in state_steps]
         actions = torch.stack(action_steps)
     if check_finite:
-        # Report the earliest producer of a non-finite value (a NaN state at step t makes the
-        # policy's action at step t + 1 NaN too); at one step the policy ran first.
-        problems = []
-        if actions.is_floating_point() and not bool(torch.isfinite(actions).all()):
-            step = _first_bad_step(actions)
-            problems.append((step, 0, f"policy returned NaN or infinite actions at step {step}"))
-        for (path, _), stacked in zip(leaves, stacked_states):
-            if stacked.is_floating_point() and not bool(torch.isfinite(stacked).all()):
-                index = _first_bad_step(stacked)
-                leaf = "" if path == "state" else path
-                message = (f"start{leaf} has NaN or infinite values" if index == 0 else
-                           f"dynamics returned NaN or infinite values in state{leaf} at step "
-                           f"{index - 1} (states[{index}])")
-                problems.append((index - 1, 1, message))
-        if problems:
-            raise ValueError(min(problems)[2])
+        _check_rollout_finite(leaves, stacked_states, actions)
     return Trajectory(_unflatten(spec, stacked_states), actions, horizon)
+
+
+def _check_rollout_finite(leaves: list, stacked_states: list[torch.Tensor],
+                          actions: torch.Tensor) -> None:
+    """Raises ValueError naming the earliest producer of a NaN or infinite value: a NaN state
+    at step t makes the policy's action at step t + 1 NaN too; at one step the policy ran
+    first."""
+    problems = []
+    if actions.is_floating_point() and not bool(torch.isfinite(actions).all()):
+        step = _first_bad_step(actions)
+        problems.append((step, 0, f"policy returned NaN or infinite actions at step {step}"))
+    for (path, _), stacked in zip(leaves, stacked_states):
+        if stacked.is_floating_point() and not bool(torch.isfinite(stacked).all()):
+            index = _first_bad_step(stacked)
+            leaf = "" if path == "state" else path
+            message = (f"start{leaf} has NaN or infinite values" if index == 0 else
+                       f"dynamics returned NaN or infinite values in state{leaf} at step "
+                       f"{index - 1} (states[{index}])")
+            problems.append((index - 1, 1, message))
+    if problems:
+        raise ValueError(min(problems)[2])

@@ -231,6 +231,15 @@ class NativeModel:
             raise ValueError(f"example_inputs must be on one device, got {sorted(map(str, devices))}")
         if batch < 2:  # a batch of 1 would be specialised by torch.export
             example_inputs = tuple(torch.cat([x, x]) for x in example_inputs)
+        # One tensor passed as two inputs is traced as one input: the package would then read
+        # the first of them for both. Inputs sharing memory are copied apart.
+        storages: set[int] = set()
+        separate = []
+        for x in example_inputs:
+            key = x.untyped_storage().data_ptr()
+            separate.append(x.clone() if key in storages else x)
+            storages.add(key)
+        example_inputs = tuple(separate)
         wrapper = _Forward(fn)
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = folder / (f"{_fingerprint(wrapper, example_inputs, num_threads, cache_by_weights)}"

@@ -8,6 +8,8 @@
   a continue head, the actor and a critic with a slow copy.
 - :class:`ReturnNormalizer`, :func:`actor_loss`, :func:`critic_loss`.
 - :class:`Config`: hyperparameters.
+- :func:`export_imagination`: the RSSM's imagination step and the actor as NativeModels, for
+  the C++ no-grad imagination loop of :func:`wmfast.imagine`.
 
 The usual imagination step, with heads applied after the rollout::
 
@@ -25,6 +27,7 @@ from wmfast.dreamer.distributions import (
     sample_onehot,
     unimix_probs,
 )
+from wmfast.dreamer.export import export_imagination
 from wmfast.dreamer.losses import ReturnNormalizer, actor_loss, critic_loss
 from wmfast.dreamer.nets import (
     MLP,
@@ -56,6 +59,7 @@ __all__ = [
     "actor_loss",
     "categorical_kl",
     "critic_loss",
+    "export_imagination",
     "kl_loss",
     "sample_onehot",
     "unimix_probs",
