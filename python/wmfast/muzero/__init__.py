@@ -1,5 +1,6 @@
 """The MuZero toolkit: networks, replay and targets, the unrolled loss, batched self-play and
-reanalyse, on top of ``wm.MCTS`` / ``wm.GumbelMCTS``. The agent is
+reanalyse, on top of ``wm.MCTS`` / ``wm.GumbelMCTS`` (and Sampled MuZero on ``wm.SampledMCTS``,
+``wmfast.muzero.sampled``). The agent is
 ``wmfast.agents.MuZeroAgent``."""
 
 from wmfast.muzero.config import Config
@@ -7,6 +8,7 @@ from wmfast.muzero.loss import Losses, scale_gradient, unrolled_loss
 from wmfast.muzero.networks import MLPNetwork, ResNetwork, SearchModel, scale_latent
 from wmfast.muzero.reanalyse import reanalyse
 from wmfast.muzero.replay import Batch, Game, Replay
+from wmfast.muzero.sampled import SampledMLPNetwork, SampledReplay, sampled_policy_loss
 from wmfast.muzero.selfplay import SelfPlay, choose_actions
 
 __all__ = [
@@ -17,10 +19,13 @@ __all__ = [
     "MLPNetwork",
     "Replay",
     "ResNetwork",
+    "SampledMLPNetwork",
+    "SampledReplay",
     "SearchModel",
     "SelfPlay",
     "choose_actions",
     "reanalyse",
+    "sampled_policy_loss",
     "scale_gradient",
     "scale_latent",
     "unrolled_loss",

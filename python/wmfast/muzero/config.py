@@ -18,8 +18,12 @@ class Config:
       num_envs: environments stepped together, one batched search per move for all of them.
       two_player: alternating two-player zero-sum game (rewards are the mover's; the search
         uses discount -1 per step, mctx's convention).
-      search: "muzero" (wm.MCTS, policy target = visit distribution) or "gumbel"
-        (wm.GumbelMCTS, policy target = completed-Q improved policy).
+      search: "muzero" (wm.MCTS, policy target = visit distribution), "gumbel"
+        (wm.GumbelMCTS, policy target = completed-Q improved policy) or "sampled" (Sampled
+        MuZero, wm.SampledMCTS over ``num_samples`` actions sampled per node: Box action spaces,
+        or large Discrete ones; policy target = visit distribution over the root samples; see
+        ``wmfast.muzero.sampled``).
+      num_samples: K of search="sampled" (discrete: at most the number of actions).
       num_simulations, discount, pb_c_init, pb_c_base, dirichlet_alpha, dirichlet_fraction,
         max_num_considered_actions, gumbel_scale: the search's parameters.
       temperatures: ((fraction of training, temperature), ...): self-play samples actions from
@@ -52,7 +56,7 @@ class Config:
 
     num_envs: int = 16
     two_player: bool = False
-    search: Literal["muzero", "gumbel"] = "muzero"
+    search: Literal["muzero", "gumbel", "sampled"] = "muzero"
     num_simulations: int = 50
     discount: float = 0.997
     pb_c_init: float = 1.25
@@ -84,6 +88,7 @@ class Config:
     reuse_tree: bool = False
     native_selfplay: bool = False
     native_refresh_every: int = 1
+    num_samples: int = 16
 
     def __post_init__(self) -> None:
         # Checked and normalised (numpy scalars become Python numbers, so the config stays
@@ -91,15 +96,19 @@ class Config:
         ints = {"num_envs": 1, "num_simulations": 1, "max_num_considered_actions": 1,
                 "latent_dim": 1, "hidden": 1, "support_size": 0, "replay_capacity": 1,
                 "td_steps": 1, "unroll_steps": 1, "batch_size": 1, "min_replay": 0,
-                "native_refresh_every": 1, "seed": 0}
+                "native_refresh_every": 1, "seed": 0, "num_samples": 1}
         for name, low in ints.items():
             setattr(self, name, as_int(getattr(self, name), f"Config.{name}", low))
         if self.torch_threads is not None:
             self.torch_threads = as_int(self.torch_threads, "Config.torch_threads", 1)
         for name in ("two_player", "reuse_tree", "native_selfplay"):
             setattr(self, name, as_bool(getattr(self, name), f"Config.{name}"))
-        if self.search not in ("muzero", "gumbel"):
-            raise ValueError(f"Config.search must be 'muzero' or 'gumbel', got {self.search!r}")
+        if self.search not in ("muzero", "gumbel", "sampled"):
+            raise ValueError(
+                f"Config.search must be 'muzero', 'gumbel' or 'sampled', got {self.search!r}")
+        if self.search == "sampled" and self.native_selfplay:
+            raise ValueError("Config.native_selfplay does not run search='sampled' (the native "
+                             "export takes integer actions); set native_selfplay=False")
         if self.reuse_tree and self.search == "gumbel":
             raise ValueError("Config.reuse_tree needs search='muzero': the Gumbel search offers "
                              "no tree reuse (Sequential Halving budgets one search's visits)")
