@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from muzero_chain import Chain, small_config
+from muzero_chain import OPTIMUM, Bandit, Chain, bandit_config, small_config
 from wmfast.agents import MuZeroAgent
 from wmfast.muzero import (
     Config,
@@ -24,33 +23,6 @@ from wmfast.muzero import (
     unrolled_loss,
 )
 from wmfast.muzero.sampled import categorical_log_prob, gaussian_log_prob
-
-OPTIMUM = 0.4
-
-
-class Bandit(gym.Env):
-    """One step: reward 1 - 4 (a - 0.4)^2 for a in [-1, 1]; the optimum is a = 0.4 (reward 1)."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
-
-    def step(self, action):
-        a = float(np.asarray(action).reshape(-1)[0])
-        return np.zeros(2, np.float32), 1.0 - 4.0 * (a - OPTIMUM) ** 2, True, False, {}
-
-
-def bandit_config(**changes) -> Config:
-    settings_ = {"search": "sampled", "num_samples": 8, "num_simulations": 16, "num_envs": 8,
-                 "batch_size": 64, "min_replay": 64, "replay_capacity": 5000, "support_size": 0,
-                 "unroll_steps": 1, "td_steps": 1, "latent_dim": 16, "hidden": 32,
-                 "updates_per_step": 0.25, "learning_rate": 3e-3, "seed": 0}
-    settings_.update(changes)
-    return Config(**settings_)
-
 
 # -- the policy loss ----------------------------------------------------------------------------
 
@@ -282,9 +254,9 @@ def test_sampled_configs_are_checked():
     with pytest.raises(ValueError, match="reanalyse"):
         MuZeroAgent(lambda: Chain(5), config=small_config(search="sampled", num_samples=2,
                                                           reanalyse_fraction=0.5))
-    agent = MuZeroAgent(Bandit, config=bandit_config())
-    with pytest.raises(ValueError, match="backend='ray' does not run search='sampled'"):
-        agent.train(10, backend="ray", progress=False)
+    agent = MuZeroAgent(Bandit, config=bandit_config(reanalyse_fraction=0.1))
+    with pytest.raises(ValueError, match="reanalyse actors do not run search='sampled'"):
+        agent.train(10, backend="ray", num_reanalysers=1, progress=False)
     with pytest.raises(ValueError, match="legal_actions"):
         agent.act(np.zeros(2, np.float32), legal_actions=[True])
     assert agent.env_steps == 0

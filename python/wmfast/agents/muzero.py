@@ -398,16 +398,16 @@ class MuZeroAgent:
             return None
         if backend != "ray":
             raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-        if self.config.search == "sampled":
-            raise ValueError("backend='ray' does not run search='sampled' yet: its actors rebuild "
-                             "wm.MCTS / wm.GumbelMCTS only and ship integer-action games; train "
-                             "with backend='local'")
         num_actors = 2 if num_actors is None else num_actors
         num_reanalysers = 0 if num_reanalysers is None else num_reanalysers
         for name, value, low in (("num_actors", num_actors, 1),
                                  ("num_reanalysers", num_reanalysers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if self.config.search == "sampled" and num_reanalysers:
+            # Their batches would have to carry each position's stored root samples.
+            raise ValueError(f"num_reanalysers={num_reanalysers}: reanalyse actors do not run "
+                             "search='sampled' (the learner reanalyses with num_reanalysers=0)")
         if num_reanalysers and self.config.reanalyse_fraction == 0:
             raise ValueError(f"num_reanalysers={num_reanalysers} needs Config.reanalyse_fraction "
                              "> 0 (the share of each batch re-searched), got 0")
