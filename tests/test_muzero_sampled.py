@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -260,3 +261,19 @@ def test_sampled_configs_are_checked():
     with pytest.raises(ValueError, match="legal_actions"):
         agent.act(np.zeros(2, np.float32), legal_actions=[True])
     assert agent.env_steps == 0
+
+
+def test_demo_smoke(tmp_path, capsys):
+    import json
+
+    from wmfast.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "sampled-muzero-pendulum", "--smoke", "--json", "--out", str(out)]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["demo"] == "sampled-muzero-pendulum" and figures["smoke"]
+    assert figures["env_steps"] > 0 and math.isfinite(figures["final_eval_return"])
+    for name in ("agent.pt", "log.csv", "sampled_muzero_pendulum.png"):
+        assert (out / name).exists(), name
+    loaded = MuZeroAgent.load(str(out / "agent.pt"), lambda: gym.make("Pendulum-v1"))
+    assert loaded.act(np.zeros(3, np.float32)).shape == (1,)
