@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reached = [row for row in evaluations if row["eval_return"] >= args.target]
     elapsed = time.perf_counter() - started
     png_path = os.path.join(args.out, "sampled_muzero_pendulum.png")
-    plot(agent.history, png_path, f"Sampled MuZero on Pendulum-v1 (seed {args.seed})")
+    plot(agent.history, png_path, f"Sampled MuZero on Pendulum-v1 (seed {args.seed})",
+         eval_episodes)
     agent_path = os.path.join(args.out, "agent.pt")
     agent.save(agent_path)
     print(f"Final greedy mean return {final:.1f} over {eval_episodes} episodes (best evaluation "
