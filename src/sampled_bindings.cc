@@ -77,30 +77,51 @@ model::RecurrentFn SampledRecurrentFn(py::object fn, int64_t policy_width,
 }
 
 std::unique_ptr<SampledState> RunSampled(const SampledConfig& config, py::object model_fn,
-                                         const at::Tensor& root_latent,
-                                         const CArray<float>& root_logits,
-                                         const CArray<float>& root_value,
+                                         const at::Tensor* root_latent,
+                                         const std::optional<CArray<float>>& root_logits,
+                                         const std::optional<CArray<float>>& root_value,
                                          const std::optional<CArray<uint8_t>>& invalid,
                                          const std::optional<CArray<float>>& root_actions,
                                          const std::optional<CArray<int64_t>>& root_indices,
+                                         const SampledState* reuse,
+                                         const std::optional<CArray<int64_t>>& taken,
                                          uint64_t stream) {
-  const int64_t B = root_latent.size(0);
+  const bool has_root = root_latent != nullptr;
+  WMFAST_CHECK_ARG(has_root || reuse != nullptr, "root is required unless reuse is given");
+  const int64_t B = has_root ? root_latent->size(0) : reuse->search->batch_size();
   mcts::SampledRootInput root;
-  root.policy = root_logits.data();
-  root.values = root_value.data();
+  if (has_root) {
+    root.policy = root_logits->data();
+    root.values = root_value->data();
+  }
   if (invalid) root.invalid = invalid->data();
   if (root_actions) root.actions = root_actions->data();
   if (root_indices) root.action_indices = root_indices->data();
   auto state = std::make_unique<SampledState>();
-  state->search = std::make_unique<SampledSearch>(config, B, stream);
-  state->search->InitFromRoots(root);
-  const int64_t num_nodes = state->search->tree().num_nodes;
-  state->latents = std::make_unique<model::LatentStore>(B * num_nodes, root_latent);
-  state->latents->Check(root_latent, B, "root.latent");
-  CheckFiniteLatent(root_latent, B);
-  std::vector<int64_t> root_slots(B);
-  for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
-  state->latents->Write(root_slots.data(), B, root_latent.contiguous());
+  if (reuse == nullptr) {
+    state->search = std::make_unique<SampledSearch>(config, B, stream);
+    state->search->InitFromRoots(root);
+    state->latents = std::make_unique<model::LatentStore>(B * state->search->tree().num_nodes,
+                                                          *root_latent);
+  } else {
+    WMFAST_CHECK_ARG(reuse->search->batch_size() == B, "reuse: the previous search had ",
+                     reuse->search->batch_size(), " trees, the root has ", B);
+    WMFAST_CHECK_ARG(taken.has_value(), "action_taken is required with reuse");
+    const int64_t num_nodes =
+        SampledSearch::NodesForReuse(*reuse->search, taken->data(), config.num_simulations);
+    state->search = std::make_unique<SampledSearch>(config, B, stream, num_nodes);
+    std::vector<int64_t> slot_map;
+    state->search->InitFromPrevious(*reuse->search, taken->data(), root, &slot_map);
+    state->latents =
+        std::make_unique<model::LatentStore>(B * num_nodes, *reuse->latents, slot_map);
+  }
+  if (has_root) {
+    state->latents->Check(*root_latent, B, "root.latent");
+    CheckFiniteLatent(*root_latent, B);
+    std::vector<int64_t> root_slots(B);
+    for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
+    state->latents->Write(root_slots.data(), B, root_latent->contiguous());
+  }
 
   const int width = config.policy_width();
   const std::string policy_name =
@@ -159,6 +180,9 @@ void InitSampled(py::module_& m) {
 
   py::class_<SampledState>(m, "SampledSearchState",
                            "A finished Sampled MuZero search: trees, node latents and results.")
+      .def_property_readonly("latent_device", [](const SampledState& s) {
+        return s.latents->tensor().device();
+      }, "The device of the node latents")
       .def_property_readonly("latents", [](SampledState& s) {
         const at::Tensor& t = s.InspectableLatents();
         std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
@@ -230,16 +254,21 @@ void InitSampled(py::module_& m) {
   m.def(
       "sampled_search",
       [](const SampledConfig& config, py::object model_fn, py::object root_latent,
-         CArray<float> root_logits, CArray<float> root_value,
+         std::optional<CArray<float>> root_logits, std::optional<CArray<float>> root_value,
          std::optional<CArray<uint8_t>> invalid, std::optional<CArray<float>> root_actions,
-         std::optional<CArray<int64_t>> root_indices, uint64_t stream) {
-        const at::Tensor latent = THPVariable_Unpack(root_latent.ptr());
-        return RunSampled(config, std::move(model_fn), latent, root_logits, root_value, invalid,
-                          root_actions, root_indices, stream);
+         std::optional<CArray<int64_t>> root_indices, py::object reuse,
+         std::optional<CArray<int64_t>> actions_taken, uint64_t stream) {
+        at::Tensor latent;
+        if (!root_latent.is_none()) latent = THPVariable_Unpack(root_latent.ptr());
+        // `reuse` as an object, as in mcts_bindings.cc (no probing of other modules' types).
+        const SampledState* previous = reuse.is_none() ? nullptr : reuse.cast<const SampledState*>();
+        return RunSampled(config, std::move(model_fn), root_latent.is_none() ? nullptr : &latent,
+                          root_logits, root_value, invalid, root_actions, root_indices, previous,
+                          actions_taken, stream);
       },
       py::arg("config"), py::arg("model_fn"), py::arg("root_latent"), py::arg("root_logits"),
       py::arg("root_value"), py::arg("invalid"), py::arg("root_actions"),
-      py::arg("root_indices"), py::arg("stream"),
+      py::arg("root_indices"), py::arg("reuse"), py::arg("actions_taken"), py::arg("stream"),
       "Runs a batched Sampled MuZero search (inputs validated by wmfast.sampled); returns a "
       "SampledSearchState.");
 }

@@ -25,11 +25,14 @@ def softmax(x):
 
 def search_one(model, latent, policy, value, samples_of, num_simulations, continuous,
                discount=1.0, max_depth=None, pb_c_init=1.25, pb_c_base=19652.0,
-               unvisited_parent_value=False):
+               unvisited_parent_value=False, initial=None):
     """One tree. ``model(latent [1, ...], action) -> Step``; ``policy``: the root's policy row
     (list); ``samples_of(node, policy) -> list of actions`` (each a list of D floats or an int).
-    Returns a dict of per-node lists."""
-    n_nodes = num_simulations + 1
+    ``initial``: a tree (a dict as returned, of any number of nodes) to continue from (tree
+    reuse): new nodes are numbered after its nodes; ``latent``, ``policy`` and ``value`` are then
+    ignored. Returns a dict of per-node lists."""
+    first_new = 1 if initial is None else len(initial["node_visits"])
+    n_nodes = first_new + num_simulations
     t = {
         "node_visits": [0] * n_nodes,
         "raw_values": [0.0] * n_nodes,
@@ -86,8 +89,12 @@ def search_one(model, latent, policy, value, samples_of, num_simulations, contin
                 best, best_score = k, score
         return best
 
-    set_node(0, latent, policy, value)
-    t["node_visits"][0] = 1
+    if initial is None:
+        set_node(0, latent, policy, value)
+        t["node_visits"][0] = 1
+    else:
+        for name, values in initial.items():
+            t[name][: len(values)] = [list(v) if isinstance(v, list) else v for v in values]
     for sim in range(num_simulations):
         node, depth = 0, 0
         while True:
@@ -99,7 +106,7 @@ def search_one(model, latent, policy, value, samples_of, num_simulations, contin
                 node = child
                 continue
             break
-        leaf = child if child >= 0 else 1 + sim
+        leaf = child if child >= 0 else first_new + sim
         action = t["actions"][node][k]
         a = (torch.tensor([action], dtype=torch.float32) if continuous
              else torch.tensor([action], dtype=torch.int64))
@@ -128,3 +135,65 @@ def search_one(model, latent, policy, value, samples_of, num_simulations, contin
             t["q"][up][kk] = r + disc * t["node_values"][child_n]
             child_n = up
     return t
+
+
+def reuse_subtree(t, child, model, continuous, policy=None, value=None, invalid=None):
+    """The tree a reused search starts from: the subtree of ``t`` under node ``child``,
+    renumbered in ascending order (as the C++ search does). With ``policy``/``value`` the new
+    root takes them (discrete priors of its samples recomputed from the new policy); ``invalid``
+    (a set of discrete actions) drops the root samples that are now illegal, with their
+    subtrees. The root's visits and value are recomputed from its children."""
+    n_old = len(t["node_visits"])
+    root_actions = t["actions"][child]
+    keep = None
+    if root_actions is not None and invalid:
+        keep = [k for k, a in enumerate(root_actions) if a not in invalid]
+    order = [child]
+    old_to_new = {child: 0}
+    for n in range(child + 1, n_old):
+        p = t["parents"][n]
+        if p in old_to_new and t["node_visits"][n] > 0:
+            if p == child and keep is not None and t["action_from_parent"][n] not in keep:
+                continue
+            old_to_new[n] = len(order)
+            order.append(n)
+    new = {name: [] for name in t}
+    for n in order:
+        for name in t:
+            v = t[name][n]
+            new[name].append(list(v) if isinstance(v, list) else v)
+        i = len(new["parents"]) - 1
+        new["parents"][i] = -1 if n == child else old_to_new[t["parents"][n]]
+        if n == child:
+            new["action_from_parent"][i] = -1
+        elif t["parents"][n] == child and keep is not None:
+            new["action_from_parent"][i] = keep.index(t["action_from_parent"][n])
+        if new["children"][i] is not None:
+            new["children"][i] = [old_to_new.get(c, -1) for c in new["children"][i]]
+    if keep is not None:
+        for name in ("actions", "children", "visits", "q"):
+            new[name][0] = [new[name][0][k] for k in keep]
+        if not keep:
+            for name in ("actions", "children", "visits", "q", "priors"):
+                new[name][0] = None
+    if policy is not None:
+        new["policy"][0] = list(policy)
+        new["raw_values"][0] = value
+    if new["actions"][0] is not None:
+        k = len(new["actions"][0])
+        if continuous:
+            new["priors"][0] = [1.0 / k] * k
+        else:
+            logits = [new["policy"][0][a] for a in new["actions"][0]]
+            new["priors"][0] = softmax(logits) if max(logits) > -math.inf else [1.0 / k] * k
+        visits, qs = new["visits"][0], new["q"][0]
+        total = 1 + sum(visits)
+        new["node_visits"][0] = total
+        new["node_values"][0] = (new["raw_values"][0] + sum(
+            v * q for v, q in zip(visits, qs) if v > 0)) / total
+    else:
+        new["node_visits"][0] = 1
+        new["node_values"][0] = new["raw_values"][0]
+    new["reward"][0] = 0.0
+    new["discount"][0] = 0.0
+    return new

@@ -245,7 +245,8 @@ def test_a_search_rebuilt_from_its_settings_searches_the_same():
         np.testing.assert_array_equal(np.asarray(a.policy), np.asarray(b.policy))
         other = build_search(search_spec(search), seed=4).search(model, model.initial_inference(obs))
         assert other.policy.shape == a.policy.shape
-    with pytest.raises(TypeError, match="search must be a wm.MCTS, wm.GumbelMCTS or wm.StochasticMCTS"):
+    with pytest.raises(TypeError, match="search must be a wm.MCTS, wm.GumbelMCTS, "
+                                        "wm.StochasticMCTS or wm.SampledMCTS"):
         search_spec(object())
 
 
@@ -290,3 +291,35 @@ def test_demo_smoke_on_ray(cluster, tmp_path, capsys):
     assert ray.is_initialized()      # the demo leaves a Ray it did not start running
     agent = MuZeroAgent.load(str(tmp_path / "agent.pt"), lambda: gym.make("CartPole-v1"))
     assert agent.env_steps == result["env_steps"]
+
+
+def test_a_sampled_search_rebuilt_from_its_settings_searches_the_same():
+    from wmfast.muzero import SampledMLPNetwork
+
+    net = SampledMLPNetwork(3, 2, action_low=-2.0, action_high=[1.0, 2.0], latent_dim=8,
+                            hidden=16, support_size=0)
+    model = SearchModel(net, 0)
+    obs = torch.randn(6, 3)
+    search = wm.SampledMCTS(4, 10, action_dim=2, action_low=-2.0, action_high=[1.0, 2.0],
+                            dirichlet_fraction=0.25, seed=3, unvisited_q="parent_value")
+    copy = build_search(search_spec(search), seed=3)
+    assert type(copy) is wm.SampledMCTS and copy.num_samples == 4 and copy.continuous
+    a = search.search(model, model.initial_inference(obs))
+    b = copy.search(model, model.initial_inference(obs))
+    np.testing.assert_array_equal(np.asarray(a.actions), np.asarray(b.actions))
+    np.testing.assert_array_equal(np.asarray(a.policy), np.asarray(b.policy))
+
+
+@needs_ray
+def test_sampled_muzero_trains_on_ray(cluster):
+    from muzero_chain import Bandit, bandit_config
+
+    agent = MuZeroAgent(Bandit, config=bandit_config(num_envs=4, min_replay=16, batch_size=16))
+    with pytest.raises(ValueError, match="reanalyse actors do not run search='sampled'"):
+        agent.train(10, backend="ray", num_reanalysers=1, progress=False)
+    agent.train(200, backend="ray", num_actors=2, progress=False)
+    _assert_every_game_stored_once(agent)
+    assert agent.updates > 0 and len(agent.replay) >= 100
+    valid = agent.replay.valid
+    assert np.all(np.abs(agent.replay.samples[valid] - agent.replay.actions[valid][:, None])
+                  .min(1) == 0.0)

@@ -242,6 +242,11 @@ class SampledSearchState:
         Copies of the trees as CPU tensors: mctx's Tree fields over the K sampled children, children_actions and num_children.
         """
     @property
+    def latent_device(self) -> torch.device:
+        """
+        The device of the node latents
+        """
+    @property
     def latents(self) -> torch.Tensor:
         """
         [B, num_nodes, ...] latent of every node (a copy; zero for nodes never evaluated)
@@ -600,7 +605,7 @@ def shift_plan(plan: torch.Tensor, steps: typing.SupportsInt | typing.SupportsIn
     """
 BUILT_WITH_CUDA: bool = False
 TORCH_VERSION: str = '2.13.0+cpu'
-def sampled_search(config: SampledConfig, model_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], root_value: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, root_actions: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, root_indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> SampledSearchState:
+def sampled_search(config: SampledConfig, model_fn: typing.Any, root_latent: typing.Any, root_logits: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, root_value: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, invalid: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None, root_actions: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None, root_indices: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, reuse: typing.Any, actions_taken: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, stream: typing.SupportsInt | typing.SupportsIndex) -> SampledSearchState:
     """
     Runs a batched Sampled MuZero search (inputs validated by wmfast.sampled); returns a SampledSearchState.
     """

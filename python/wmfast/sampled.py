@@ -364,9 +364,11 @@ class SampledMCTS:
     def search(
         self,
         model: Any,
-        root: Root,
+        root: Root | None,
         legal_actions: Any = None,
         root_actions: Any = None,
+        reuse: SampledResult | None = None,
+        action_taken: Any = None,
     ) -> SampledResult:
         """Searches from B roots.
 
@@ -378,12 +380,33 @@ class SampledMCTS:
           legal_actions: [B, A] bool legal root actions (discrete only; None: all legal).
           root_actions: the K root samples to use instead of drawing them (e.g. stored samples
             to reanalyse): [B, K, D] inside the bounds, or [B, K] distinct legal actions.
+            Not with reuse.
+          reuse: the SampledResult of this planner's previous search: each tree continues
+            from the subtree under the root sample it played (as wm.MCTS's reuse). With a
+            root, the new roots take its policy and value (kept samples and their statistics
+            stay; discrete priors are recomputed from the new logits); root None keeps the
+            subtree roots' own. legal_actions drops kept root samples that are now illegal.
+          action_taken: [B] int, with reuse: the index (in [0, K)) of the root sample played
+            in each tree (e.g. the previous result's ``index``), or -1 to start that tree
+            afresh from ``root``. A sample never expanded also starts afresh (root needed).
 
         Returns:
           a SampledResult of CPU tensors (action, index, actions, visit_counts, policy, priors,
           q_values, root_value) and the trees (``.tree``).
         """
         fn = _model_fn(model)
+        if reuse is not None and (not isinstance(reuse, SampledResult) or reuse._state is None):
+            raise TypeError(
+                f"reuse must be the SampledResult of a previous search, got {type(reuse).__name__}"
+            )
+        if reuse is None and action_taken is not None:
+            raise ValueError("action_taken is only meaningful with reuse=")
+        if root is None:
+            if reuse is None:
+                raise ValueError("root is required (it may be omitted only with reuse=)")
+            return self._continue(fn, None, reuse, action_taken, legal_actions, root_actions)
+        if reuse is not None:
+            return self._continue(fn, root, reuse, action_taken, legal_actions, root_actions)
         latent = _root_latent(root)
         B = latent.shape[0]
         config = self.config
@@ -446,10 +469,76 @@ class SampledMCTS:
                 fixed_indices = np.ascontiguousarray(given, dtype=np.int64)
         stream = self._searches
         state = self._ext.sampled_search(
-            config, fn, latent, logits, value, invalid, fixed_actions, fixed_indices, stream
+            config, fn, latent, logits, value, invalid, fixed_actions, fixed_indices, None, None,
+            stream,
         )
         self._searches += 1
         self.config = config
+        return SampledResult(**state.take_results(), _state=state)
+
+    def _continue(
+        self, fn: Any, root: Root | None, reuse: SampledResult, action_taken: Any,
+        legal_actions: Any, root_actions: Any,
+    ) -> SampledResult:
+        """search() with reuse: checks the reuse arguments, then continues in C++."""
+        config = self.config
+        if root_actions is not None:
+            raise ValueError("root_actions cannot be combined with reuse (the kept roots have "
+                             "their samples)")
+        if self.continuous and config.action_dim == 0:
+            raise ValueError("reuse must come from a search of this planner (it has not searched "
+                             "yet)")
+        K, D, A = config.num_samples, config.action_dim, config.num_actions
+        prev_k = reuse.visit_counts.shape[1]
+        prev_d = reuse.actions.shape[2] if reuse.actions.dim() == 3 else 0
+        if prev_k != K or prev_d != D:
+            raise ValueError(
+                f"reuse: the previous search had num_samples={prev_k}, action_dim={prev_d}; this "
+                f"planner has num_samples={K}, action_dim={D}"
+            )
+        B = reuse.index.shape[0]
+        latent = logits = value = None
+        if root is not None:
+            latent = _root_latent(root)
+            if latent.shape[0] != B:
+                raise ValueError(
+                    f"reuse: the previous search had {B} trees, root.latent has {latent.shape[0]}"
+                )
+            if latent.device != reuse._state.latent_device:
+                raise ValueError(
+                    f"root.latent is on {latent.device} but the reused search's latents are on "
+                    f"{reuse._state.latent_device}"
+                )
+            width = 2 * D if self.continuous else A
+            logits = np.ascontiguousarray(
+                _as_numpy(_float_array(root.logits, "root.logits", (B, width))), dtype=np.float32
+            )
+            value = np.ascontiguousarray(
+                _as_numpy(_float_array(root.value, "root.value", (B,))), dtype=np.float32
+            )
+        if legal_actions is not None and self.continuous:
+            raise ValueError("legal_actions: continuous actions have no legal-action mask")
+        invalid = _invalid_mask(legal_actions, B, A)
+        if action_taken is None:
+            raise ValueError(
+                "action_taken is required with reuse: the index of the root sample played per tree"
+            )
+        taken = action_taken
+        if isinstance(taken, torch.Tensor):
+            taken = taken.detach().cpu().numpy()
+        taken = np.asarray(taken).reshape(-1) if np.ndim(taken) == 0 else np.asarray(taken)
+        if taken.dtype.kind not in "iu":
+            raise TypeError(
+                f"action_taken must hold integers (root sample indices), got dtype {taken.dtype}"
+            )
+        if taken.shape != (B,):
+            raise ValueError(f"action_taken must have shape [{B}], got {list(taken.shape)}")
+        taken = np.ascontiguousarray(taken, dtype=np.int64)
+        stream = self._searches
+        state = self._ext.sampled_search(
+            config, fn, latent, logits, value, invalid, None, None, reuse._state, taken, stream
+        )
+        self._searches += 1
         return SampledResult(**state.take_results(), _state=state)
 
 

@@ -89,9 +89,11 @@ void ValidateSampledConfig(const SampledConfig& c) {
   WMFAST_CHECK_ARG(c.num_threads >= 1, "num_threads must be >= 1, got ", c.num_threads);
 }
 
-SampledSearch::SampledSearch(const SampledConfig& config, int64_t batch_size, uint64_t stream)
+SampledSearch::SampledSearch(const SampledConfig& config, int64_t batch_size, uint64_t stream,
+                             int64_t num_nodes)
     : config_(config),
-      tree_(batch_size, config.num_simulations + 1, config.num_samples),
+      tree_(batch_size, num_nodes > 0 ? num_nodes : config.num_simulations + 1,
+            config.num_samples),
       stream_(stream),
       P_(config.policy_width()) {
   ValidateSampledConfig(config_);
@@ -109,6 +111,7 @@ SampledSearch::SampledSearch(const SampledConfig& config, int64_t batch_size, ui
     sample_indices_.resize(B * N * K);
   }
   num_children_.assign(B * N, 0);
+  first_new_.assign(B, 1);
   running_min_.assign(B, kInf);
   running_max_.assign(B, -kInf);
   leaf_parent_.resize(B);
@@ -124,16 +127,20 @@ SampledSearch::SampledSearch(const SampledConfig& config, int64_t batch_size, ui
   out_policy_.resize(B * P_);
 }
 
-void SampledSearch::InitFromRoots(const SampledRootInput& root) {
-  const int64_t B = tree_.batch_size, K = config_.num_samples, D = config_.action_dim;
+void SampledSearch::CheckRootInput(const SampledRootInput& root, bool need_policy) {
+  const int64_t B = tree_.batch_size;
   const int A = config_.num_actions;
-  WMFAST_CHECK_ARG(root.policy != nullptr && root.values != nullptr,
+  WMFAST_CHECK_ARG(!need_policy || (root.policy != nullptr && root.values != nullptr),
                    "a search needs root logits and values");
+  WMFAST_CHECK_ARG((root.policy == nullptr) == (root.values == nullptr),
+                   "root logits and values go together");
   using model::NameBy;
-  // Continuous policies (mean, log_std) must be finite; discrete logits may be -inf (never drawn).
-  model::CheckFiniteRows(root.policy, B, P_, "root.logits",
-                         /*allow_minus_inf=*/!config_.continuous(), NameBy::kEntry);
-  model::CheckFiniteRows(root.values, B, 0, "root.value", false, NameBy::kEntry);
+  if (root.policy != nullptr) {
+    // Continuous policies (mean, log_std) must be finite; discrete logits may be -inf.
+    model::CheckFiniteRows(root.policy, B, P_, "root.logits",
+                           /*allow_minus_inf=*/!config_.continuous(), NameBy::kEntry);
+    model::CheckFiniteRows(root.values, B, 0, "root.value", false, NameBy::kEntry);
+  }
   if (!config_.continuous()) {
     root_invalid_.assign(B * A, 0);
     if (root.invalid != nullptr) {
@@ -152,6 +159,12 @@ void SampledSearch::InitFromRoots(const SampledRootInput& root) {
     WMFAST_CHECK_ARG(root.action_indices == nullptr,
                      "root_actions: continuous actions are [B, K, action_dim] floats");
   }
+}
+
+void SampledSearch::InitFromRoots(const SampledRootInput& root) {
+  const int64_t B = tree_.batch_size, K = config_.num_samples, D = config_.action_dim;
+  const int A = config_.num_actions;
+  CheckRootInput(root, /*need_policy=*/true);
   // Fixed root samples are checked before anything is written.
   if (root.actions != nullptr) {
     for (int64_t i = 0; i < B * K * D; ++i) {
@@ -211,6 +224,193 @@ void SampledSearch::InitFromRoots(const SampledRootInput& root) {
       EnsureSampled(b, kRootIndex);
     }
     if (config_.dirichlet_fraction > 0.0f) AddRootNoise(b);
+  }
+}
+
+int64_t SampledSearch::NodesForReuse(const SampledSearch& previous, const int64_t* taken,
+                                     int num_simulations) {
+  const Tree& old = previous.tree_;
+  int64_t largest = 1;
+  std::vector<uint8_t> inside(old.num_nodes);
+  for (int64_t b = 0; b < old.batch_size; ++b) {
+    const int64_t root = old.Node(b, kRootIndex);
+    const int n = previous.num_children_[root];
+    WMFAST_CHECK_ARG(taken[b] >= kStartAfresh && taken[b] < n, "action_taken[", b,
+                     "] must be the index of a root sample of the previous search, in [0, ", n,
+                     "), or ", kStartAfresh, " (start the tree afresh), got ", taken[b]);
+    if (taken[b] == kStartAfresh) continue;
+    const int32_t child = old.children(root)[taken[b]];
+    if (child == kUnvisited) continue;
+    // Old node indices ascend from parent to child: one pass finds the subtree.
+    std::fill(inside.begin(), inside.end(), 0);
+    inside[child] = 1;
+    int64_t size = 1;
+    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
+      const int64_t id = old.Node(b, n);
+      const int32_t parent = old.created(id) ? old.parent(id) : kNoParent;
+      if (parent >= 0 && inside[parent]) {
+        inside[n] = 1;
+        ++size;
+      }
+    }
+    largest = std::max(largest, size);
+  }
+  return largest + num_simulations;
+}
+
+void SampledSearch::InitFromPrevious(const SampledSearch& previous, const int64_t* taken,
+                                     const SampledRootInput& root,
+                                     std::vector<int64_t>* slot_map) {
+  const Tree& old = previous.tree_;
+  const SampledConfig& pc = previous.config_;
+  const int64_t B = tree_.batch_size, K = config_.num_samples, D = config_.action_dim;
+  const int A = config_.num_actions;
+  WMFAST_CHECK_ARG(pc.num_samples == K && pc.action_dim == D && pc.num_actions == A,
+                   "reuse: the previous search had num_samples=", pc.num_samples,
+                   " action_dim=", pc.action_dim, " num_actions=", pc.num_actions,
+                   ", this one has num_samples=", K, " action_dim=", D, " num_actions=", A);
+  WMFAST_CHECK_ARG(old.batch_size == B, "reuse: the previous search had ", old.batch_size,
+                   " trees, this one has ", B);
+  WMFAST_CHECK_ARG(root.actions == nullptr && root.action_indices == nullptr,
+                   "root_actions cannot be combined with reuse (the kept roots have samples)");
+  CheckRootInput(root, /*need_policy=*/false);
+  const bool has_root = root.policy != nullptr;
+  // Every tree is checked before any is built (a rejected call builds nothing).
+  std::vector<int32_t> new_roots(B);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t old_root = old.Node(b, kRootIndex);
+    WMFAST_CHECK_ARG(taken[b] >= kStartAfresh && taken[b] < previous.num_children_[old_root],
+                     "action_taken[", b, "] must be in [0, ", previous.num_children_[old_root],
+                     ") or ", kStartAfresh, ", got ", taken[b]);
+    new_roots[b] = taken[b] == kStartAfresh ? kUnvisited : old.children(old_root)[taken[b]];
+    if (new_roots[b] != kUnvisited || has_root) continue;
+    if (taken[b] == kStartAfresh) {
+      throw std::invalid_argument(StrCat("action_taken[", b, "] is ", kStartAfresh,
+                                         " (start afresh), which needs a root to start from"));
+    }
+    throw std::invalid_argument(StrCat(
+        "action_taken: root sample ", taken[b], " was never expanded in tree ", b,
+        " of the previous search, so there is no subtree to continue from; pass a root to "
+        "start that tree afresh"));
+  }
+  slot_map->assign(B * tree_.num_nodes, -1);
+  std::vector<int32_t> old_to_new(old.num_nodes);
+  std::vector<int32_t> edge_map(K);
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t child = new_roots[b];
+    const int64_t new_root = tree_.Node(b, kRootIndex);
+    if (child == kUnvisited) {
+      tree_.Create(new_root);
+      std::copy_n(root.policy + b * P_, P_, &policy_[new_root * P_]);
+      tree_.raw_value(new_root) = root.values[b];
+      tree_.node_value(new_root) = root.values[b];
+      tree_.node_visits(new_root) = 1;
+      EnsureSampled(b, kRootIndex);
+      if (config_.dirichlet_fraction > 0.0f) AddRootNoise(b);
+      continue;
+    }
+    // The kept root samples (a sample now illegal is dropped with its subtree).
+    const int64_t old_child = old.Node(b, child);
+    const int n_old = previous.num_children_[old_child];
+    int n_kept = 0;
+    for (int k = 0; k < n_old; ++k) {
+      const bool illegal = !config_.continuous() && root.invalid != nullptr &&
+                           root.invalid[b * A + previous.sample_indices_[old_child * K + k]];
+      edge_map[k] = illegal ? -1 : n_kept++;
+    }
+    std::fill(old_to_new.begin(), old_to_new.end(), -1);
+    old_to_new[child] = 0;
+    int32_t next = 1;
+    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
+      const int64_t id = old.Node(b, n);
+      if (!old.created(id)) continue;
+      const int32_t parent = old.parent(id);
+      if (parent < 0 || old_to_new[parent] < 0) continue;
+      if (parent == child && edge_map[old.action_from_parent(id)] < 0) continue;
+      old_to_new[n] = next++;
+    }
+    for (int64_t n = child; n < old.num_nodes; ++n) {
+      const int32_t k = old_to_new[n];
+      if (k < 0) continue;
+      const int64_t src = old.Node(b, n), dst = tree_.Node(b, k);
+      tree_.CopyNode(dst, old, src);
+      std::copy_n(&previous.policy_[src * P_], P_, &policy_[dst * P_]);
+      num_children_[dst] = previous.num_children_[src];
+      if (config_.continuous()) {
+        std::copy_n(&previous.samples_[src * K * D], K * D, &samples_[dst * K * D]);
+      } else {
+        std::copy_n(&previous.sample_indices_[src * K], K, &sample_indices_[dst * K]);
+      }
+      if (k == 0) {
+        tree_.parent(dst) = kNoParent;
+        tree_.action_from_parent(dst) = kNoParent;
+      } else {
+        const int32_t old_parent = tree_.parent(dst);
+        tree_.parent(dst) = old_to_new[old_parent];
+        if (old_parent == child) {
+          tree_.action_from_parent(dst) = edge_map[tree_.action_from_parent(dst)];
+        }
+      }
+      int32_t* children = tree_.children(dst);
+      for (int e = 0; e < K; ++e) {
+        if (children[e] != kUnvisited) children[e] = old_to_new[children[e]];
+      }
+      (*slot_map)[Slot(b, k)] = previous.Slot(b, n);
+    }
+    first_new_[b] = next;
+    if (n_kept < n_old) {
+      // Compacts the root's edges to the kept samples.
+      float* q = tree_.q(new_root);
+      int32_t* visits = tree_.visits(new_root);
+      int32_t* children = tree_.children(new_root);
+      int64_t* indices = &sample_indices_[new_root * K];
+      for (int k = 0; k < n_old; ++k) {
+        const int j = edge_map[k];
+        if (j < 0) continue;
+        q[j] = q[k];
+        visits[j] = visits[k];
+        children[j] = children[k];
+        indices[j] = indices[k];
+      }
+      for (int j = n_kept; j < K; ++j) {
+        q[j] = 0.0f;
+        visits[j] = 0;
+        children[j] = kUnvisited;
+      }
+      num_children_[new_root] = n_kept;
+    }
+    if (has_root) {
+      std::copy_n(root.policy + b * P_, P_, &policy_[new_root * P_]);
+      tree_.raw_value(new_root) = root.values[b];
+    }
+    if (num_children_[new_root] == 0) {
+      tree_.priors_ready(new_root) = 0;  // never descended from, or all dropped: draws anew
+      EnsureSampled(b, kRootIndex);
+    } else {
+      SetSamplePriors(new_root, num_children_[new_root]);
+    }
+    if (config_.dirichlet_fraction > 0.0f) AddRootNoise(b);
+    // The root's visits and value from its kept children (its raw value may have changed).
+    int32_t visits = 1;
+    double sum = tree_.raw_value(new_root);
+    for (int k = 0; k < num_children_[new_root]; ++k) {
+      const int32_t v = tree_.visits(new_root)[k];
+      if (v == 0) continue;
+      visits += v;
+      sum += v * static_cast<double>(tree_.q(new_root)[k]);
+    }
+    tree_.node_visits(new_root) = visits;
+    tree_.node_value(new_root) = static_cast<float>(sum / visits);
+    if (config_.qtransform == QTransform::kRunningMinMax) {
+      for (int64_t n = 0; n < next; ++n) {
+        const int64_t id = tree_.Node(b, n);
+        for (int k = 0; k < num_children_[id]; ++k) {
+          if (tree_.visits(id)[k] == 0) continue;
+          running_min_[b] = std::min(running_min_[b], tree_.q(id)[k]);
+          running_max_[b] = std::max(running_max_[b], tree_.q(id)[k]);
+        }
+      }
+    }
   }
 }
 
@@ -275,26 +475,32 @@ void SampledSearch::EnsureSampled(int64_t b, int64_t node) {
   const int64_t id = tree_.Node(b, node);
   if (tree_.priors_ready(id)) return;
   const int K = config_.num_samples;
-  float* logits = tree_.prior_logits(id);
   int n = K;
   if (config_.continuous()) {
     DrawContinuous(b, node, &samples_[id * K * config_.action_dim]);
-    std::fill_n(logits, K, 0.0f);  // beta-hat of K draws from pi: 1/K each
   } else {
     const uint8_t* invalid =
         node == kRootIndex ? &root_invalid_[b * config_.num_actions] : nullptr;
+    n = DrawDiscrete(b, node, invalid, &sample_indices_[id * K]);
+  }
+  SetSamplePriors(id, n);
+}
+
+void SampledSearch::SetSamplePriors(int64_t id, int n) {
+  const int K = config_.num_samples;
+  float* logits = tree_.prior_logits(id);
+  if (config_.continuous()) {
+    std::fill_n(logits, n, 0.0f);  // beta-hat of K draws from pi: 1/K each
+  } else {
     int64_t* chosen = &sample_indices_[id * K];
-    n = DrawDiscrete(b, node, invalid, chosen);
     const float* policy = &policy_[id * P_];
     bool any_finite = false;
     for (int k = 0; k < n; ++k) any_finite |= policy[chosen[k]] > -kInf;
     // pi restricted to the sample and renormalised (all -inf: equally likely).
     for (int k = 0; k < n; ++k) logits[k] = any_finite ? policy[chosen[k]] : 0.0f;
-    for (int k = n; k < K; ++k) {
-      chosen[k] = -1;
-      logits[k] = -kInf;
-    }
+    for (int k = n; k < K; ++k) chosen[k] = -1;
   }
+  for (int k = n; k < K; ++k) logits[k] = -kInf;
   Softmax(logits, n, tree_.priors(id));
   for (int k = n; k < K; ++k) tree_.priors(id)[k] = 0.0f;
   num_children_[id] = n;
@@ -407,7 +613,7 @@ void SampledSearch::Select(int64_t b, int sim) {
     }
     leaf_parent_[b] = node;
     leaf_edge_[b] = k;
-    leaf_node_[b] = child == kUnvisited ? 1 + sim : child;
+    leaf_node_[b] = child == kUnvisited ? first_new_[b] + sim : child;
     source_slots_[b] = Slot(b, node);
     target_slots_[b] = Slot(b, leaf_node_[b]);
     if (config_.continuous()) {

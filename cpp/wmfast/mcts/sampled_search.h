@@ -86,12 +86,34 @@ struct SampledRootInput {
 
 class SampledSearch {
  public:
-  // `stream` separates the random streams of successive searches with one seed.
-  SampledSearch(const SampledConfig& config, int64_t batch_size, uint64_t stream);
+  // `stream` separates the random streams of successive searches with one seed. num_nodes is
+  // the node capacity of each tree: 0 means num_simulations + 1 (a fresh search); more when
+  // reusing (NodesForReuse).
+  SampledSearch(const SampledConfig& config, int64_t batch_size, uint64_t stream,
+                int64_t num_nodes = 0);
+
+  // Node capacity a search continuing `previous` after `taken` [B] needs. taken[b] is the
+  // index (in [0, K)) of the root sample played in tree b, or kStartAfresh. Throws
+  // std::invalid_argument naming action_taken when an index is out of range.
+  static int64_t NodesForReuse(const SampledSearch& previous, const int64_t* taken,
+                               int num_simulations);
 
   // Fresh trees holding their roots, with the root samples drawn (or copied). Throws
   // std::invalid_argument naming root.logits, root.value, legal_actions or root_actions.
   void InitFromRoots(const SampledRootInput& root);
+
+  // Trees made of the subtrees of `previous` under the root samples `taken` [B] (as
+  // Search::InitFromPrevious; kStartAfresh or a sample never expanded: tree b starts from
+  // root b alone, which then must be given). With root.policy (and values) the new roots take
+  // them: their kept samples stay (the statistics are theirs), their priors are recomputed from
+  // the new policy (discrete; continuous priors are 1/K whatever the policy), and a root never
+  // descended from draws its samples from it. Without, the subtree roots keep their own policy
+  // and raw value. root.invalid (discrete) drops the kept root samples that are now illegal,
+  // with their subtrees (all dropped: the root draws anew). Root noise applies either way.
+  // root.actions / action_indices are not accepted here. Fills slot_map [B * num_nodes]: for
+  // each new latent slot the previous search's slot holding its latent, or -1.
+  void InitFromPrevious(const SampledSearch& previous, const int64_t* taken,
+                        const SampledRootInput& root, std::vector<int64_t>* slot_map);
 
   // Runs the simulations and computes the results. `poll` (may be empty) runs between
   // simulations on the calling thread and may throw to stop the search.
@@ -135,6 +157,11 @@ class SampledSearch {
  private:
   // Draws node id's samples and priors (once), from its stored policy output.
   void EnsureSampled(int64_t b, int64_t node);
+  // Priors of node id's n samples from its stored policy: 1/n (continuous) or the policy
+  // restricted to the sampled actions and renormalised (discrete; all -inf: 1/n).
+  void SetSamplePriors(int64_t id, int n);
+  // Checks root.policy / root.values / root.invalid and copies the discrete root mask.
+  void CheckRootInput(const SampledRootInput& root, bool need_policy);
   void DrawContinuous(int64_t b, int64_t node, float* out) const;
   int DrawDiscrete(int64_t b, int64_t node, const uint8_t* invalid, int64_t* out) const;
   void AddRootNoise(int64_t b);
@@ -154,6 +181,7 @@ class SampledSearch {
   std::vector<float> samples_;          // [B * N, K, D]
   std::vector<int64_t> sample_indices_;  // [B * N, K]
   std::vector<int32_t> num_children_;   // [B * N]
+  std::vector<int32_t> first_new_;      // [B] index of the first node a simulation creates
   std::vector<float> running_min_, running_max_;  // [B] kRunningMinMax bounds
   std::vector<uint8_t> root_invalid_;   // [B, A] discrete root mask
 

@@ -28,7 +28,7 @@ from wmfast.muzero.loss import unrolled_loss
 from wmfast.muzero.networks import MLPNetwork, SearchModel
 from wmfast.muzero.reanalyse import reanalyse
 from wmfast.muzero.replay import Replay
-from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, _legal_mask, stack_masks
+from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay, _legal_mask, env_action, stack_masks
 from wmfast.muzero.stochastic import (
     STOCHASTIC_NETWORK_METHODS,
     StochasticMLPNetwork,
@@ -43,22 +43,30 @@ class TrainingError(RuntimeError):
     """Training cannot continue (e.g. the loss became NaN); the message names the update."""
 
 
-def _check_env(env: Any) -> tuple[tuple[int, ...], Any, int]:
+def _check_env(env: Any, sampled: bool = False) -> tuple[tuple[int, ...], Any, int]:
+    """(observation shape, observation dtype, A); A is 0 for a Box action space (sampled)."""
     import gymnasium as gym
 
-    if not isinstance(env.action_space, gym.spaces.Discrete):
+    box = isinstance(env.action_space, gym.spaces.Box)
+    if not isinstance(env.action_space, gym.spaces.Discrete) and not (sampled and box):
         raise TypeError(
             "MuZeroAgent needs a Discrete action space, got "
-            f"{type(env.action_space).__name__} ({env.action_space}); continuous actions need a "
-            "sampled search (not in this agent)"
-        )
+            f"{type(env.action_space).__name__} ({env.action_space}); continuous (Box) actions "
+            "need Config(search='sampled') (Sampled MuZero)")
+    if box:
+        space = env.action_space
+        if len(space.shape) != 1 or not (np.isfinite(space.low).all()
+                                         and np.isfinite(space.high).all()):
+            raise TypeError(f"search='sampled' needs a 1-D Box action space with finite bounds, "
+                            f"got {space}")
     if not isinstance(env.observation_space, gym.spaces.Box):
         raise TypeError(
             "MuZeroAgent needs a Box observation space, got "
             f"{type(env.observation_space).__name__} ({env.observation_space}); wrap the "
             "environment (e.g. gymnasium.wrappers.FlattenObservation / a one-hot wrapper)"
         )
-    return tuple(env.observation_space.shape), env.observation_space.dtype, int(env.action_space.n)
+    return (tuple(env.observation_space.shape), env.observation_space.dtype,
+            0 if box else int(env.action_space.n))
 
 
 @contextlib.contextmanager
@@ -82,14 +90,17 @@ def search_model(network: Any, config: Config) -> Any:
 
 
 class MuZeroAgent:
-    """A MuZero agent for a gymnasium environment with Discrete actions and Box observations.
+    """A MuZero agent for a gymnasium environment with Discrete actions and Box observations;
+    with ``Config(search="sampled")`` (Sampled MuZero, ``wmfast.muzero.sampled``) also Box
+    actions, planned with wm.SampledMCTS over ``num_samples`` sampled actions.
 
     Args:
       env_fn: makes one environment (called ``config.num_envs`` times, plus for evaluation).
       network: an ``nn.Module`` with ``initial_inference`` / ``recurrent_inference``
         (``wmfast.muzero.networks``); with Config.search="stochastic", one with Stochastic
         MuZero's functions (``wmfast.muzero.stochastic``). None builds the reference MLP
-        network (MLPNetwork / StochasticMLPNetwork) from the config.
+        network from the config (MLPNetwork, StochasticMLPNetwork, or for Box actions a
+        SampledMLPNetwork: a Gaussian policy clipped to the bounds).
       config: a ``wmfast.muzero.Config``.
       search: the search to plan with (a wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS); None
         builds the one the
@@ -112,15 +123,30 @@ class MuZeroAgent:
             raise TypeError(f"config must be a wmfast.muzero.Config, got {type(config).__name__}")
         self.env_fn = env_fn
         probe = env_fn()
-        self.obs_shape, obs_dtype, self.num_actions = _check_env(probe)
+        sampled = config.search == "sampled"
+        self.obs_shape, obs_dtype, self.num_actions = _check_env(probe, sampled)
+        # Box actions (search="sampled"): D and the bounds; None for Discrete actions.
+        self.action_dim: int | None = None
+        if self.num_actions == 0:
+            self.action_dim = int(probe.action_space.shape[0])
+            self.action_low = np.asarray(probe.action_space.low, np.float32)
+            self.action_high = np.asarray(probe.action_space.high, np.float32)
         probe.close()
+        if sampled:
+            self._check_sampled(config)
         torch.manual_seed(config.seed)
         stochastic = config.search == "stochastic"
         if network is None and stochastic:
             network = StochasticMLPNetwork(int(np.prod(self.obs_shape)), self.num_actions,
                                            config.num_chance_outcomes, config.latent_dim,
                                            config.hidden, config.support_size)
-        elif network is None:
+        elif network is None and self.action_dim is not None:
+            from wmfast.muzero.sampled import SampledMLPNetwork
+
+            network = SampledMLPNetwork(int(np.prod(self.obs_shape)), self.action_dim,
+                                        self.action_low, self.action_high, config.latent_dim,
+                                        config.hidden, config.support_size)
+        if network is None:
             network = MLPNetwork(int(np.prod(self.obs_shape)), self.num_actions,
                                  config.latent_dim, config.hidden, config.support_size)
         methods = STOCHASTIC_NETWORK_METHODS if stochastic else ("initial_inference", "recurrent_inference")
@@ -137,9 +163,22 @@ class MuZeroAgent:
         self.optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         obs_dtype = np.float32 if np.issubdtype(obs_dtype, np.floating) else obs_dtype
-        self.replay = Replay(config.replay_capacity, self.obs_shape, obs_dtype, self.num_actions,
-                             config.discount, config.td_steps, config.unroll_steps,
-                             config.priority_alpha, config.priority_beta, seed=config.seed)
+        if sampled:
+            from wmfast.muzero.sampled import SampledReplay
+
+            actions: dict[str, Any] = ({"num_actions": self.num_actions} if self.action_dim is None
+                                       else {"action_dim": self.action_dim,
+                                             "action_low": self.action_low,
+                                             "action_high": self.action_high})
+            self.replay: Replay = SampledReplay(
+                config.replay_capacity, self.obs_shape, obs_dtype, config.num_samples,
+                config.discount, config.td_steps, config.unroll_steps, config.priority_alpha,
+                config.priority_beta, seed=config.seed, **actions)
+        else:
+            self.replay = Replay(config.replay_capacity, self.obs_shape, obs_dtype,
+                                 self.num_actions, config.discount, config.td_steps,
+                                 config.unroll_steps, config.priority_alpha,
+                                 config.priority_beta, seed=config.seed)
         self.env_steps = 0
         self.updates = 0
         self.episodes = 0
@@ -151,6 +190,17 @@ class MuZeroAgent:
         self._native_model: Any = None   # Config.native_selfplay: a NativeSearchModel
         self.ray_runner: Any = None   # the last backend="ray" run (actors, received games)
 
+    def _check_sampled(self, c: Config) -> None:
+        if self.action_dim is None and c.num_samples > self.num_actions:
+            raise ValueError(f"Config.num_samples must be <= the number of actions "
+                             f"({self.num_actions}) with a Discrete action space (sampled "
+                             f"without replacement), got {c.num_samples}")
+        if self.action_dim is None and c.reanalyse_fraction > 0:
+            # A position with fewer legal actions than K stores fewer samples, which the search
+            # cannot be given back as root samples.
+            raise ValueError("Config.reanalyse_fraction > 0 with search='sampled' needs a Box "
+                             "action space (reanalysing discrete samples is not offered)")
+
     def _make_search(self, noise: bool) -> Any:
         c = self.config
         if c.search == "stochastic":
@@ -159,6 +209,19 @@ class MuZeroAgent:
                                      pb_c_base=c.pb_c_base, dirichlet_alpha=c.dirichlet_alpha,
                                      dirichlet_fraction=c.dirichlet_fraction if noise else 0.0,
                                      seed=c.seed, temperature=0.0)
+        if c.search == "sampled":
+            # Unvisited samples count as their parent's value (see wm.SampledMCTS): with the
+            # uniform priors of continuous samples, mctx's minimum stops trying new samples.
+            actions: dict[str, Any] = ({"num_actions": self.num_actions} if self.action_dim is None
+                                       else {"action_dim": self.action_dim,
+                                             "action_low": self.action_low,
+                                             "action_high": self.action_high})
+            return wm.SampledMCTS(c.num_samples, c.num_simulations, discount=c.discount,
+                                  pb_c_init=c.pb_c_init, pb_c_base=c.pb_c_base,
+                                  dirichlet_alpha=c.dirichlet_alpha,
+                                  dirichlet_fraction=c.dirichlet_fraction if noise else 0.0,
+                                  seed=c.seed, temperature=0.0, unvisited_q="parent_value",
+                                  **actions)
         if c.search == "gumbel":
             return wm.GumbelMCTS(self.num_actions, c.num_simulations,
                                  max_num_considered_actions=c.max_num_considered_actions,
@@ -179,11 +242,15 @@ class MuZeroAgent:
                                       legal_actions=legal)
         if self.config.search == "gumbel":
             return np.asarray(out.action).astype(np.int64)
-        return np.asarray(out.visit_counts).argmax(axis=1)
+        best = np.asarray(out.visit_counts).argmax(axis=1)
+        if self.config.search == "sampled":   # the most visited root sample
+            return np.asarray(out.actions)[np.arange(len(best)), best]
+        return best
 
     def act(self, obs: Any, legal_actions: Any = None) -> int | torch.Tensor:
-        """The greedy action (most visited; Gumbel: the best considered action without noise):
-        an int for one observation, an int64 tensor [B] for a batch [B, *obs_shape].
+        """The greedy action (most visited; Gumbel: the best considered action without noise;
+        sampled: the most visited root sample): an int for one observation, an int64 tensor [B]
+        for a batch [B, *obs_shape]; Box actions: a float32 tensor [D] or [B, D].
         ``legal_actions``: [A] or [B, A] bool (None: all legal, or the environment's mask is
         not known here)."""
         array = np.asarray(obs)
@@ -192,9 +259,14 @@ class MuZeroAgent:
             raise ValueError(f"obs must have shape {list(self.obs_shape)} or [B, "
                              f"{', '.join(map(str, self.obs_shape))}], got {list(array.shape)}")
         batch = array[None] if single else array
+        if legal_actions is not None and self.action_dim is not None:
+            raise ValueError("legal_actions: continuous (Box) actions have no legal-action mask")
         legal = None if legal_actions is None else np.asarray(legal_actions, bool).reshape(
             len(batch), self.num_actions)
         actions = self._greedy(batch, legal)
+        if self.action_dim is not None:
+            actions = torch.from_numpy(np.asarray(actions, np.float32))
+            return actions[0] if single else actions
         return int(actions[0]) if single else torch.from_numpy(actions)
 
     def evaluate(self, episodes: int = 20, seed: int = 10_000) -> dict[str, Any]:
@@ -223,7 +295,7 @@ class MuZeroAgent:
             actions = self._greedy(np.stack([obs[i] for i in live]), legal)
             still = []
             for i, action in zip(live, actions):
-                o, reward, terminated, truncated, info = envs[i].step(int(action))
+                o, reward, terminated, truncated, info = envs[i].step(env_action(envs[i], action))
                 first_player_moved = lengths[i] % 2 == 0
                 sign = -1.0 if self.config.two_player and not first_player_moved else 1.0
                 returns[i] += sign * reward
@@ -253,7 +325,9 @@ class MuZeroAgent:
         def tensor(x: np.ndarray, dt: torch.dtype = dtype) -> torch.Tensor:
             return torch.as_tensor(x, dtype=dt, device=dev)
 
-        args = (self.network, tensor(batch.observations), tensor(batch.actions, torch.int64),
+        sampled = batch.sampled_actions
+        actions = tensor(batch.actions, torch.int64 if batch.actions.dtype.kind in "iu" else dtype)
+        args = (self.network, tensor(batch.observations), actions,
                 tensor(batch.target_values), tensor(batch.target_rewards),
                 tensor(batch.target_policies), tensor(batch.value_mask),
                 tensor(batch.reward_mask), tensor(batch.policy_mask), tensor(batch.weights),
@@ -267,7 +341,9 @@ class MuZeroAgent:
             losses = unrolled_loss(
                 *args,
                 next_observations=tensor(batch.next_observations) if consistency else None,
-                consistency_weight=c.consistency_weight)
+                consistency_weight=c.consistency_weight,
+                sampled_actions=None if sampled is None else tensor(
+                    sampled, torch.int64 if sampled.dtype.kind in "iu" else dtype))
         if not torch.isfinite(losses.total):
             raise TrainingError(
                 f"the loss became {losses.total.item()} at update {self.updates + 1} "
@@ -369,6 +445,10 @@ class MuZeroAgent:
                                  ("num_reanalysers", num_reanalysers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if self.config.search == "sampled" and num_reanalysers:
+            # Their batches would have to carry each position's stored root samples.
+            raise ValueError(f"num_reanalysers={num_reanalysers}: reanalyse actors do not run "
+                             "search='sampled' (the learner reanalyses with num_reanalysers=0)")
         if num_reanalysers and self.config.reanalyse_fraction == 0:
             raise ValueError(f"num_reanalysers={num_reanalysers} needs Config.reanalyse_fraction "
                              "> 0 (the share of each batch re-searched), got 0")

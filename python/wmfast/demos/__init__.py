@@ -47,6 +47,12 @@ def _stochastic_muzero_coin(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _sampled_muzero_pendulum(argv: Sequence[str]) -> int:
+    from wmfast.demos.sampled_muzero_pendulum import main
+
+    return main(argv)
+
+
 def _sampled_pendulum(argv: Sequence[str]) -> int:
     from wmfast.demos.sampled_pendulum import main
 
@@ -59,6 +65,7 @@ DEMOS: dict[str, Callable[[Sequence[str]], int]] = {
     "muzero-cartpole": _muzero_cartpole,
     "muzero-tictactoe": _muzero_tictactoe,
     "pendulum": _pendulum,
+    "sampled-muzero-pendulum": _sampled_muzero_pendulum,
     "sampled-pendulum": _sampled_pendulum,
     "stochastic-2048": _stochastic_2048,
     "stochastic-muzero-coin": _stochastic_muzero_coin,

@@ -39,7 +39,7 @@ def config_for(seed: int, smoke: bool):
                   min_replay=500, seed=seed)
 
 
-def plot(history: list[dict], path: str, title: str) -> None:
+def plot(history: list[dict], path: str, title: str, eval_episodes: int = 20) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +53,7 @@ def plot(history: list[dict], path: str, title: str) -> None:
                   label="self-play (last 20 episodes)")
         evals = [row for row in history if "eval_return" in row]
         axis.plot([row[key] for row in evals], [row["eval_return"] for row in evals], "o-",
-                  label="greedy evaluation (20 episodes)")
+                  label=f"greedy evaluation ({eval_episodes} episodes)")
         axis.set(xlabel=label)
         axis.grid(alpha=0.3)
     axes[0].set(ylabel="return")

@@ -19,9 +19,12 @@ class Config:
       two_player: alternating two-player zero-sum game (rewards are the mover's; the search
         uses discount -1 per step, mctx's convention).
       search: "muzero" (wm.MCTS, policy target = visit distribution), "gumbel"
-        (wm.GumbelMCTS, policy target = completed-Q improved policy) or "stochastic"
+        (wm.GumbelMCTS, policy target = completed-Q improved policy), "stochastic"
         (Stochastic MuZero: wm.StochasticMCTS over afterstates and chance outcomes, a network
-        with afterstate functions and a chance encoder, ``wmfast.muzero.stochastic``).
+        with afterstate functions and a chance encoder, ``wmfast.muzero.stochastic``) or
+        "sampled" (Sampled MuZero, wm.SampledMCTS over ``num_samples`` actions sampled per node:
+        Box action spaces, or large Discrete ones; policy target = visit distribution over the
+        root samples; see ``wmfast.muzero.sampled``).
       num_chance_outcomes: C, the chance codes of search="stochastic" (the encoder's codebook
         and the width of the chance prior).
       chance_loss_weight, commitment_weight: (search="stochastic") weights of the chance-prior
@@ -29,6 +32,7 @@ class Config:
         encoder's softmax towards its own one-hot code; at weight 1 it collapsed the codebook
         to one code on the coin game (wmfast.envs.CoinGame, seeds 0 and 1: both coin faces
         got the same code), at 0.01 the faces got distinct codes (seeds 0-3), hence 0.01.
+      num_samples: K of search="sampled" (discrete: at most the number of actions).
       num_simulations, discount, pb_c_init, pb_c_base, dirichlet_alpha, dirichlet_fraction,
         max_num_considered_actions, gumbel_scale: the search's parameters.
       temperatures: ((fraction of training, temperature), ...): self-play samples actions from
@@ -61,7 +65,7 @@ class Config:
 
     num_envs: int = 16
     two_player: bool = False
-    search: Literal["muzero", "gumbel", "stochastic"] = "muzero"
+    search: Literal["muzero", "gumbel", "stochastic", "sampled"] = "muzero"
     num_chance_outcomes: int = 32
     chance_loss_weight: float = 1.0
     commitment_weight: float = 0.01
@@ -96,6 +100,7 @@ class Config:
     reuse_tree: bool = False
     native_selfplay: bool = False
     native_refresh_every: int = 1
+    num_samples: int = 16
 
     def __post_init__(self) -> None:
         # Checked and normalised (numpy scalars become Python numbers, so the config stays
@@ -103,16 +108,20 @@ class Config:
         ints = {"num_envs": 1, "num_simulations": 1, "max_num_considered_actions": 1,
                 "latent_dim": 1, "hidden": 1, "support_size": 0, "replay_capacity": 1,
                 "td_steps": 1, "unroll_steps": 1, "batch_size": 1, "min_replay": 0,
-                "native_refresh_every": 1, "seed": 0, "num_chance_outcomes": 1}
+                "native_refresh_every": 1, "seed": 0, "num_chance_outcomes": 1,
+                "num_samples": 1}
         for name, low in ints.items():
             setattr(self, name, as_int(getattr(self, name), f"Config.{name}", low))
         if self.torch_threads is not None:
             self.torch_threads = as_int(self.torch_threads, "Config.torch_threads", 1)
         for name in ("two_player", "reuse_tree", "native_selfplay"):
             setattr(self, name, as_bool(getattr(self, name), f"Config.{name}"))
-        if self.search not in ("muzero", "gumbel", "stochastic"):
-            raise ValueError("Config.search must be 'muzero', 'gumbel' or 'stochastic', got "
-                             f"{self.search!r}")
+        if self.search not in ("muzero", "gumbel", "stochastic", "sampled"):
+            raise ValueError("Config.search must be 'muzero', 'gumbel', 'stochastic' or 'sampled', "
+                             f"got {self.search!r}")
+        if self.search == "sampled" and self.native_selfplay:
+            raise ValueError("Config.native_selfplay does not run search='sampled' (the native "
+                             "export takes integer actions); set native_selfplay=False")
         if self.reuse_tree and self.search == "gumbel":
             raise ValueError("Config.reuse_tree needs search='muzero': the Gumbel search offers "
                              "no tree reuse (Sequential Halving budgets one search's visits)")

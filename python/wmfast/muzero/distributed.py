@@ -124,14 +124,15 @@ class RayOptions:
 # -- searches travel as their settings -----------------------------------------------------------
 
 def search_spec(search: Any) -> tuple[type, dict[str, Any], Any, int]:
-    """What rebuilds ``search`` in another process: (class, MctsConfig fields, qtransform,
-    seed). wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS hold a compiled config that does not
-    pickle."""
+    """What rebuilds ``search`` in another process: (class, MctsConfig / SampledConfig fields,
+    qtransform, seed). wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS / wm.SampledMCTS hold a
+    compiled config that does not pickle."""
     from wmfast.mcts import _Planner
+    from wmfast.sampled import SampledMCTS
 
-    if not isinstance(search, _Planner):
-        raise TypeError("search must be a wm.MCTS, wm.GumbelMCTS or wm.StochasticMCTS to run "
-                        f"on Ray actors, got {type(search).__name__}")
+    if not isinstance(search, (_Planner, SampledMCTS)):
+        raise TypeError("search must be a wm.MCTS, wm.GumbelMCTS, wm.StochasticMCTS or "
+                        f"wm.SampledMCTS to run on Ray actors, got {type(search).__name__}")
     config = search.config
     fields = {name: getattr(config, name) for name in dir(config)
               if not name.startswith("_") and name not in ("validate", "seed")}
@@ -145,11 +146,13 @@ def search_spec(search: Any) -> tuple[type, dict[str, Any], Any, int]:
 def build_search(spec: tuple[type, dict[str, Any], Any, int], seed: int) -> Any:
     """The search described by :func:`search_spec`, with random streams from ``seed``."""
     from wmfast import _torch_ext
+    from wmfast.sampled import SampledMCTS
 
     cls, fields, qtransform, _ = spec
     search = cls.__new__(cls)
     search._ext = _torch_ext.load()
-    config = search._ext.MctsConfig()
+    sampled = issubclass(cls, SampledMCTS)
+    config = search._ext.SampledConfig() if sampled else search._ext.MctsConfig()
     fields = dict(fields)
     for name, value in fields.pop("_attributes", {}).items():
         setattr(search, name, value)
@@ -160,8 +163,12 @@ def build_search(spec: tuple[type, dict[str, Any], Any, int], seed: int) -> Any:
     config.seed = int(seed) % (1 << 64)
     config.validate()
     search.config, search.qtransform = config, qtransform
-    search.num_actions, search.num_simulations = int(config.num_actions), int(
-        config.num_simulations)
+    search.num_simulations = int(config.num_simulations)
+    if sampled:
+        search.num_samples = int(config.num_samples)
+        search._action_low, search._action_high = config.action_low, config.action_high
+    else:
+        search.num_actions = int(config.num_actions)
     search._searches = 0
     return search
 

@@ -75,6 +75,7 @@ def unrolled_loss(
     value_loss_weight: float = 0.25,
     next_observations: torch.Tensor | None = None,
     consistency_weight: float = 0.0,
+    sampled_actions: torch.Tensor | None = None,
 ) -> Losses:
     """The loss of a batch of B positions unrolled K = actions.shape[1] steps.
 
@@ -91,8 +92,13 @@ def unrolled_loss(
       next_observations: [B, K, *obs_shape] observations after each unrolled action (needed
         when consistency_weight > 0).
       consistency_weight: weight of EfficientZero's consistency loss (0: off).
+      sampled_actions: Sampled MuZero: [B, K+1, S, D] float (Gaussian policy heads) or
+        [B, K+1, S] int64 (logits) root samples; target_policies [B, K+1, S] is then the visit
+        distribution over them and the policy loss is Hubert et al.'s
+        (``wmfast.muzero.sampled.sampled_policy_loss``); actions are [B, K, D] for continuous
+        actions.
     """
-    B, K = actions.shape
+    B, K = actions.shape[:2]
     A = target_policies.shape[-1]
     consistency_on = consistency_weight > 0
     if consistency_on:
@@ -110,13 +116,21 @@ def unrolled_loss(
             targets = network.project(next_latent, with_predictor=False).view(B, K, -1)
     consistency_loss = torch.zeros(B, dtype=observations.dtype, device=observations.device)
     root = network.initial_inference(observations)
-    if list(root.logits.shape) != [B, A]:
+    if sampled_actions is not None:
+        from wmfast.muzero.sampled import sampled_policy_loss
+
+        def policy_term(logits: torch.Tensor, k: int) -> torch.Tensor:
+            return sampled_policy_loss(logits, sampled_actions[:, k], target_policies[:, k])
+    else:
+        def policy_term(logits: torch.Tensor, k: int) -> torch.Tensor:
+            return -(target_policies[:, k] * F.log_softmax(logits, -1)).sum(-1)
+    if sampled_actions is None and list(root.logits.shape) != [B, A]:
         raise ValueError(
             f"initial_inference logits must have shape {[B, A]}, got {list(root.logits.shape)}"
         )
     check_head(root.value, B, support_size, "initial_inference value")
     value_loss = _scalar_loss(root.value, target_values[:, 0], support_size) * value_mask[:, 0]
-    policy_loss = -(target_policies[:, 0] * F.log_softmax(root.logits, -1)).sum(-1) * policy_mask[:, 0]
+    policy_loss = policy_term(root.logits, 0) * policy_mask[:, 0]
     reward_loss = torch.zeros_like(value_loss)
     latent = root.latent
     for k in range(1, K + 1):
@@ -125,7 +139,7 @@ def unrolled_loss(
         check_head(step.reward, B, support_size, "recurrent_inference reward")
         v = _scalar_loss(step.value, target_values[:, k], support_size) * value_mask[:, k]
         r = _scalar_loss(step.reward, target_rewards[:, k], support_size) * reward_mask[:, k]
-        p = -(target_policies[:, k] * F.log_softmax(step.logits, -1)).sum(-1) * policy_mask[:, k]
+        p = policy_term(step.logits, k) * policy_mask[:, k]
         value_loss = value_loss + scale_gradient(v, 1.0 / K)
         reward_loss = reward_loss + scale_gradient(r, 1.0 / K)
         policy_loss = policy_loss + scale_gradient(p, 1.0 / K)

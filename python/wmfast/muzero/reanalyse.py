@@ -31,7 +31,13 @@ def reanalyse(replay: Replay, model: SearchModel, search: Any, index: np.ndarray
         raise ValueError("index must point at stored positions (some are empty or dropped)")
     obs = torch.as_tensor(replay.observations[index], dtype=torch.get_default_dtype())
     legal = replay.legal[index]
+    extra = {}
+    samples = getattr(replay, "samples", None)
+    if samples is not None:   # Sampled MuZero: re-search over the stored root samples
+        extra["root_actions"] = samples[index]
+        if samples.ndim == 2:
+            legal = np.ones_like(legal)   # discrete samples are legal by construction
     out = search.search(model, model.initial_inference(obs),
-                        legal_actions=None if legal.all() else legal)
+                        legal_actions=None if legal.all() else legal, **extra)
     replay.update_search(index, np.asarray(out.policy, np.float32),
                          np.asarray(out.root_value, np.float32))

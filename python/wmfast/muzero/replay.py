@@ -47,6 +47,9 @@ class Game:
         reanalyse.
       final_observation: the observation after the last action (None: not kept); the
         transition into it is then a training target of Stochastic MuZero's chance encoder.
+      sampled_actions: Sampled MuZero (``wmfast.muzero.sampled``): the K root samples of each
+        position's search, [T, K, D] float32 or [T, K] int64; ``policies`` is then [T, K], the
+        visit distribution over them, and ``actions`` [T, D] float32 for continuous actions.
     """
 
     observations: np.ndarray
@@ -59,6 +62,7 @@ class Game:
     to_play_changes: bool = False
     legal_actions: np.ndarray | None = None
     final_observation: np.ndarray | None = None
+    sampled_actions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -84,6 +88,8 @@ class Batch:
       next_mask: [B, K] float32 (with next_observations) 1 where next_observations[:, k] is
         the observation that really followed position i + k (inside the game, or its kept
         final observation).
+      sampled_actions: Sampled MuZero: [B, K+1, S, ...] the S root samples the policy targets
+        are over (None for other replays).
     """
 
     index: np.ndarray
@@ -98,6 +104,7 @@ class Batch:
     weights: np.ndarray
     next_observations: np.ndarray | None = None
     next_mask: np.ndarray | None = None
+    sampled_actions: np.ndarray | None = None
 
 
 class Replay:
@@ -178,14 +185,12 @@ class Replay:
             "observations": (game.observations, (T, *self.obs_shape)),
             "rewards": (game.rewards, (T,)),
             "root_values": (game.root_values, (T,)),
-            "policies": (game.policies, (T, self.num_actions)),
+            "policies": (game.policies, (T, self.policies.shape[1])),
         }
         for name, (array, shape) in shapes.items():
             if tuple(np.shape(array)) != shape:
                 raise ValueError(f"game.{name} must have shape {list(shape)}, got {list(np.shape(array))}")
-        actions = np.asarray(game.actions)
-        if actions.shape != (T,) or ((actions < 0) | (actions >= self.num_actions)).any():
-            raise ValueError(f"game.actions must be [{T}] ints in [0, {self.num_actions})")
+        actions = self._check_actions(game, T)
         legal = np.ones((T, self.num_actions), bool)
         if game.legal_actions is not None:
             legal = np.asarray(game.legal_actions, bool)
@@ -215,6 +220,7 @@ class Replay:
         self.root_values[span] = game.root_values
         self.policies[span] = game.policies
         self.legal[span] = legal
+        self._store_extra(span, game)
         self.signs[span] = -1.0 if game.to_play_changes else 1.0
         self.game_start[span] = start
         self.game_end[span] = stop
@@ -230,6 +236,25 @@ class Replay:
         self.cursor = stop % self.capacity
         self.games_added += 1
         self.positions_added += T
+
+    # Dispatch points of replays that store other actions (wmfast.muzero.sampled.SampledReplay).
+    def _check_actions(self, game: Game, T: int) -> np.ndarray:
+        """game.actions checked (nothing is stored before every check passed)."""
+        actions = np.asarray(game.actions)
+        if actions.shape != (T,) or ((actions < 0) | (actions >= self.num_actions)).any():
+            raise ValueError(f"game.actions must be [{T}] ints in [0, {self.num_actions})")
+        return actions
+
+    def _store_extra(self, span: slice, game: Game) -> None:
+        """Stores what a subclass keeps beside the arrays above (checked by _check_actions)."""
+
+    def _random_actions(self, B: int, K: int) -> np.ndarray:
+        """[B, K] unroll actions past a game's end."""
+        return self.rng.integers(0, self.num_actions, size=(B, K))
+
+    def _sampled_targets(self, safe: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
+        """Batch.sampled_actions of the positions ``safe`` [B, K+1] (None: not a sampled replay)."""
+        return None
 
     def _drop(self, start: int, stop: int) -> None:
         """Invalidates every game that overlaps [start, stop)."""
@@ -315,14 +340,14 @@ class Replay:
                 if final is not None:
                     next_obs[b, k] = final
                     next_mask[b, k] = True
-        actions = np.where(inside[:, :K], self.actions[safe[:, :K]],
-                           self.rng.integers(0, self.num_actions, size=(B, K)))
+        unroll = inside[:, :K].reshape(B, K, *([1] * (self.actions.ndim - 1)))
+        actions = np.where(unroll, self.actions[safe[:, :K]], self._random_actions(B, K))
         value_mask = inside | terminated
         reward_mask = (prev_inside | terminated) & (np.arange(K + 1)[None, :] >= 1)
         return Batch(
             index=index,
             observations=self.observations[index],
-            actions=actions.astype(np.int64),
+            actions=actions.astype(self.actions.dtype),
             target_values=values,
             target_rewards=rewards.astype(np.float32),
             target_policies=policies.astype(np.float32),
@@ -332,6 +357,7 @@ class Replay:
             weights=np.ones(B, np.float32) if weights is None else weights,
             next_observations=next_obs,
             next_mask=None if next_mask is None else next_mask.astype(np.float32),
+            sampled_actions=self._sampled_targets(safe, inside),
         )
 
     def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:

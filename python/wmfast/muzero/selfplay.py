@@ -25,7 +25,7 @@ import torch
 from wmfast.muzero.networks import SearchModel
 from wmfast.muzero.replay import Game
 
-__all__ = ["LegalActionsFn", "SelfPlay", "choose_actions"]
+__all__ = ["LegalActionsFn", "SelfPlay", "choose_actions", "env_action"]
 
 LegalActionsFn = Callable[[Any, Any, dict], Any]
 
@@ -40,6 +40,14 @@ def choose_actions(visits: np.ndarray, temperature: float, rng: np.random.Genera
     cumulative = weights.cumsum(axis=1)
     draws = rng.random((len(visits), 1)) * cumulative[:, -1:]
     return np.minimum((cumulative <= draws).sum(axis=1), visits.shape[1] - 1)
+
+
+def env_action(env: Any, action: Any) -> Any:
+    """What ``env.step`` takes: an int for a discrete action, an array of the action space's
+    dtype for a continuous one (a Box)."""
+    if np.ndim(action) == 0:
+        return int(action)
+    return np.asarray(action, dtype=env.action_space.dtype)
 
 
 def _legal_mask(env: Any, obs: Any, info: dict, num_actions: int,
@@ -72,8 +80,10 @@ class SelfPlay:
       model: the network seen by the search (a SearchModel, or a StochasticSearchModel for a
         wm.StochasticMCTS).
       search: a wm.MCTS, wm.GumbelMCTS or wm.StochasticMCTS with num_actions = the
-        environments' action count.
-      num_actions: A.
+        environments' action count, or a wm.SampledMCTS (Sampled MuZero): the action played is
+        the chosen root sample, and the games keep the root samples (Game.sampled_actions)
+        with their visit distribution as the policy target.
+      num_actions: A (0 for continuous actions).
       two_player: alternating two-player zero-sum game (recorded in the games).
       seed: seed of the environments and of the action sampling.
       legal_actions: optional ``legal_actions(env, obs, info) -> [A] bool``.
@@ -103,6 +113,7 @@ class SelfPlay:
         self.legal_actions = legal_actions
         self.rng = np.random.default_rng(seed)
         self._gumbel = type(search).__name__ == "GumbelMCTS"
+        self._sampled = type(search).__name__ == "SampledMCTS"
         if reuse_tree and self._gumbel:
             raise ValueError("reuse_tree needs a wm.MCTS search: GumbelMCTS offers no tree reuse "
                              "(Sequential Halving budgets the root visits of one search)")
@@ -128,7 +139,7 @@ class SelfPlay:
     @staticmethod
     def _empty() -> dict[str, list]:
         return {"observations": [], "actions": [], "rewards": [], "root_values": [], "policies": [],
-                "legal": []}
+                "legal": [], "samples": []}
 
     def _observations(self) -> torch.Tensor:
         return torch.as_tensor(np.stack(self.obs), dtype=torch.get_default_dtype())
@@ -155,22 +166,31 @@ class SelfPlay:
         policies = np.asarray(out.policy, dtype=np.float32)
         root_values = np.asarray(out.root_value, dtype=np.float32)
         taken = np.array(actions, dtype=np.int64)   # per tree, for the next search's reuse
+        samples = None
+        if self._sampled:   # `actions` index the root samples: play the chosen sample
+            samples = np.asarray(out.actions)
+            actions = samples[np.arange(len(actions)), actions]
         finished: list[Game] = []
         truncated_games: list[tuple[Game, Any]] = []
         for i, env in enumerate(self.envs):
             history = self._history[i]
             history["observations"].append(self.obs[i])
-            history["actions"].append(int(actions[i]))
+            history["actions"].append(actions[i] if self._sampled else int(actions[i]))
+            if samples is not None:
+                history["samples"].append(samples[i])
             history["root_values"].append(root_values[i])
             history["policies"].append(policies[i])
             history["legal"].append(self.masks[i])
-            obs, reward, terminated, truncated, info = env.step(int(actions[i]))
+            obs, reward, terminated, truncated, info = env.step(
+                env_action(env, actions[i]))
             history["rewards"].append(float(reward))
             self._returns[i] += float(reward)
             if terminated or truncated:
                 game = Game(
                     observations=np.stack(history["observations"]),
-                    actions=np.asarray(history["actions"], np.int64),
+                    actions=np.asarray(history["actions"],
+                                       np.float32 if samples is not None and samples.ndim == 3
+                                       else np.int64),
                     rewards=np.asarray(history["rewards"], np.float32),
                     root_values=np.asarray(history["root_values"], np.float32),
                     policies=np.stack(history["policies"]).astype(np.float32),
@@ -178,6 +198,7 @@ class SelfPlay:
                     to_play_changes=self.two_player,
                     legal_actions=stack_masks(history["legal"], self.num_actions),
                     final_observation=np.asarray(obs),
+                    sampled_actions=np.stack(history["samples"]) if self._sampled else None,
                 )
                 finished.append(game)
                 if not terminated:
