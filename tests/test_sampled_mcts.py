@@ -523,7 +523,7 @@ def test_action_dim_from_the_first_root():
     assert out.actions.abs().max() <= 1.0  # the default bounds
 
 
-def test_interrupt_is_a_keyboard_interrupt():
+def test_interrupt_is_a_keyboard_interrupt(ctrl_c):
     import _thread
 
     calls = []
