@@ -102,10 +102,9 @@ class MuZeroAgent:
         network from the config (MLPNetwork, StochasticMLPNetwork, or for Box actions a
         SampledMLPNetwork: a Gaussian policy clipped to the bounds).
       config: a ``wmfast.muzero.Config``.
-      search: the search to plan with (a wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS); None
-        builds the one the
-        config names. Evaluation and ``act`` use a search built from the config without root
-        noise.
+      search: the search to plan with (a wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS /
+        wm.SampledMCTS); None builds the one the config names. Evaluation and ``act`` use a
+        search built from the config without root noise.
       legal_actions: optional ``legal_actions(env, obs, info) -> [A] bool`` when the
         environment does not put an ``action_mask`` in its info.
     """
@@ -149,7 +148,8 @@ class MuZeroAgent:
         if network is None:
             network = MLPNetwork(int(np.prod(self.obs_shape)), self.num_actions,
                                  config.latent_dim, config.hidden, config.support_size)
-        methods = STOCHASTIC_NETWORK_METHODS if stochastic else ("initial_inference", "recurrent_inference")
+        methods = (STOCHASTIC_NETWORK_METHODS if stochastic
+                   else ("initial_inference", "recurrent_inference"))
         for method in methods:
             if not callable(getattr(network, method, None)):
                 raise TypeError(f"network must have a {method} method (Config.search="
@@ -166,14 +166,10 @@ class MuZeroAgent:
         if sampled:
             from wmfast.muzero.sampled import SampledReplay
 
-            actions: dict[str, Any] = ({"num_actions": self.num_actions} if self.action_dim is None
-                                       else {"action_dim": self.action_dim,
-                                             "action_low": self.action_low,
-                                             "action_high": self.action_high})
             self.replay: Replay = SampledReplay(
                 config.replay_capacity, self.obs_shape, obs_dtype, config.num_samples,
                 config.discount, config.td_steps, config.unroll_steps, config.priority_alpha,
-                config.priority_beta, seed=config.seed, **actions)
+                config.priority_beta, seed=config.seed, **self._sampled_actions())
         else:
             self.replay = Replay(config.replay_capacity, self.obs_shape, obs_dtype,
                                  self.num_actions, config.discount, config.td_steps,
@@ -201,6 +197,13 @@ class MuZeroAgent:
             raise ValueError("Config.reanalyse_fraction > 0 with search='sampled' needs a Box "
                              "action space (reanalysing discrete samples is not offered)")
 
+    def _sampled_actions(self) -> dict[str, Any]:
+        """The action-space arguments of SampledMCTS / SampledReplay for this environment."""
+        if self.action_dim is None:
+            return {"num_actions": self.num_actions}
+        return {"action_dim": self.action_dim, "action_low": self.action_low,
+                "action_high": self.action_high}
+
     def _make_search(self, noise: bool) -> Any:
         c = self.config
         if c.search == "stochastic":
@@ -212,16 +215,12 @@ class MuZeroAgent:
         if c.search == "sampled":
             # Unvisited samples count as their parent's value (see wm.SampledMCTS): with the
             # uniform priors of continuous samples, mctx's minimum stops trying new samples.
-            actions: dict[str, Any] = ({"num_actions": self.num_actions} if self.action_dim is None
-                                       else {"action_dim": self.action_dim,
-                                             "action_low": self.action_low,
-                                             "action_high": self.action_high})
             return wm.SampledMCTS(c.num_samples, c.num_simulations, discount=c.discount,
                                   pb_c_init=c.pb_c_init, pb_c_base=c.pb_c_base,
                                   dirichlet_alpha=c.dirichlet_alpha,
                                   dirichlet_fraction=c.dirichlet_fraction if noise else 0.0,
                                   seed=c.seed, temperature=0.0, unvisited_q="parent_value",
-                                  **actions)
+                                  **self._sampled_actions())
         if c.search == "gumbel":
             return wm.GumbelMCTS(self.num_actions, c.num_simulations,
                                  max_num_considered_actions=c.max_num_considered_actions,
