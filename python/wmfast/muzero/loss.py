@@ -60,6 +60,12 @@ def _scalar_loss(head: torch.Tensor, target: torch.Tensor, support_size: int) ->
     return 0.5 * (head - target) ** 2
 
 
+def _root_values(head: torch.Tensor, support_size: int) -> torch.Tensor:
+    """[B] detached scalar root values of a value head (for the replay's priorities)."""
+    with torch.no_grad():
+        return (T.support_to_scalar(head, support_size) if support_size > 0 else head).detach()
+
+
 def unrolled_loss(
     network: Any,
     observations: torch.Tensor,
@@ -152,9 +158,7 @@ def unrolled_loss(
     if consistency_on:
         per_sample = per_sample + consistency_weight * consistency_loss
     total = (per_sample * weights).mean()
-    with torch.no_grad():
-        root_values = (T.support_to_scalar(root.value, support_size) if support_size > 0
-                       else root.value).detach()
+    root_values = _root_values(root.value, support_size)
     return Losses(
         total=total,
         value=value_loss.detach().mean(),

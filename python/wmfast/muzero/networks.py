@@ -259,7 +259,12 @@ class SearchModel:
 
     @torch.no_grad()
     def recurrent_inference(self, latent: torch.Tensor, action: torch.Tensor) -> Step:
-        step = self.network.recurrent_inference(latent, action)
+        return self._decoded(self.network.recurrent_inference(latent, action), latent,
+                             "recurrent_inference")
+
+    def _decoded(self, step: Any, latent: torch.Tensor, name: str) -> Step:
+        """``step`` (a network's Step from ``latent``) with its reward and value decoded and
+        the two-player discount; ``name`` names the network function in errors."""
         B = latent.shape[0]
         discount = None
         if self.two_player:
@@ -268,8 +273,8 @@ class SearchModel:
             discount = self._discount
         if self.support_size == 0:
             return Step(step.latent, step.reward, step.logits, step.value, discount)
-        check_head(step.reward, B, self.support_size, "recurrent_inference reward")
-        check_head(step.value, B, self.support_size, "recurrent_inference value")
+        check_head(step.reward, B, self.support_size, f"{name} reward")
+        check_head(step.value, B, self.support_size, f"{name} value")
         # Both heads decoded by one call: half the small torch ops per simulation.
         scalars = T.support_to_scalar(torch.cat([step.reward, step.value]), self.support_size)
         return Step(step.latent, scalars[:B], step.logits, scalars[B:], discount)

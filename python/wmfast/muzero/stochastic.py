@@ -34,10 +34,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from wmfast import transforms as T
 from wmfast.mcts import Root, Step
-from wmfast.muzero.loss import Losses, _scalar_loss, scale_gradient
-from wmfast.muzero.networks import _head_size, _mlp, _scalar_head, check_head, scale_latent
+from wmfast.muzero.loss import Losses, _root_values, _scalar_loss, scale_gradient
+from wmfast.muzero.networks import (
+    SearchModel,
+    _head_size,
+    _mlp,
+    _scalar_head,
+    check_head,
+    scale_latent,
+)
 from wmfast.stochastic_mcts import Afterstate
 
 __all__ = [
@@ -141,7 +147,7 @@ class StochasticMLPNetwork(nn.Module):
         return self.encoder(torch.cat([obs.flatten(1), next_obs.flatten(1)], dim=1))
 
 
-class StochasticSearchModel:
+class StochasticSearchModel(SearchModel):
     """A Stochastic MuZero network seen by ``wm.StochasticMCTS``: ``decision`` and ``chance``
     with supports decoded to scalars, no autograd, and the two-player discount (-1 on the chance
     edge, where the turn passes) when asked.
@@ -152,24 +158,6 @@ class StochasticSearchModel:
       two_player: alternating two-player zero-sum game.
     """
 
-    def __init__(self, network: Any, support_size: int, two_player: bool = False) -> None:
-        self.network = network
-        self.support_size = support_size
-        self.two_player = two_player
-        self._discount: torch.Tensor | None = None
-
-    def _scalar(self, head: torch.Tensor, B: int, name: str) -> torch.Tensor:
-        if self.support_size == 0:
-            return head   # scalar heads: the search checks their shapes
-        check_head(head, B, self.support_size, name)
-        return T.support_to_scalar(head, self.support_size)
-
-    @torch.no_grad()
-    def initial_inference(self, obs: torch.Tensor) -> Root:
-        root = self.network.initial_inference(obs)
-        return Root(root.latent, root.logits,
-                    self._scalar(root.value, obs.shape[0], "initial_inference value"))
-
     @torch.no_grad()
     def decision(self, latent: torch.Tensor, action: torch.Tensor) -> Afterstate:
         after = self.network.afterstate_inference(latent, action)
@@ -178,19 +166,8 @@ class StochasticSearchModel:
 
     @torch.no_grad()
     def chance(self, afterstate: torch.Tensor, outcome: torch.Tensor) -> Step:
-        step = self.network.chance_inference(afterstate, outcome)
-        B = afterstate.shape[0]
-        discount = None
-        if self.two_player:
-            if self._discount is None or self._discount.shape[0] != B:
-                self._discount = torch.full((B,), -1.0, device=afterstate.device)
-            discount = self._discount
-        if self.support_size == 0:
-            return Step(step.latent, step.reward, step.logits, step.value, discount)
-        check_head(step.reward, B, self.support_size, "chance_inference reward")
-        check_head(step.value, B, self.support_size, "chance_inference value")
-        scalars = T.support_to_scalar(torch.cat([step.reward, step.value]), self.support_size)
-        return Step(step.latent, scalars[:B], step.logits, scalars[B:], discount)
+        return self._decoded(self.network.chance_inference(afterstate, outcome), afterstate,
+                             "chance_inference")
 
 
 @dataclasses.dataclass
@@ -295,15 +272,12 @@ def stochastic_unrolled_loss(
     per_sample = (value_loss_weight * (value_loss + q_loss) + reward_loss + policy_loss
                   + chance_loss_weight * chance_loss + commitment_weight * commitment_loss)
     total = (per_sample * weights).mean()
-    with torch.no_grad():
-        root_values = (T.support_to_scalar(root.value, support_size) if support_size > 0
-                       else root.value).detach()
     return StochasticLosses(
         total=total,
         value=value_loss.detach().mean(),
         reward=reward_loss.detach().mean(),
         policy=policy_loss.detach().mean(),
-        root_values=root_values,
+        root_values=_root_values(root.value, support_size),
         consistency=torch.zeros((), dtype=total.dtype),
         q_value=q_loss.detach().mean(),
         chance=chance_loss.detach().mean(),
