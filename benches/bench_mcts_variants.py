@@ -1,5 +1,7 @@
-"""Benchmarks of the tree search variants: wmfast.StochasticMCTS beside mctx's
-stochastic_muzero_policy (CPU jax) and a vectorised numpy Stochastic MuZero search, on the same
+"""Benchmarks of the tree search variants: wmfast.StochasticMCTS beside mctx, LightZero, numpy.
+
+The peers: mctx's stochastic_muzero_policy (CPU jax), LightZero's compiled Stochastic MuZero tree
+driven by its own Python loop, and a vectorised numpy Stochastic MuZero search, on the same
 workloads in the same process.
 
 Workloads: a free model (constant outputs: measures the planner's own overhead) and small torch
@@ -11,8 +13,12 @@ free model only (its model would be jax; the free model isolates the search).
   python benches/bench_mcts_variants.py --quick    # N=50 only
   pytest benches/bench_mcts_variants.py --benchmark-only   # pytest-benchmark
 
-mctx is optional (``pip install jax jaxlib mctx``). LightZero's stochastic tree is not driven
-here (its compiled ``ctree_stochastic_muzero`` is not installed on the benchmark machine).
+Peers are optional: mctx needs ``pip install jax jaxlib mctx``; LightZero's
+``stochastic_mz_tree`` is found in an installed ``lzero`` or in $WMFAST_LIGHTZERO_DIR (a folder
+holding the ``stochastic_mz_tree*.so`` extracted from ``pip download LightZero==0.2.0 --no-deps``),
+and is driven by ``mcts_baselines.lightzero_stochastic_search`` (LightZero's
+StochasticMuZeroMCTSCtree.search loop; its docstring lists how its tree's semantics differ) on
+both models. Without it the column is left out.
 """
 
 from __future__ import annotations
@@ -110,6 +116,12 @@ def contenders(B, A, C, N, model_kind):
     for threads in (1, 2):
         planner = wm.StochasticMCTS(A, C, N, dirichlet_fraction=0.0, num_threads=threads)
         out[f"wmfast x{threads}"] = lambda p=planner: p.search(model, root)
+    tree = mcts_baselines.load_lightzero_stochastic_tree()
+    if tree is not None:
+        lz_model = mcts_baselines.LightZeroStochasticModel(model.decision, model.chance)
+        out["lightzero"] = lambda: mcts_baselines.lightzero_stochastic_search(
+            tree, lz_model, root.latent, root.logits, N, A, discount=1.0
+        )
     numpy_search = mcts_baselines.NumpyStochasticMCTS(A, C, N)
     out["numpy"] = lambda: numpy_search.search(
         model.decision, model.chance, root.latent, root.logits.numpy(), root.value.numpy()
@@ -146,9 +158,33 @@ def check_numpy_baseline(B=16, A=4, C=32, N=40):
     np.testing.assert_array_equal(visits, result.visit_counts.numpy())
 
 
+def check_lightzero(B=256, A=4, C=32, N=50):
+    """LightZero's tree, driven here, searches the MLP model sensibly: root visits sum to N in
+    every tree (asserted); returns how often its most visited root action is wmfast's (its
+    chance nodes sample outcomes and it scores unvisited actions at the parent's mean Q, so
+    the two searches are not expected to agree everywhere), or None without LightZero."""
+    tree = mcts_baselines.load_lightzero_stochastic_tree()
+    if tree is None:
+        return None
+    model = MLPStochasticModel(A, C)
+    root = _root(B, A)
+    visits, _ = mcts_baselines.lightzero_stochastic_search(
+        tree, mcts_baselines.LightZeroStochasticModel(model.decision, model.chance),
+        root.latent, root.logits, N, A, discount=1.0,
+    )
+    if not (visits.sum(axis=1) == N).all():
+        raise AssertionError(f"LightZero root visits do not sum to {N}: {visits.sum(axis=1)}")
+    ours = wm.StochasticMCTS(A, C, N, dirichlet_fraction=0.0).search(model, root)
+    return float((visits.argmax(axis=1) == ours.visit_counts.numpy().argmax(axis=1)).mean())
+
+
 def run_table(cases):
     torch.set_num_threads(1)
     check_numpy_baseline()
+    agreement = check_lightzero()
+    if agreement is not None:
+        print(f"# LightZero stochastic tree: root visits sum to N; most visited root action = "
+              f"wmfast's in {agreement:.0%} of 256 trees (MLP model, N=50)")
     print(
         f"# wmfast StochasticMCTS benchmark, torch {torch.__version__}, 1 torch thread, "
         f"{os.cpu_count()} cpus"
@@ -188,7 +224,7 @@ def test_numpy_baseline_agrees_with_wmfast():
 @pytest.mark.parametrize("B, A, C, N", CASES)
 @pytest.mark.parametrize("model_kind", ["free", "mlp"])
 @pytest.mark.parametrize("name", ["wmfast x1", "wmfast x2", "numpy", "mctx stochastic",
-                                  "model alone"])
+                                  "lightzero", "model alone"])
 def test_stochastic_mcts(benchmark, B, A, C, N, model_kind, name):
     fns = contenders(B, A, C, N, model_kind)
     if name not in fns:
