@@ -29,6 +29,7 @@ import one_thread  # noqa: F401  (first: sets the thread counts of numpy's BLAS 
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -158,11 +159,12 @@ def check_numpy_baseline(B=16, A=4, C=32, N=40):
     np.testing.assert_array_equal(visits, result.visit_counts.numpy())
 
 
-def check_lightzero(B=256, A=4, C=32, N=50):
+def check_lightzero(B=256, A=4, C=32, N=50, against_itself=False):
     """LightZero's tree, driven here, searches the MLP model sensibly: root visits sum to N in
     every tree (asserted); returns how often its most visited root action is wmfast's (its
     chance nodes sample outcomes and it scores unvisited actions at the parent's mean Q, so
-    the two searches are not expected to agree everywhere), or None without LightZero."""
+    the two searches are not expected to agree everywhere), or, ``against_itself``, that of a
+    second LightZero search (its own run-to-run agreement); None without LightZero."""
     tree = mcts_baselines.load_lightzero_stochastic_tree()
     if tree is None:
         return None
@@ -174,8 +176,32 @@ def check_lightzero(B=256, A=4, C=32, N=50):
     )
     if not (visits.sum(axis=1) == N).all():
         raise AssertionError(f"LightZero root visits do not sum to {N}: {visits.sum(axis=1)}")
-    ours = wm.StochasticMCTS(A, C, N, dirichlet_fraction=0.0).search(model, root)
-    return float((visits.argmax(axis=1) == ours.visit_counts.numpy().argmax(axis=1)).mean())
+    if against_itself:
+        other, _ = mcts_baselines.lightzero_stochastic_search(
+            tree, mcts_baselines.LightZeroStochasticModel(model.decision, model.chance),
+            root.latent, root.logits, N, A, discount=1.0,
+        )
+    else:
+        other = wm.StochasticMCTS(A, C, N, dirichlet_fraction=0.0).search(model, root)
+        other = other.visit_counts.numpy()
+    return float((visits.argmax(axis=1) == other.argmax(axis=1)).mean())
+
+
+def lightzero_breakdown(B=256, A=4, C=32, N=50):
+    """Seconds of one LightZero-driven search of the free model: in all, and in its tree's
+    two C++ calls (the rest is the Python loop, its per-leaf conversions and the model)."""
+    tree = mcts_baselines.load_lightzero_stochastic_tree()
+    if tree is None:
+        return None
+    timed = mcts_baselines.TimedTree(tree)
+    model = FreeStochasticModel(A, C)
+    root = _root(B, A)
+    start = time.perf_counter()
+    mcts_baselines.lightzero_stochastic_search(
+        timed, mcts_baselines.LightZeroStochasticModel(model.decision, model.chance),
+        root.latent, root.logits, N, A, discount=1.0,
+    )
+    return time.perf_counter() - start, timed.seconds
 
 
 def run_table(cases):
@@ -183,8 +209,14 @@ def run_table(cases):
     check_numpy_baseline()
     agreement = check_lightzero()
     if agreement is not None:
+        again = check_lightzero(against_itself=True)
         print(f"# LightZero stochastic tree: root visits sum to N; most visited root action = "
-              f"wmfast's in {agreement:.0%} of 256 trees (MLP model, N=50)")
+              f"wmfast's in {agreement:.0%} of 256 trees, = its own in a second search in "
+              f"{again:.0%} (MLP model, N=50)")
+        total, calls = lightzero_breakdown()
+        print(f"# LightZero free model, N=50: {total:.2f} s a search, of which C++ "
+              f"batch_traverse {calls['batch_traverse']:.2f} s, batch_backpropagate "
+              f"{calls['batch_backpropagate']:.2f} s")
     print(
         f"# wmfast StochasticMCTS benchmark, torch {torch.__version__}, 1 torch thread, "
         f"{os.cpu_count()} cpus"

@@ -27,6 +27,7 @@ import argparse
 import itertools
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -238,6 +239,23 @@ def check_lightzero(B=256, K=16, N=50):
     return float(values.mean()), float(ours.root_value.mean())
 
 
+def lightzero_breakdown(B=256, K=16, N=50):
+    """Seconds of one LightZero-driven search of the free model: in all, and in its tree's
+    two C++ calls (the rest is the Python loop, its conversions and the model)."""
+    tree = mcts_baselines.load_lightzero_sampled_tree()
+    if tree is None:
+        return None
+    timed = mcts_baselines.TimedTree(tree)
+    model = FreeModel()
+    root = _root(B)
+    start = time.perf_counter()
+    mcts_baselines.lightzero_sampled_search(
+        timed, mcts_baselines.LightZeroSampledModel(model.recurrent_inference, D), root.latent,
+        mcts_baselines.lightzero_sampled_policy(root.logits, D), N, K, D, discount=1.0,
+    )
+    return time.perf_counter() - start, timed.seconds
+
+
 def run_table(cases):
     torch.set_num_threads(1)
     values = check_lightzero()
@@ -245,6 +263,10 @@ def run_table(cases):
         print(f"# LightZero sampled tree: root visits sum to N, samples in (-1, 1); mean root "
               f"value {values[0]:.3f} (wmfast, unvisited_q='parent_value': {values[1]:.3f}), "
               "MLP model, B=256, K=16, N=50")
+        total, calls = lightzero_breakdown()
+        print(f"# LightZero free model, B=256, K=16, N=50: {total:.2f} s a search, of which C++ "
+              f"batch_traverse {calls['batch_traverse']:.2f} s, batch_backpropagate "
+              f"{calls['batch_backpropagate']:.2f} s")
     print(
         f"# wmfast SampledMCTS benchmark (action_dim {D}), torch {torch.__version__}, "
         f"1 torch thread, {os.cpu_count()} cpus"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import time
 
 import numpy as np
 import torch
@@ -387,6 +388,30 @@ def make_mctx_stochastic_search(batch_size, num_actions, num_chance_outcomes, nu
 # collectors pass (policy/stochastic_muzero.py, policy/sampled_muzero.py: one player, to_play
 # -1, pb_c_init 1.25, pb_c_base 19652, value_delta_max 0.01). The compiled trees are LightZero's
 # own; no LightZero code is copied here.
+
+
+class TimedTree:
+    """A LightZero tree module whose two per-simulation C++ entry points (``batch_traverse``,
+    ``batch_backpropagate``) add their wall time to ``seconds``: what of a driven search is the
+    compiled tree, the rest being the Python loop, its conversions and the model."""
+
+    def __init__(self, tree):
+        self._tree = tree
+        self.seconds = {"batch_traverse": 0.0, "batch_backpropagate": 0.0}
+
+    def __getattr__(self, name):
+        attr = getattr(self._tree, name)
+        if name not in ("batch_traverse", "batch_backpropagate"):
+            return attr
+
+        def timed(*args):
+            start = time.perf_counter()
+            try:
+                return attr(*args)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+
+        return timed
 
 
 class _LightZeroOutput:
