@@ -1,5 +1,7 @@
-"""Benchmarks of the tree search variants: wmfast.StochasticMCTS beside mctx's
-stochastic_muzero_policy (CPU jax) and a vectorised numpy Stochastic MuZero search, on the same
+"""Benchmarks of the tree search variants: wmfast.StochasticMCTS beside mctx, LightZero, numpy.
+
+The peers: mctx's stochastic_muzero_policy (CPU jax), LightZero's compiled Stochastic MuZero tree
+driven by its own Python loop, and a vectorised numpy Stochastic MuZero search, on the same
 workloads in the same process.
 
 Workloads: a free model (constant outputs: measures the planner's own overhead) and small torch
@@ -11,8 +13,12 @@ free model only (its model would be jax; the free model isolates the search).
   python benches/bench_mcts_variants.py --quick    # N=50 only
   pytest benches/bench_mcts_variants.py --benchmark-only   # pytest-benchmark
 
-mctx is optional (``pip install jax jaxlib mctx``). LightZero's stochastic tree is not driven
-here (its compiled ``ctree_stochastic_muzero`` is not installed on the benchmark machine).
+Peers are optional: mctx needs ``pip install jax jaxlib mctx``; LightZero's
+``stochastic_mz_tree`` is found in an installed ``lzero`` or in $WMFAST_LIGHTZERO_DIR (a folder
+holding the ``stochastic_mz_tree*.so`` extracted from ``pip download LightZero==0.2.0 --no-deps``),
+and is driven by ``mcts_baselines.lightzero_stochastic_search`` (LightZero's
+StochasticMuZeroMCTSCtree.search loop; its docstring lists how its tree's semantics differ) on
+both models. Without it the column is left out.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import one_thread  # noqa: F401  (first: sets the thread counts of numpy's BLAS 
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -110,6 +117,12 @@ def contenders(B, A, C, N, model_kind):
     for threads in (1, 2):
         planner = wm.StochasticMCTS(A, C, N, dirichlet_fraction=0.0, num_threads=threads)
         out[f"wmfast x{threads}"] = lambda p=planner: p.search(model, root)
+    tree = mcts_baselines.load_lightzero_stochastic_tree()
+    if tree is not None:
+        lz_model = mcts_baselines.LightZeroStochasticModel(model.decision, model.chance)
+        out["lightzero"] = lambda: mcts_baselines.lightzero_stochastic_search(
+            tree, lz_model, root.latent, root.logits, N, A, discount=1.0
+        )
     numpy_search = mcts_baselines.NumpyStochasticMCTS(A, C, N)
     out["numpy"] = lambda: numpy_search.search(
         model.decision, model.chance, root.latent, root.logits.numpy(), root.value.numpy()
@@ -146,9 +159,64 @@ def check_numpy_baseline(B=16, A=4, C=32, N=40):
     np.testing.assert_array_equal(visits, result.visit_counts.numpy())
 
 
+def check_lightzero(B=256, A=4, C=32, N=50, against_itself=False):
+    """LightZero's tree, driven here, searches the MLP model sensibly: root visits sum to N in
+    every tree (asserted); returns how often its most visited root action is wmfast's (its
+    chance nodes sample outcomes and it scores unvisited actions at the parent's mean Q, so
+    the two searches are not expected to agree everywhere), or, ``against_itself``, that of a
+    second LightZero search (its own run-to-run agreement); None without LightZero."""
+    tree = mcts_baselines.load_lightzero_stochastic_tree()
+    if tree is None:
+        return None
+    model = MLPStochasticModel(A, C)
+    root = _root(B, A)
+    visits, _ = mcts_baselines.lightzero_stochastic_search(
+        tree, mcts_baselines.LightZeroStochasticModel(model.decision, model.chance),
+        root.latent, root.logits, N, A, discount=1.0,
+    )
+    if not (visits.sum(axis=1) == N).all():
+        raise AssertionError(f"LightZero root visits do not sum to {N}: {visits.sum(axis=1)}")
+    if against_itself:
+        other, _ = mcts_baselines.lightzero_stochastic_search(
+            tree, mcts_baselines.LightZeroStochasticModel(model.decision, model.chance),
+            root.latent, root.logits, N, A, discount=1.0,
+        )
+    else:
+        other = wm.StochasticMCTS(A, C, N, dirichlet_fraction=0.0).search(model, root)
+        other = other.visit_counts.numpy()
+    return float((visits.argmax(axis=1) == other.argmax(axis=1)).mean())
+
+
+def lightzero_breakdown(B=256, A=4, C=32, N=50):
+    """Seconds of one LightZero-driven search of the free model: in all, and in its tree's
+    two C++ calls (the rest is the Python loop, its per-leaf conversions and the model)."""
+    tree = mcts_baselines.load_lightzero_stochastic_tree()
+    if tree is None:
+        return None
+    timed = mcts_baselines.TimedTree(tree)
+    model = FreeStochasticModel(A, C)
+    root = _root(B, A)
+    start = time.perf_counter()
+    mcts_baselines.lightzero_stochastic_search(
+        timed, mcts_baselines.LightZeroStochasticModel(model.decision, model.chance),
+        root.latent, root.logits, N, A, discount=1.0,
+    )
+    return time.perf_counter() - start, timed.seconds
+
+
 def run_table(cases):
     torch.set_num_threads(1)
     check_numpy_baseline()
+    agreement = check_lightzero()
+    if agreement is not None:
+        again = check_lightzero(against_itself=True)
+        print(f"# LightZero stochastic tree: root visits sum to N; most visited root action = "
+              f"wmfast's in {agreement:.0%} of 256 trees, = its own in a second search in "
+              f"{again:.0%} (MLP model, N=50)")
+        total, calls = lightzero_breakdown()
+        print(f"# LightZero free model, N=50: {total:.2f} s a search, of which C++ "
+              f"batch_traverse {calls['batch_traverse']:.2f} s, batch_backpropagate "
+              f"{calls['batch_backpropagate']:.2f} s")
     print(
         f"# wmfast StochasticMCTS benchmark, torch {torch.__version__}, 1 torch thread, "
         f"{os.cpu_count()} cpus"
@@ -188,7 +256,7 @@ def test_numpy_baseline_agrees_with_wmfast():
 @pytest.mark.parametrize("B, A, C, N", CASES)
 @pytest.mark.parametrize("model_kind", ["free", "mlp"])
 @pytest.mark.parametrize("name", ["wmfast x1", "wmfast x2", "numpy", "mctx stochastic",
-                                  "model alone"])
+                                  "lightzero", "model alone"])
 def test_stochastic_mcts(benchmark, B, A, C, N, model_kind, name):
     fns = contenders(B, A, C, N, model_kind)
     if name not in fns:

@@ -1,11 +1,17 @@
-"""Benchmarks of wmfast.SampledMCTS (continuous actions) beside a vectorised numpy Sampled MuZero
-search on the same workloads in the same process.
+"""Benchmarks of wmfast.SampledMCTS (continuous actions) beside LightZero's and numpy's.
+
+LightZero's compiled Sampled MuZero tree is driven by its own Python loop; the numpy baseline is
+a vectorised Sampled MuZero search; all on the same workloads in the same process.
 
 Workloads: a free model (constant outputs: the planner's own overhead) and a small torch MLP
 (latent 64, hidden 128, policy = Gaussian mean and log_std), over B in {16, 256}, K in {8, 16},
 N in {50, 200}, action_dim 2. One torch thread (``torch.set_num_threads(1)``), plus wmfast with
-num_threads=2. No peer library offers a Sampled MuZero tree that can be driven from here
-(LightZero's ctree_sampled_efficientzero is not installed on these machines).
+num_threads=2. LightZero's ``smz_tree`` (optional) is found in an installed ``lzero`` or in
+$WMFAST_LIGHTZERO_DIR (a folder holding the ``smz_tree*.so`` extracted from ``pip download
+LightZero==0.2.0 --no-deps``) and driven by ``mcts_baselines.lightzero_sampled_search``
+(LightZero's SampledMuZeroMCTSCtree.search loop; its docstring lists how its tree differs: tanh
+squashed samples, a running min-max, unvisited children at the parent's mean Q). Without it the
+column is left out.
 
   python benches/bench_sampled.py            # the full table with ratios
   python benches/bench_sampled.py --quick    # B=256, K=16, N=50 only
@@ -21,12 +27,14 @@ import argparse
 import itertools
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mcts_baselines
 import wmfast as wm
 from bench_mcts import _time_in_turns
 
@@ -180,6 +188,13 @@ def contenders(B, K, N, model_kind):
     for threads in (1, 2):
         planner = wm.SampledMCTS(K, N, action_dim=D, num_threads=threads)
         out[f"wmfast x{threads}"] = lambda p=planner: p.search(model, root)
+    tree = mcts_baselines.load_lightzero_sampled_tree()
+    if tree is not None:
+        lz_model = mcts_baselines.LightZeroSampledModel(model.recurrent_inference, D)
+        lz_policy = mcts_baselines.lightzero_sampled_policy(root.logits, D)
+        out["lightzero"] = lambda: mcts_baselines.lightzero_sampled_search(
+            tree, lz_model, root.latent, lz_policy, N, K, D, discount=1.0
+        )
     baseline = NumpySampledMCTS(K, N)
     out["numpy"] = lambda: baseline.search(
         model.recurrent_inference, root.latent, root.logits.numpy(), root.value.numpy()
@@ -202,8 +217,56 @@ def contenders(B, K, N, model_kind):
     return out
 
 
+def check_lightzero(B=256, K=16, N=50):
+    """LightZero's tree, driven here, searches the MLP model: root visits sum to N and the root
+    samples lie in (-1, 1) (tanh) in every tree (asserted). Returns the mean root value of its
+    search and of wm.SampledMCTS's (with unvisited_q="parent_value", the closer rule), or
+    None without LightZero: their samples and value rules differ, so only the scale compares."""
+    tree = mcts_baselines.load_lightzero_sampled_tree()
+    if tree is None:
+        return None
+    model = MLPModel()
+    root = _root(B)
+    samples, visits, values = mcts_baselines.lightzero_sampled_search(
+        tree, mcts_baselines.LightZeroSampledModel(model.recurrent_inference, D), root.latent,
+        mcts_baselines.lightzero_sampled_policy(root.logits, D), N, K, D, discount=1.0,
+    )
+    if not ((visits.sum(axis=1) == N).all() and (np.abs(samples) < 1).all()):
+        raise AssertionError("LightZero's sampled tree: visits do not sum to N or samples "
+                             "outside (-1, 1)")
+    ours = wm.SampledMCTS(K, N, action_dim=D, dirichlet_fraction=0.0,
+                          unvisited_q="parent_value").search(model, root)
+    return float(values.mean()), float(ours.root_value.mean())
+
+
+def lightzero_breakdown(B=256, K=16, N=50):
+    """Seconds of one LightZero-driven search of the free model: in all, and in its tree's
+    two C++ calls (the rest is the Python loop, its conversions and the model)."""
+    tree = mcts_baselines.load_lightzero_sampled_tree()
+    if tree is None:
+        return None
+    timed = mcts_baselines.TimedTree(tree)
+    model = FreeModel()
+    root = _root(B)
+    start = time.perf_counter()
+    mcts_baselines.lightzero_sampled_search(
+        timed, mcts_baselines.LightZeroSampledModel(model.recurrent_inference, D), root.latent,
+        mcts_baselines.lightzero_sampled_policy(root.logits, D), N, K, D, discount=1.0,
+    )
+    return time.perf_counter() - start, timed.seconds
+
+
 def run_table(cases):
     torch.set_num_threads(1)
+    values = check_lightzero()
+    if values is not None:
+        print(f"# LightZero sampled tree: root visits sum to N, samples in (-1, 1); mean root "
+              f"value {values[0]:.3f} (wmfast, unvisited_q='parent_value': {values[1]:.3f}), "
+              "MLP model, B=256, K=16, N=50")
+        total, calls = lightzero_breakdown()
+        print(f"# LightZero free model, B=256, K=16, N=50: {total:.2f} s a search, of which C++ "
+              f"batch_traverse {calls['batch_traverse']:.2f} s, batch_backpropagate "
+              f"{calls['batch_backpropagate']:.2f} s")
     print(
         f"# wmfast SampledMCTS benchmark (action_dim {D}), torch {torch.__version__}, "
         f"1 torch thread, {os.cpu_count()} cpus"
@@ -241,7 +304,8 @@ def _one_thread():
 
 @pytest.mark.parametrize("B, K, N", CASES)
 @pytest.mark.parametrize("model_kind", ["free", "mlp"])
-@pytest.mark.parametrize("name", ["wmfast x1", "wmfast x2", "numpy", "wm.MCTS A=K", "model alone"])
+@pytest.mark.parametrize("name", ["wmfast x1", "wmfast x2", "numpy", "wm.MCTS A=K", "lightzero",
+                                  "model alone"])
 def test_sampled(benchmark, B, K, N, model_kind, name):
     fns = contenders(B, K, N, model_kind)
     if name not in fns:
