@@ -105,3 +105,26 @@ def test_demo_smoke_json(tmp_path, capsys):
     rows = (tmp_path / "games.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * figures["games"]
     assert np.isfinite(figures["simulations"])
+
+
+def test_living_boards_are_valued_above_a_lost_game():
+    # A lost game is worth 0 to both players; boards reached in play must be worth more, or the
+    # players walk into losses (without the alive constant a fifth of them scored below 0).
+    from wmfast.demos.stochastic_2048 import play
+
+    torch.set_num_threads(1)
+    model = Game2048Model()
+    seen = []
+
+    def expectimax(boards, games):
+        seen.append(boards.clone())
+        moves, evaluations = expectimax_moves(model, boards)
+        return moves, evaluations.sum()
+
+    play(model, 4, expectimax, seed=3, max_moves=300)
+    boards = torch.cat(seen)
+    assert (model.heuristic(boards) > 0).all()
+    assert (Game2048Model(alive_value=0.0).heuristic(boards) < 0).any()   # what it guards against
+    # A state counts the cell its new tile took: its value is the heuristic plus that cell.
+    torch.testing.assert_close(model.state_value(boards),
+                               model.heuristic(boards) + model.empty_weight)
