@@ -300,8 +300,6 @@ def test_config_and_agent_refuse_what_stochastic_muzero_does_not_offer():
         Config(num_chance_outcomes=2.0)
     with pytest.raises(ValueError, match="Config.reuse_tree needs search='muzero'"):
         Config(search="stochastic", reuse_tree=True)
-    with pytest.raises(ValueError, match="Config.native_selfplay needs search='muzero' or"):
-        Config(search="stochastic", native_selfplay=True)
     with pytest.raises(ValueError, match="Config.consistency_weight must be 0 with"):
         Config(search="stochastic", consistency_weight=1.0)
     with pytest.raises(TypeError, match="network must have a afterstate_inference method"):
@@ -413,3 +411,33 @@ def test_two_player_stochastic_agent_plays_legal_moves_and_evaluates():
     assert agent.replay.legal[stored, agent.replay.actions[stored]].all()
     result = agent.evaluate(2)
     assert set(result["returns"].tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_agent_self_play_through_native_decision_and_chance(tmp_path, monkeypatch):
+    # native_selfplay exports the two functions (support decoding included) as the
+    # (decision, chance) pair wm.StochasticMCTS takes, and refreshes both from the learner.
+    import warnings
+
+    monkeypatch.setenv("WMFAST_CACHE", str(tmp_path))
+    config = coin_config(native_selfplay=True, native_refresh_every=2, support_size=3)
+    agent = MuZeroAgent(CoinGame, config=config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager model
+        agent.train(env_steps=120, progress=False)
+    native = agent._native_model
+    decision, chance = native.native
+    assert agent._selfplay.search_model is native.native and agent.updates > 2
+    for model in (decision, chance):   # refreshed every 2 updates (and once at the start)
+        assert model.weights_version == 1 + agent.updates // 2
+    native.refresh()
+    latent = agent.model.initial_inference(torch.randn(5, 4)).latent
+    action = torch.tensor([0, 1, 0, 1, 1])
+    got, want = decision(latent, action), agent.model.decision(latent, action)
+    for g, w in zip((got.latent, got.chance_logits, got.value),
+                    (want.latent, want.chance_logits, want.value)):
+        torch.testing.assert_close(g, w, atol=1e-3, rtol=1e-4)   # AOTInductor's fused kernels
+    outcome = torch.tensor([0, 1, 2, 3, 0])
+    got, want = chance(want.latent, outcome), agent.model.chance(want.latent, outcome)
+    for g, w in zip((got.latent, got.reward, got.logits, got.value, got.discount),
+                    (want.latent, want.reward, want.logits, want.value, want.discount)):
+        torch.testing.assert_close(g, w, atol=1e-3, rtol=1e-4)

@@ -54,7 +54,8 @@ class Config:
     reuse_tree: each self-play search continues from the previous move's subtree (wm.MCTS
       only), so its visits add to those already spent below the move played.
     native_selfplay: self-play searches through a wm.NativeModel export of the search model's
-      recurrent_inference (no Python per simulation; backend="local"), its weights refreshed
+      recurrent_inference, or of Stochastic MuZero's decision and chance functions (no Python
+      per simulation; backend="local"; not search="sampled"), its weights refreshed
       from the learner every ``native_refresh_every`` updates without recompiling; when the
       network cannot be exported, a warning says why and self-play stays eager.
     torch_threads: torch's intra-op threads while the agent trains or evaluates (restored
@@ -125,15 +126,10 @@ class Config:
         if self.reuse_tree and self.search == "gumbel":
             raise ValueError("Config.reuse_tree needs search='muzero': the Gumbel search offers "
                              "no tree reuse (Sequential Halving budgets one search's visits)")
-        if self.search == "stochastic":
-            if self.reuse_tree:
-                raise ValueError("Config.reuse_tree needs search='muzero': a Stochastic MuZero "
-                                 "subtree is reached by an action and a chance outcome, which "
-                                 "the environment does not report")
-            if self.native_selfplay:
-                raise ValueError("Config.native_selfplay needs search='muzero' or 'gumbel': the "
-                                 "native export covers recurrent_inference, not Stochastic "
-                                 "MuZero's two functions")
+        if self.search == "stochastic" and self.reuse_tree:
+            raise ValueError("Config.reuse_tree needs search='muzero': a Stochastic MuZero "
+                             "subtree is reached by an action and a chance outcome, which "
+                             "the environment does not report")
         floats = {  # name: (low, high, low excluded)
             "discount": (0.0, 1.0, False), "reanalyse_fraction": (0.0, 1.0, False),
             "learning_rate": (0.0, None, True), "updates_per_step": (0.0, None, True),

@@ -1,6 +1,7 @@
-"""Self-play searches through a wm.NativeModel: the search model's ``recurrent_inference``
-(support decoding included) compiled with AOTInductor, its weights refreshed from the learner's
-network without recompiling (``NativeModel.load_weights``)."""
+"""Self-play searches through wm.NativeModels: the search model's ``recurrent_inference`` (or
+Stochastic MuZero's ``decision`` and ``chance``), support decoding included, compiled with
+AOTInductor, their weights refreshed from the learner's network without recompiling
+(``NativeModel.load_weights``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from typing import Any
 import torch
 
 from wmfast.muzero.networks import SearchModel
+from wmfast.muzero.stochastic import StochasticSearchModel
 from wmfast.native import ExportError, NativeModel
 
 __all__ = ["NativeSearchModel"]
 
 
 class NativeSearchModel:
-    """A SearchModel's ``recurrent_inference`` as a NativeModel that follows its network.
+    """A SearchModel's ``recurrent_inference`` as a NativeModel that follows its network; for a
+    StochasticSearchModel, ``native`` is the ``(decision, chance)`` pair wm.StochasticMCTS takes.
 
     ``initial_inference`` (once per move) stays eager; the search's calls (one per simulation)
     run in C++. ``refresh()`` copies the network's current weights into the compiled model;
@@ -41,17 +44,28 @@ class NativeSearchModel:
             obs = torch.zeros((2, *obs_shape), dtype=torch.get_default_dtype(), device=device)
             latent = model.initial_inference(obs).latent
         action = torch.zeros(2, dtype=torch.int64, device=device)
-        # A fresh SearchModel over the same network: tracing must not touch the eager one's
+        # A fresh search model over the same network: tracing must not touch the eager one's
         # cached tensors.
-        traced = SearchModel(network, model.support_size, model.two_player)
-        # Cached by the weights' names and shapes: a new network of the same architecture reuses
-        # the compiled package (its weights are loaded below).
+        traced = type(model)(network, model.support_size, model.two_player)
+
+        def export(fn: Any, inputs: tuple[torch.Tensor, ...]) -> NativeModel:
+            # Cached by the weights' names and shapes: a new network of the same architecture
+            # reuses the compiled package (its weights are loaded below).
+            return NativeModel.export(fn, inputs, cache_dir=cache_dir, num_runners=num_runners,
+                                      cache_by_weights=False)
+
         training = network.training
         network.eval()  # self-play's mode (dropout off, batch norm from its statistics)
         try:
-            self.native = NativeModel.export(traced.recurrent_inference, (latent, action),
-                                             cache_dir=cache_dir, num_runners=num_runners,
-                                             cache_by_weights=False)
+            if isinstance(model, StochasticSearchModel):
+                with torch.no_grad():
+                    afterstate = traced.decision(latent, action).latent
+                self.native: Any = (export(traced.decision, (latent, action)),
+                                    export(traced.chance, (afterstate, action)))
+                self._models: tuple[NativeModel, ...] = self.native
+            else:
+                self.native = export(traced.recurrent_inference, (latent, action))
+                self._models = (self.native,)
         finally:
             network.train(training)
         self._since_refresh = 0
@@ -70,9 +84,10 @@ class NativeSearchModel:
             return None
 
     def refresh(self) -> None:
-        """Loads the network's current weights into the compiled model (waits for a search in
-        progress with it)."""
-        self.native.load_weights(self.model.network, prefix="inner.network.")
+        """Loads the network's current weights into the compiled model(s) (waits for a search
+        in progress with them)."""
+        for native in self._models:
+            native.load_weights(self.model.network, prefix="inner.network.")
         self._since_refresh = 0
 
     def updated(self, count: int = 1) -> bool:
