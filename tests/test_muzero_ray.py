@@ -127,6 +127,7 @@ def test_stochastic_muzero_trains_on_actors_and_reanalysers(cluster):
     agent = MuZeroAgent(lambda: Chain(5), config=config)
     agent.train(400, backend="ray", num_actors=1, num_reanalysers=1, progress=False)
     assert agent.updates > 0 and agent.ray_runner.restarts == 0
+    assert agent.ray_runner.reanalysed > 0
     _assert_every_game_stored_once(agent)
     starts = np.unique(agent.replay.game_start[agent.replay.valid])
     assert sorted(agent.replay.final_observations) == sorted(int(s) for s in starts)
@@ -322,11 +323,12 @@ def test_a_sampled_search_rebuilt_from_its_settings_searches_the_same():
 def test_sampled_muzero_trains_on_ray(cluster):
     from muzero_chain import Bandit, bandit_config
 
-    agent = MuZeroAgent(Bandit, config=bandit_config(num_envs=4, min_replay=16, batch_size=16))
-    with pytest.raises(ValueError, match="reanalyse actors do not run search='sampled'"):
-        agent.train(10, backend="ray", num_reanalysers=1, progress=False)
-    agent.train(200, backend="ray", num_actors=2, progress=False)
+    agent = MuZeroAgent(Bandit, config=bandit_config(num_envs=4, min_replay=16, batch_size=16,
+                                                     reanalyse_fraction=0.25))
+    agent.train(200, backend="ray", num_actors=1, num_reanalysers=1, progress=False)
     _assert_every_game_stored_once(agent)
+    # The reanalyse actor re-searched stored positions over their stored root samples.
+    assert agent.ray_runner.reanalysed > 0 and agent.ray_runner.restarts == 0
     assert agent.updates > 0 and len(agent.replay) >= 100
     valid = agent.replay.valid
     assert np.all(np.abs(agent.replay.samples[valid] - agent.replay.actions[valid][:, None])

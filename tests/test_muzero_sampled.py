@@ -243,11 +243,40 @@ def test_sampled_search_on_a_discrete_action_space():
     assert agent.act(np.eye(5, dtype=np.float32)[0]) in (0, 1)
 
 
+@pytest.mark.parametrize("space", ["box", "discrete"])
+def test_agent_self_play_through_the_native_model(tmp_path, monkeypatch, space):
+    # native_selfplay exports recurrent_inference with the actions the search hands it: float
+    # [B, action_dim] over a Box, int64 [B] over a Discrete space.
+    import warnings
+
+    monkeypatch.setenv("WMFAST_CACHE", str(tmp_path))
+    if space == "box":
+        agent = MuZeroAgent(Bandit, config=bandit_config(
+            num_envs=4, min_replay=16, batch_size=16, native_selfplay=True,
+            native_refresh_every=2))
+        latent = agent.model.initial_inference(torch.zeros(4, 2)).latent
+        action = torch.tensor([[-0.5], [0.0], [0.25], [1.0]])
+    else:
+        agent = MuZeroAgent(lambda: Chain(5), config=small_config(
+            search="sampled", num_samples=2, native_selfplay=True, native_refresh_every=2))
+        latent = agent.model.initial_inference(torch.eye(5)[:4]).latent
+        action = torch.tensor([0, 1, 1, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to the eager model
+        agent.train(120, progress=False)
+    native = agent._native_model
+    assert agent._selfplay.search_model is native.native and agent.updates > 2
+    assert native.native.weights_version == 1 + agent.updates // 2
+    native.refresh()
+    got, want = native.native(latent, action), agent.model.recurrent_inference(latent, action)
+    for field in ("latent", "reward", "logits", "value"):
+        torch.testing.assert_close(getattr(got, field), getattr(want, field), rtol=1e-4,
+                                   atol=1e-3, msg=field)
+
+
 def test_sampled_configs_are_checked():
     with pytest.raises(ValueError, match="Config.num_samples"):
         Config(search="sampled", num_samples=0)
-    with pytest.raises(ValueError, match="native_selfplay"):
-        Config(search="sampled", native_selfplay=True)
     with pytest.raises(TypeError, match="search='sampled'"):
         MuZeroAgent(Bandit)
     with pytest.raises(ValueError, match="num_samples must be <= the number of actions"):
@@ -256,8 +285,6 @@ def test_sampled_configs_are_checked():
         MuZeroAgent(lambda: Chain(5), config=small_config(search="sampled", num_samples=2,
                                                           reanalyse_fraction=0.5))
     agent = MuZeroAgent(Bandit, config=bandit_config(reanalyse_fraction=0.1))
-    with pytest.raises(ValueError, match="reanalyse actors do not run search='sampled'"):
-        agent.train(10, backend="ray", num_reanalysers=1, progress=False)
     with pytest.raises(ValueError, match="legal_actions"):
         agent.act(np.zeros(2, np.float32), legal_actions=[True])
     assert agent.env_steps == 0

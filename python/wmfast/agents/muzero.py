@@ -444,10 +444,6 @@ class MuZeroAgent:
                                  ("num_reanalysers", num_reanalysers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if self.config.search == "sampled" and num_reanalysers:
-            # Their batches would have to carry each position's stored root samples.
-            raise ValueError(f"num_reanalysers={num_reanalysers}: reanalyse actors do not run "
-                             "search='sampled' (the learner reanalyses with num_reanalysers=0)")
         if num_reanalysers and self.config.reanalyse_fraction == 0:
             raise ValueError(f"num_reanalysers={num_reanalysers} needs Config.reanalyse_fraction "
                              "> 0 (the share of each batch re-searched), got 0")
@@ -476,8 +472,9 @@ class MuZeroAgent:
             if c.native_selfplay:
                 from wmfast.muzero.native_selfplay import NativeSearchModel
 
-                self._native_model = NativeSearchModel.create(self.model, self.obs_shape,
-                                                              c.native_refresh_every)
+                self._native_model = NativeSearchModel.create(
+                    self.model, self.obs_shape, c.native_refresh_every,
+                    action_dim=self.action_dim if c.search == "sampled" else None)
             self._selfplay = SelfPlay(envs, self.model, self.search, self.num_actions,
                                       c.two_player, seed=c.seed + 1000 * self.episodes,
                                       legal_actions=self.legal_actions,

@@ -54,10 +54,11 @@ class Config:
     reuse_tree: each self-play search continues from the previous move's subtree (wm.MCTS
       only), so its visits add to those already spent below the move played.
     native_selfplay: self-play searches through a wm.NativeModel export of the search model's
-      recurrent_inference, or of Stochastic MuZero's decision and chance functions (no Python
-      per simulation; backend="local"; not search="sampled"), its weights refreshed
-      from the learner every ``native_refresh_every`` updates without recompiling; when the
-      network cannot be exported, a warning says why and self-play stays eager.
+      recurrent_inference (float actions with search="sampled" over a Box), or of Stochastic
+      MuZero's decision and chance functions (no Python per simulation; backend="local"), its
+      weights refreshed from the learner every ``native_refresh_every`` updates without
+      recompiling; when the network cannot be exported, a warning says why and self-play
+      stays eager.
     torch_threads: torch's intra-op threads while the agent trains or evaluates (restored
       after); small networks run fastest on one, and two threads that wait on each other are
       several times slower on a busy machine. None leaves torch's setting alone.
@@ -120,9 +121,6 @@ class Config:
         if self.search not in ("muzero", "gumbel", "stochastic", "sampled"):
             raise ValueError("Config.search must be 'muzero', 'gumbel', 'stochastic' or 'sampled', "
                              f"got {self.search!r}")
-        if self.search == "sampled" and self.native_selfplay:
-            raise ValueError("Config.native_selfplay does not run search='sampled' (the native "
-                             "export takes integer actions); set native_selfplay=False")
         if self.reuse_tree and self.search == "gumbel":
             raise ValueError("Config.reuse_tree needs search='muzero': the Gumbel search offers "
                              "no tree reuse (Sequential Halving budgets one search's visits)")

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from wmfast.muzero.config import Config, training_progress
+from wmfast.muzero.reanalyse import search_targets
 from wmfast.muzero.replay import Game
 from wmfast.muzero.selfplay import LegalActionsFn, SelfPlay
 
@@ -247,14 +248,10 @@ class ReanalyseWorker(_Worker):
         super().__init__(network, config)
         self.search = build_search(spec, seed)
 
-    def run(self, observations: np.ndarray, legal: np.ndarray, version: int,
-            weights: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, observations: np.ndarray, legal: np.ndarray, samples: np.ndarray | None,
+            version: int, weights: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         self._refresh(version, weights)
-        with torch.no_grad():
-            obs = torch.tensor(observations, dtype=torch.get_default_dtype())
-            out = self.search.search(self.model, self.model.initial_inference(obs),
-                                     legal_actions=None if legal.all() else legal)
-        return np.asarray(out.policy, np.float32), np.asarray(out.root_value, np.float32)
+        return search_targets(self.model, self.search, observations, legal, samples)
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -274,7 +271,8 @@ class RayRunner:
     ``received`` the (slot, incarnation, sequence number) of every game added to the replay,
     ``placement`` the node id of each self-play slot's actor, ``steps_by_actor`` the
     environment steps received from each (slot, incarnation),
-    ``restarts`` the actors replaced, ``weights_version`` the learner updates of the newest
+    ``restarts`` the actors replaced, ``reanalysed`` the positions whose search targets the
+    reanalyse actors replaced, ``weights_version`` the learner updates of the newest
     published weights.
     """
 
@@ -296,6 +294,7 @@ class RayRunner:
         self.publishes = 0
         self._publish()
         self.restarts = 0
+        self.reanalysed = 0   # positions whose targets a reanalyse actor replaced
         self.received: list[tuple[int, int, int]] = []
         self.placement: dict[int, str] = {}    # self-play slot -> Ray node id (last seen)
         self.steps_by_actor: dict[tuple[int, int], int] = {}   # (slot, incarnation) -> steps
@@ -394,9 +393,11 @@ class RayRunner:
         index = valid[(start + np.arange(min(count, len(valid)))) % len(valid)]
         a._reanalyse_cursor = int(index[-1]) + 1
         obs, legal = replay.observations[index].copy(), replay.legal[index].copy()
+        samples = getattr(replay, "samples", None)   # Sampled MuZero: searched again
+        samples = None if samples is None else samples[index].copy()
         s = self.reanalysers[slot]
-        ref = s.handle.run.remote(obs, legal, self.weights_version, [self.weights_ref])
-        self.pending[ref] = ("reanalyse", slot, s.incarnation, (index, obs, legal))
+        ref = s.handle.run.remote(obs, legal, samples, self.weights_version, [self.weights_ref])
+        self.pending[ref] = ("reanalyse", slot, s.incarnation, (index, obs, legal, samples))
         s.busy = True
 
     def _add_games(self, result: dict[str, Any]) -> None:
@@ -415,14 +416,17 @@ class RayRunner:
         self.recent_returns = (self.recent_returns + result["returns"])[-20:]
 
     def _apply_reanalyse(self, work: Any, result: tuple[np.ndarray, np.ndarray]) -> None:
-        index, obs, legal = work
+        index, obs, legal, samples = work
         replay = self.agent.replay
         # Where the ring has overwritten a position since, its new content differs: skip it (the
-        # same observation and mask again would have the same search target).
+        # same observation, mask and samples again would have the same search target).
         same = replay.valid[index] & (replay.legal[index] == legal).all(axis=1)
         same &= (replay.observations[index] == obs).reshape(len(index), -1).all(axis=1)
+        if samples is not None:
+            same &= (replay.samples[index] == samples).reshape(len(index), -1).all(axis=1)
         if same.any():
             replay.update_search(index[same], result[0][same], result[1][same])
+            self.reanalysed += int(same.sum())
 
     # -- the loop --------------------------------------------------------------------------------
 

@@ -28,12 +28,15 @@ class NativeSearchModel:
     Args:
       model: the eager SearchModel (its network is the learner's).
       obs_shape: the shape of one observation (to build the example inputs).
+      action_dim: for continuous actions (Sampled MuZero over a Box), their width: the search
+        hands them to the model as float [B, action_dim]; None for integer actions.
       refresh_every: learner updates between two refreshes (1: after every update).
       cache_dir, num_runners: as in ``NativeModel.export``.
     """
 
     def __init__(self, model: SearchModel, obs_shape: tuple[int, ...], refresh_every: int = 1,
-                 cache_dir: Any = None, num_runners: int | None = None) -> None:
+                 cache_dir: Any = None, num_runners: int | None = None,
+                 action_dim: int | None = None) -> None:
         if isinstance(refresh_every, bool) or not isinstance(refresh_every, int) \
                 or refresh_every < 1:
             raise ValueError(f"refresh_every must be an int >= 1, got {refresh_every!r}")
@@ -43,7 +46,8 @@ class NativeSearchModel:
         with torch.no_grad():
             obs = torch.zeros((2, *obs_shape), dtype=torch.get_default_dtype(), device=device)
             latent = model.initial_inference(obs).latent
-        action = torch.zeros(2, dtype=torch.int64, device=device)
+        action = (torch.zeros(2, dtype=torch.int64, device=device) if action_dim is None else
+                  torch.zeros(2, action_dim, dtype=latent.dtype, device=device))
         # A fresh search model over the same network: tracing must not touch the eager one's
         # cached tensors.
         traced = type(model)(network, model.support_size, model.two_player)
