@@ -201,8 +201,6 @@ class Search {
   // trees [begin, end); Finish backs up the last simulation and computes their results.
   void Advance(int64_t begin, int64_t end, int sim);
   void Finish(int64_t begin, int64_t end);
-  void RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
-                  ThreadPool& pool);
   // The search's threads (config.num_threads, fewer for small batches), taken from the process's
   // cache of pools on first use and returned by Run.
   ThreadPool& Pool();

@@ -1,5 +1,6 @@
 #include "wmfast/model/torch/native_model.h"
 
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty_strided.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
@@ -235,7 +236,25 @@ RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
   return [model = std::move(model), check_interrupt = std::move(check_interrupt), index](
              const at::Tensor& latent, const at::Tensor& action, const ConsumeStep& consume) {
     if (check_interrupt) check_interrupt();
-    const std::vector<at::Tensor> outputs = model->Run({latent, action});
+    // A compiled CPU model takes other kernels for small batches: rows of a batch of under 4
+    // rows (1 intra-op thread) or under 12 (2 threads) differed in the last bits from the same
+    // rows in larger batches (measured, torch 2.13, small MLPs). A search's calls can be that
+    // small (a shard's trees needing one of Stochastic MuZero's two functions), so they are
+    // padded by repeating the last row: a row's outputs then do not depend on the batch it came
+    // in, nor a search's results on how its trees were split over threads.
+    constexpr int64_t kMinRows = 16;
+    const int64_t n = latent.size(0);
+    const bool pad = latent.is_cpu() && n > 0 && n < kMinRows;
+    auto padded = [&](const at::Tensor& x) {
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape[0] = kMinRows - n;
+      return at::cat({x, x.narrow(0, n - 1, 1).expand(shape)});
+    };
+    std::vector<at::Tensor> outputs =
+        pad ? model->Run({padded(latent), padded(action)}) : model->Run({latent, action});
+    if (pad) {
+      for (at::Tensor& output : outputs) output = output.narrow(0, 0, n);
+    }
     StepTensors step;
     step.latent = outputs[index[0]];
     if (index[1] >= 0) step.reward = outputs[index[1]];
