@@ -163,13 +163,26 @@ def test_stochastic_native_sharded_reuse_is_the_same_for_every_thread_count(stoc
     assert torch.equal(outs[0].tree.node_values, outs[1].tree.node_values)
 
 
-def test_stochastic_native_bad_output_raises_for_every_thread_count(cache):
+def test_stochastic_native_bad_output_raises_for_every_thread_count(stochastic, cache):
+    _, good_decision, good_chance = stochastic
     model = BadChance()
     index = torch.zeros(4, dtype=torch.long)
     decision, chance = _export(model.decision, index, cache), _export(model.chance, index, cache)
+    root, taken, outcomes = _root(B, A), torch.arange(B) % A, torch.zeros(B, dtype=torch.long)
     for threads in (1, 3):
+        planner = _stochastic(threads)
+        first = planner.search((good_decision, good_chance), root)
+        kept = first.tree.node_values.clone()
         with pytest.raises(ValueError, match="Step.value"):
-            _stochastic(threads).search((decision, chance), _root(B, A))
+            planner.search((decision, chance), root)
+        with pytest.raises(ValueError, match="Step.value"):
+            planner.search((decision, chance), root, reuse=first, action_taken=taken,
+                           outcome_taken=outcomes)
+        # The failed searches left the reused result as it was, and usable.
+        assert torch.equal(first.tree.node_values, kept)
+        again = planner.search((good_decision, good_chance), root, reuse=first,
+                               action_taken=taken, outcome_taken=outcomes)
+        assert int(again.visit_counts.sum()) >= B * 40  # kept visits and 40 new per tree
 
 
 def test_stochastic_native_sharded_search_stops_on_ctrl_c(stochastic, ctrl_c):
