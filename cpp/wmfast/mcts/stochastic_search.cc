@@ -133,8 +133,8 @@ bool StochasticSearch::SelectStep(int64_t b, int sim, Descent& d) {
 }
 
 std::pair<int64_t, int64_t> StochasticSearch::Gather(int64_t begin, int64_t end) {
-  // In tree order whatever the threads did: the batches (and so the model's inputs) are the
-  // same for every thread count. A shard's rows start at its first tree's index, so shards
+  // In tree order whatever the threads did: a batch's rows (and so the model's inputs) depend
+  // only on the trees gathered. A shard's rows start at its first tree's index, so shards
   // gather into disjoint rows.
   int64_t decisions = 0, chances = 0;
   for (int64_t b = begin; b < end; ++b) {

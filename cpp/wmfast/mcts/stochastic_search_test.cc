@@ -161,10 +161,13 @@ TEST(StochasticSearchTest, ShardedSearchStopsWhenPollThrows) {
   int polls = 0;
   EXPECT_THROW(search.Run(decision, chance,
                           [&] {
-                            if (++polls == 5) throw std::runtime_error("stop");
+                            if (++polls >= 5) throw std::runtime_error("stop");
                           }),
                std::runtime_error);
-  EXPECT_EQ(polls, 5);
+  // The caller polls in whichever shards it runs: after its own failed, it may run the other
+  // shard (when no worker has claimed it yet), which stops at its first poll.
+  EXPECT_GE(polls, 5);
+  EXPECT_LE(polls, 6);
   // The other shard stopped too: a whole search makes a call per shard per simulation at least.
   EXPECT_LT(decision.calls.load() + chance.calls.load(), 2 * N);
 }
