@@ -10,6 +10,7 @@
 
 #include "wmfast/cem/noise.h"
 #include "wmfast/common/check.h"
+#include "wmfast/mcts/backup.h"
 #include "wmfast/mcts/puct.h"
 #include "wmfast/mcts/random.h"
 #include "wmfast/mcts/root_results.h"
@@ -646,36 +647,8 @@ void SampledSearch::ExpandAndBackup(int64_t b) {
   tree_.children(tree_.Node(b, parent))[edge] = leaf;
 
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
-  int64_t child = node;
-  float leaf_value = tree_.node_value(node);
-  while (tree_.parent(child) != kNoParent) {
-    const int64_t up = tree_.Node(b, tree_.parent(child));
-    const int k = tree_.action_from_parent(child);
-    const float reward = tree_.reward(child), discount = tree_.discount(child);
-    leaf_value = reward + discount * leaf_value;
-    const float count = static_cast<float>(tree_.node_visits(up));
-    float mean = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
-    if (!std::isfinite(mean)) [[unlikely]] {
-      WMFAST_CHECK_ARG(std::isfinite(leaf_value),
-                       "the search's backed-up values overflowed float32 in tree ", b,
-                       " (batch index): the model's rewards and values must stay well inside "
-                       "float32's range (rescale them, e.g. wmfast.transforms.h)");
-      mean = tree_.node_value(up) * (count / (count + 1.0f)) + leaf_value / (count + 1.0f);
-    }
-    tree_.node_value(up) = mean;
-    tree_.node_visits(up) += 1;
-    tree_.visits(up)[k] += 1;
-    const float q = reward + discount * tree_.node_value(child);
-    WMFAST_CHECK_ARG(std::isfinite(q), "the search's backed-up values overflowed float32 in tree ",
-                     b, " (batch index): reward + discount * value = ", q,
-                     "; rescale the model's rewards and values (e.g. wmfast.transforms.h)");
-    tree_.q(up)[k] = q;
-    if (running) {
-      running_min_[b] = std::min(running_min_[b], q);
-      running_max_[b] = std::max(running_max_[b], q);
-    }
-    child = up;
-  }
+  BackUp(tree_, b, node, running ? &running_min_[b] : nullptr,
+         running ? &running_max_[b] : nullptr);
 }
 
 void SampledSearch::Finalize(int64_t b) {

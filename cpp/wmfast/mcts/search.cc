@@ -10,6 +10,7 @@
 
 #include "wmfast/common/check.h"
 #include "wmfast/common/thread_pool.h"
+#include "wmfast/mcts/backup.h"
 #include "wmfast/mcts/puct.h"
 #include "wmfast/mcts/random.h"
 #include "wmfast/mcts/root_results.h"
@@ -718,44 +719,8 @@ void Search::ExpandAndBackup(int64_t b) {
 
 void Search::Backup(int64_t b, int64_t node) {
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
-  int64_t child = node;
-  float leaf_value = tree_.node_value(node);
-  while (tree_.parent(child) != kNoParent) {
-    const int64_t up = tree_.Node(b, tree_.parent(child));
-    const int a = tree_.action_from_parent(child);
-    const float reward = tree_.reward(child), discount = tree_.discount(child);
-    leaf_value = reward + discount * leaf_value;
-    const float count = static_cast<float>(tree_.node_visits(up));
-    float mean = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
-    if (!std::isfinite(mean)) [[unlikely]] {
-      // The running sum overflowed float32 though the mean may not: the mean as a weighted
-      // average. A non-finite return itself is an overflow of the model's values.
-      CheckBackedUp(b, leaf_value, reward, discount);
-      mean = tree_.node_value(up) * (count / (count + 1.0f)) + leaf_value / (count + 1.0f);
-    }
-    tree_.node_value(up) = mean;
-    tree_.node_visits(up) += 1;
-    const float child_value = tree_.node_value(child);
-    tree_.visits(up)[a] += 1;
-    const float q = reward + discount * child_value;
-    if (!std::isfinite(q)) [[unlikely]] CheckBackedUp(b, q, reward, discount);
-    tree_.q(up)[a] = q;
-    if (running) {
-      running_min_[b] = std::min(running_min_[b], q);
-      running_max_[b] = std::max(running_max_[b], q);
-    }
-    child = up;
-  }
-}
-
-void Search::CheckBackedUp(int64_t b, float value, float reward, float discount) const {
-  if (std::isfinite(value)) return;
-  throw std::invalid_argument(StrCat(
-      "the search's backed-up values overflowed float32 in tree ", b,
-      " (batch index): reward + discount * value = ", value, " with reward ", reward,
-      " and discount ", discount,
-      "; the model's rewards and values must stay well inside float32's range "
-      "(|x| < 3.4e38): rescale them (e.g. wmfast.transforms.h)"));
+  BackUp(tree_, b, node, running ? &running_min_[b] : nullptr,
+         running ? &running_max_[b] : nullptr);
 }
 
 void Search::Finalize(int64_t b) {

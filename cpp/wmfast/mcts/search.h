@@ -193,8 +193,6 @@ class Search {
   void ExpandAndBackup(int64_t b);
   // Backs the value of the new (or re-evaluated) node `node` (flat id) of tree b up to the root.
   void Backup(int64_t b, int64_t node);
-  // Throws std::invalid_argument naming tree b when a backed-up value is not finite.
-  void CheckBackedUp(int64_t b, float value, float reward, float discount) const;
   void Prefetch(int64_t b, bool backup) const;
   void Finalize(int64_t b);
   // Backs up the last simulation (sim > 0) and selects the leaves of simulation sim, for the
