@@ -130,9 +130,11 @@ inline model::RecurrentFn PythonRecurrentFn(py::object fn,
 // simulation for all trees: a Python model's fixed cost per call (tens of microseconds per torch
 // op) would double with two half-batch calls, more than the threads win back.
 struct ModelFunction {
-  // `python` wraps a Python callable (default: PythonRecurrentFn of `kind`).
+  // `python` wraps a Python callable (default: PythonRecurrentFn of `kind`); `min_rows` pads a
+  // native model's small CPU calls (NativeRecurrentFn).
   ModelFunction(py::object fn, model::StepKind kind = model::StepKind::kStep,
-                const std::function<model::RecurrentFn(py::object)>& python = nullptr) {
+                const std::function<model::RecurrentFn(py::object)>& python = nullptr,
+                int64_t min_rows = 1) {
     if (py::isinstance<model::NativeModel>(fn)) {
       native = fn.cast<std::shared_ptr<model::NativeModel>>();
       concurrent_calls = native->device().is_cpu() ? native->num_runners() : 1;
@@ -140,7 +142,7 @@ struct ModelFunction {
         py::gil_scoped_acquire gil;
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
       };
-      recurrent = model::NativeRecurrentFn(native, poll, kind);
+      recurrent = model::NativeRecurrentFn(native, poll, kind, min_rows);
     } else {
       recurrent = python ? python(std::move(fn)) : PythonRecurrentFn(std::move(fn), kind);
     }

@@ -81,9 +81,14 @@ std::unique_ptr<StochasticState> RunStochasticSearch(
   }
 
   // Each function runs as wm.MCTS's model does (search_bindings.h): with two CPU NativeModels
-  // (runners for every thread) each search thread calls both for its own shard of trees.
-  ModelFunction decision_function(std::move(decision_fn), model::StepKind::kAfterstate);
-  ModelFunction chance_function(std::move(chance_fn), model::StepKind::kStep);
+  // (runners for every thread) each search thread calls both for its own shard of trees. The
+  // calls' sizes depend on the split (a shard's trees needing each function, as few as one), so
+  // small native calls are padded: the results then do not depend on the threads. (MCTS's and
+  // Sampled MuZero's calls hold a whole shard, 32 trees or more.)
+  ModelFunction decision_function(std::move(decision_fn), model::StepKind::kAfterstate, nullptr,
+                                  model::kRowIndependentBatch);
+  ModelFunction chance_function(std::move(chance_fn), model::StepKind::kStep, nullptr,
+                                model::kRowIndependentBatch);
   model::CallbackEvaluator decision = decision_function.Evaluator(
       state->latents.get(), num_chance_outcomes, model::StepKind::kAfterstate);
   model::CallbackEvaluator chance = chance_function.Evaluator(state->latents.get(), A);

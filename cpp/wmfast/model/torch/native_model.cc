@@ -191,7 +191,8 @@ void NativeModel::LoadWeights(const std::unordered_map<std::string, at::Tensor>&
 }
 
 RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
-                              std::function<void()> check_interrupt, StepKind kind) {
+                              std::function<void()> check_interrupt, StepKind kind,
+                              int64_t min_rows) {
   auto field_list = [&](const char* key) {
     std::vector<std::string> names;
     auto it = model->metadata().find(key);
@@ -233,21 +234,16 @@ RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
     WMFAST_CHECK_ARG(index[k] >= 0, "the NativeModel '", model->path(), "' returns no ",
                      dataclass, ".", names[k]);
   }
-  return [model = std::move(model), check_interrupt = std::move(check_interrupt), index](
-             const at::Tensor& latent, const at::Tensor& action, const ConsumeStep& consume) {
+  return [model = std::move(model), check_interrupt = std::move(check_interrupt), index,
+          min_rows](const at::Tensor& latent, const at::Tensor& action,
+                    const ConsumeStep& consume) {
     if (check_interrupt) check_interrupt();
-    // A compiled CPU model takes other kernels for small batches: rows of a batch of under 4
-    // rows (1 intra-op thread) or under 12 (2 threads) differed in the last bits from the same
-    // rows in larger batches (measured, torch 2.13, small MLPs). A search's calls can be that
-    // small (a shard's trees needing one of Stochastic MuZero's two functions), so they are
-    // padded by repeating the last row: a row's outputs then do not depend on the batch it came
-    // in, nor a search's results on how its trees were split over threads.
-    constexpr int64_t kMinRows = 16;
+    // A smaller CPU batch is padded by repeating its last row (kRowIndependentBatch says why).
     const int64_t n = latent.size(0);
-    const bool pad = latent.is_cpu() && n > 0 && n < kMinRows;
+    const bool pad = latent.is_cpu() && n > 0 && n < min_rows;
     auto padded = [&](const at::Tensor& x) {
       std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-      shape[0] = kMinRows - n;
+      shape[0] = min_rows - n;
       return at::cat({x, x.narrow(0, n - 1, 1).expand(shape)});
     };
     std::vector<at::Tensor> outputs =
