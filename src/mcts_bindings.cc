@@ -36,27 +36,6 @@ using mcts::SearchConfig;
 
 using SearchState = SearchStateOf<Search>;
 
-// The evaluator of a model: a NativeModel runs in C++ without the GIL (taking it only to poll
-// Ctrl-C), on the CPU with one runner per search thread, so each thread searches its own shard
-// of trees with its own model calls. Anything else is called back in Python, once per
-// simulation for all trees: a Python model's fixed cost per call (tens of microseconds per torch
-// op) would double with two half-batch calls, more than the threads win back.
-model::CallbackEvaluator EvaluatorFor(model::LatentStore* store, int num_actions,
-                                      py::object model_fn) {
-  if (py::isinstance<model::NativeModel>(model_fn)) {
-    auto native = model_fn.cast<std::shared_ptr<model::NativeModel>>();
-    const int concurrent_calls = native->device().is_cpu() ? native->num_runners() : 1;
-    auto poll = [] {
-      py::gil_scoped_acquire gil;
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    };
-    return model::CallbackEvaluator(store, num_actions,
-                                    model::NativeRecurrentFn(std::move(native), poll),
-                                    concurrent_calls);
-  }
-  return model::CallbackEvaluator(store, num_actions, PythonRecurrentFn(std::move(model_fn)));
-}
-
 std::unique_ptr<SearchState> RunSearch(
     const SearchConfig& config, py::object model_fn, const at::Tensor& root_latent,
     const float* root_logits, const float* root_value,
@@ -104,17 +83,11 @@ std::unique_ptr<SearchState> RunSearch(
     for (int64_t b = 0; b < B; ++b) root_slots[b] = state->search->Slot(b, mcts::kRootIndex);
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());
   }
-  std::shared_ptr<model::NativeModel> native;
-  if (py::isinstance<model::NativeModel>(model_fn)) {
-    native = model_fn.cast<std::shared_ptr<model::NativeModel>>();
-  }
-  model::CallbackEvaluator evaluator = EvaluatorFor(state->latents.get(), A, std::move(model_fn));
+  ModelFunction function(std::move(model_fn));
+  model::CallbackEvaluator evaluator = function.Evaluator(state->latents.get(), A);
   {
     py::gil_scoped_release release;
-    // One set of weights for the whole search: NativeModel.load_weights waits for it (taken
-    // without the GIL, which the search's interrupt polls need).
-    std::shared_lock<std::shared_mutex> weights;
-    if (native) weights = native->ReadWeights();
+    const auto weights = function.ReadWeights();
     state->search->Run(evaluator, nullptr);
   }
   return state;

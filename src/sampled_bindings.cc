@@ -30,28 +30,7 @@ namespace {
 using mcts::SampledConfig;
 using mcts::SampledSearch;
 
-struct SampledState {
-  std::unique_ptr<SampledSearch> search;
-  std::unique_ptr<model::LatentStore> latents;
-  bool unwritten_latents_cleared = false;
-
-  // The store with the slots of nodes never evaluated zeroed (left unwritten by the search).
-  const at::Tensor& InspectableLatents() {
-    if (!unwritten_latents_cleared) {
-      const mcts::Tree& t = search->tree();
-      std::vector<int64_t> unwritten;
-      for (int64_t b = 0; b < t.batch_size; ++b) {
-        for (int64_t n = 0; n < t.num_nodes; ++n) {
-          const int64_t id = t.Node(b, n);
-          if (!t.created(id) || t.node_visits(id) == 0) unwritten.push_back(search->Slot(b, n));
-        }
-      }
-      latents->Clear(unwritten);
-      unwritten_latents_cleared = true;
-    }
-    return latents->tensor();
-  }
-};
+using SampledState = SearchStateOf<SampledSearch>;
 
 // The user's recurrent function (search_bindings.h's callback), with Step.logits checked
 // against the policy's width: `policy_name` says what it holds (the evaluator's own message
@@ -127,24 +106,15 @@ std::unique_ptr<SampledState> RunSampled(const SampledConfig& config, py::object
   const std::string policy_name =
       config.continuous() ? StrCat("batch, 2 * action_dim: the Gaussian policy's mean, then log_std")
                           : std::string("batch, num_actions: the policy logits");
-  std::shared_ptr<model::NativeModel> native;
-  model::RecurrentFn fn;
-  if (py::isinstance<model::NativeModel>(model_fn)) {
-    native = model_fn.cast<std::shared_ptr<model::NativeModel>>();
-    auto poll = [] {
-      py::gil_scoped_acquire gil;
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    };
-    fn = model::NativeRecurrentFn(native, poll);
-  } else {
-    fn = SampledRecurrentFn(std::move(model_fn), width, policy_name);
-  }
-  // One model call per simulation for all trees (no sharded native runners here).
-  model::CallbackEvaluator evaluator(state->latents.get(), width, std::move(fn));
+  // A CPU NativeModel with runners for every thread: each search thread calls it for its own
+  // shard of trees (search_bindings.h).
+  ModelFunction function(std::move(model_fn), model::StepKind::kStep, [&](py::object fn) {
+    return SampledRecurrentFn(std::move(fn), width, policy_name);
+  });
+  model::CallbackEvaluator evaluator = function.Evaluator(state->latents.get(), width);
   {
     py::gil_scoped_release release;
-    std::shared_lock<std::shared_mutex> weights;
-    if (native) weights = native->ReadWeights();
+    const auto weights = function.ReadWeights();
     state->search->Run(evaluator, nullptr);
   }
   return state;
@@ -184,11 +154,7 @@ void InitSampled(py::module_& m) {
         return s.latents->tensor().device();
       }, "The device of the node latents")
       .def_property_readonly("latents", [](SampledState& s) {
-        const at::Tensor& t = s.InspectableLatents();
-        std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
-        shape[0] = s.search->batch_size();
-        shape.insert(shape.begin(), s.search->tree().num_nodes);
-        return t.view(shape).transpose(0, 1).clone(at::MemoryFormat::Contiguous);
+        return s.LatentsCopy();
       }, "[B, num_nodes, ...] latent of every node (a copy; zero for nodes never evaluated)")
       .def("tree_arrays", [](SampledState& s) {
         s.search->CompleteForInspection();
@@ -196,20 +162,7 @@ void InitSampled(py::module_& m) {
         const mcts::Tree& t = search.tree();
         const SampledConfig& c = search.config();
         const int64_t B = t.batch_size, N = t.num_nodes, K = t.num_actions, D = c.action_dim;
-        py::dict d;
-        for (const mcts::TreeField& field : t.Fields()) {
-          const int64_t node = field.node_bytes / 4;
-          std::vector<int64_t> shape = {B, N}, strides = {N * node, node};
-          if (field.per_edge) {
-            shape.push_back(K);
-            strides.push_back(1);
-          }
-          const at::TensorOptions options =
-              at::TensorOptions().dtype(field.is_float ? at::kFloat : at::kInt);
-          const at::Tensor view =
-              at::from_blob(const_cast<void*>(field.data), shape, strides, options);
-          d[field.name] = at::empty(shape, options).copy_(view);
-        }
+        py::dict d = TreeFieldArrays(t);
         // The sampled action of every edge (NaN / -1 where a node has no such child).
         std::vector<int32_t> num_children(B * N);
         for (int64_t id = 0; id < B * N; ++id) num_children[id] = search.num_children(id);

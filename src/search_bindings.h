@@ -1,6 +1,6 @@
 // Helpers shared by the bindings of the tree searches (mcts, stochastic and sampled bindings):
-// root inputs as float32 memory, result tensors that own the search's buffers, the Python model
-// callbacks, and copies of the trees as tensors. Included only by files in src/ that include
+// root inputs as float32 memory, result tensors that own the search's buffers, the model
+// functions (Python callbacks or NativeModels), and copies of the trees as tensors. Included only by files in src/ that include
 // torch's pybind11.
 #ifndef WMFAST_SRC_SEARCH_BINDINGS_H_
 #define WMFAST_SRC_SEARCH_BINDINGS_H_
@@ -14,7 +14,9 @@
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/isfinite.h>
 
+#include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #include "wmfast/model/float_rows.h"
 #include "wmfast/model/torch/callback_evaluator.h"
 #include "wmfast/model/torch/latent_store.h"
+#include "wmfast/model/torch/native_model.h"
 
 namespace wmfast {
 
@@ -120,6 +123,49 @@ inline model::RecurrentFn PythonRecurrentFn(py::object fn,
   };
 }
 
+// One model function of a search (MCTS's recurrent function, Stochastic MuZero's decision or
+// chance function, Sampled MuZero's): a NativeModel runs in C++ without the GIL (taking it only
+// to poll Ctrl-C), on the CPU with one runner per search thread, so each thread can search its
+// own shard of trees with its own model calls. Anything else is called back in Python, once per
+// simulation for all trees: a Python model's fixed cost per call (tens of microseconds per torch
+// op) would double with two half-batch calls, more than the threads win back.
+struct ModelFunction {
+  // `python` wraps a Python callable (default: PythonRecurrentFn of `kind`); `min_rows` pads a
+  // native model's small CPU calls (NativeRecurrentFn).
+  ModelFunction(py::object fn, model::StepKind kind = model::StepKind::kStep,
+                const std::function<model::RecurrentFn(py::object)>& python = nullptr,
+                int64_t min_rows = 1) {
+    if (py::isinstance<model::NativeModel>(fn)) {
+      native = fn.cast<std::shared_ptr<model::NativeModel>>();
+      concurrent_calls = native->device().is_cpu() ? native->num_runners() : 1;
+      auto poll = [] {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      };
+      recurrent = model::NativeRecurrentFn(native, poll, kind, min_rows);
+    } else {
+      recurrent = python ? python(std::move(fn)) : PythonRecurrentFn(std::move(fn), kind);
+    }
+  }
+
+  // The function's evaluator over `store`, whose outputs are `width` wide (A, or C for an
+  // afterstate's chance logits); moves the function into it (call once).
+  model::CallbackEvaluator Evaluator(model::LatentStore* store, int width,
+                                     model::StepKind kind = model::StepKind::kStep) {
+    return model::CallbackEvaluator(store, width, std::move(recurrent), concurrent_calls, kind);
+  }
+
+  // One set of weights for a whole search: NativeModel.load_weights waits while this is held.
+  // Take it without the GIL (the search's interrupt polls need it); empty for a Python model.
+  std::shared_lock<std::shared_mutex> ReadWeights() const {
+    return native ? native->ReadWeights() : std::shared_lock<std::shared_mutex>();
+  }
+
+  std::shared_ptr<model::NativeModel> native;  // null for a Python callback
+  model::RecurrentFn recurrent;
+  int concurrent_calls = 1;
+};
+
 // A NaN or infinite root latent is named here, not as the model's output it turns into.
 inline void CheckFiniteLatent(const at::Tensor& latent, int64_t B) {
   if (!at::isFloatingType(latent.scalar_type()) || B == 0) return;
@@ -135,8 +181,8 @@ inline void CheckFiniteLatent(const at::Tensor& latent, int64_t B) {
                                      " (batch index): expected finite latents"));
 }
 
-// A finished search (mcts::Search or a class derived from it): the trees, the latents of their
-// nodes and the results.
+// A finished search (mcts::Search or a class derived from it, or mcts::SampledSearch: anything
+// with tree(), Slot() and batch_size()): the trees, the latents of their nodes and the results.
 template <typename SearchT>
 struct SearchStateOf {
   std::unique_ptr<SearchT> search;
@@ -174,8 +220,8 @@ struct SearchStateOf {
 };
 
 // Copies of the trees' fields (mctx's Tree names) as CPU tensors: [B, N] or [B, N, E] with E the
-// tree's edge width, and root_invalid_actions [B, A] (A = num_actions <= E).
-inline py::dict TreeArrays(const mcts::Tree& t, int64_t num_actions) {
+// tree's edge width.
+inline py::dict TreeFieldArrays(const mcts::Tree& t) {
   const int64_t B = t.batch_size, N = t.num_nodes, E = t.num_actions;
   py::dict d;
   for (const mcts::TreeField& field : t.Fields()) {
@@ -192,8 +238,14 @@ inline py::dict TreeArrays(const mcts::Tree& t, int64_t num_actions) {
     const at::Tensor view = at::from_blob(const_cast<void*>(field.data), shape, strides, options);
     d[field.name] = at::empty(shape, options).copy_(view);
   }
+  return d;
+}
+
+// TreeFieldArrays and root_invalid_actions [B, A] (A = num_actions <= E).
+inline py::dict TreeArrays(const mcts::Tree& t, int64_t num_actions) {
+  py::dict d = TreeFieldArrays(t);
   d["root_invalid_actions"] =
-      at::from_blob(const_cast<uint8_t*>(t.root_invalid_actions.data()), {B, num_actions},
+      at::from_blob(const_cast<uint8_t*>(t.root_invalid_actions.data()), {t.batch_size, num_actions},
                     at::TensorOptions().dtype(at::kByte))
           .to(at::kBool);
   return d;

@@ -80,32 +80,22 @@ std::unique_ptr<StochasticState> RunStochasticSearch(
     state->latents->Write(root_slots.data(), B, root_latent.contiguous());
   }
 
-  // A NativeModel runs without the GIL (taking it only to poll Ctrl-C), anything else is called
-  // back in Python; one call at a time either way (the search gathers the trees per function).
-  std::vector<std::shared_ptr<model::NativeModel>> natives;
-  auto function = [&](py::object fn, model::StepKind kind) {
-    if (py::isinstance<model::NativeModel>(fn)) {
-      auto native = fn.cast<std::shared_ptr<model::NativeModel>>();
-      natives.push_back(native);
-      auto poll = [] {
-        py::gil_scoped_acquire gil;
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-      };
-      return model::NativeRecurrentFn(std::move(native), poll, kind);
-    }
-    return PythonRecurrentFn(std::move(fn), kind);
-  };
-  model::CallbackEvaluator decision(
-      state->latents.get(), num_chance_outcomes,
-      function(std::move(decision_fn), model::StepKind::kAfterstate), 1,
-      model::StepKind::kAfterstate);
-  model::CallbackEvaluator chance(state->latents.get(), A,
-                                  function(std::move(chance_fn), model::StepKind::kStep));
+  // Each function runs as wm.MCTS's model does (search_bindings.h): with two CPU NativeModels
+  // (runners for every thread) each search thread calls both for its own shard of trees. The
+  // calls' sizes depend on the split (a shard's trees needing each function, as few as one), so
+  // small native calls are padded: the results then do not depend on the threads. (MCTS's and
+  // Sampled MuZero's calls hold a whole shard, 32 trees or more.)
+  ModelFunction decision_function(std::move(decision_fn), model::StepKind::kAfterstate, nullptr,
+                                  model::kRowIndependentBatch);
+  ModelFunction chance_function(std::move(chance_fn), model::StepKind::kStep, nullptr,
+                                model::kRowIndependentBatch);
+  model::CallbackEvaluator decision = decision_function.Evaluator(
+      state->latents.get(), num_chance_outcomes, model::StepKind::kAfterstate);
+  model::CallbackEvaluator chance = chance_function.Evaluator(state->latents.get(), A);
   {
     py::gil_scoped_release release;
-    // One set of weights for the whole search (NativeModel.load_weights waits for it).
-    std::vector<std::shared_lock<std::shared_mutex>> weights;
-    for (const auto& native : natives) weights.push_back(native->ReadWeights());
+    const auto decision_weights = decision_function.ReadWeights();
+    const auto chance_weights = chance_function.ReadWeights();
     state->search->Run(decision, chance, nullptr);
   }
   return state;

@@ -228,7 +228,9 @@ class SampledMCTS:
         clipped to them.
       num_actions: A for discrete actions (instead of action_dim).
       discount, pb_c_init, pb_c_base, seed, qtransform, max_depth, temperature, num_threads: as
-        in wm.MCTS ("completed_by_mix_value" is not offered).
+        in wm.MCTS ("completed_by_mix_value" is not offered; with a CPU wm.NativeModel of
+        num_runners >= num_threads each thread searches its own shard of trees, model calls
+        included). Results do not depend on num_threads.
       dirichlet_alpha, dirichlet_fraction: root noise mixed into the K sampled priors (fraction 0
         turns it off).
       unvisited_q: the value of an unvisited child in pUCT: "min" (mctx / MuZero: a normalised

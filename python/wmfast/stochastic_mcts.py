@@ -200,7 +200,7 @@ class StochasticSearchResult(SearchResult):
     SearchResult: action [B] int64, visit_counts [B, A] int32, policy [B, A] float32 (the visit
     distribution), root_value [B], q_values [B, A] float32 (the afterstate values at the root));
     ``tree`` is a StochasticSearchTree, ``model_calls`` the number of (decision, chance) calls
-    the search made."""
+    the search made (each shard's calls, when sharded over threads with NativeModels)."""
 
     @property
     def tree(self) -> StochasticSearchTree:  # type: ignore[override]
@@ -288,7 +288,10 @@ class StochasticMCTS(_Planner):
       discount: multiplies the chance function's Step.discount on every outcome edge.
       pb_c_init, pb_c_base: c1 and c2 of the pUCT formula, as in MCTS.
       dirichlet_alpha, dirichlet_fraction: root noise, on the decision priors only, as in MCTS.
-      seed, qtransform, temperature, num_threads: as in MCTS.
+      seed, qtransform, temperature: as in MCTS.
+      num_threads: as in MCTS; with two CPU wm.NativeModels (num_runners >= num_threads) each
+        thread searches its own shard of trees, calls of both functions included. Results do
+        not depend on it.
       max_depth: maximum edges from the root to a leaf, decision and chance edges each counting
         one (mctx's convention; None: unlimited).
     """

@@ -10,8 +10,11 @@
 
 #include "wmfast/cem/noise.h"
 #include "wmfast/common/check.h"
+#include "wmfast/mcts/backup.h"
 #include "wmfast/mcts/puct.h"
 #include "wmfast/mcts/random.h"
+#include "wmfast/mcts/root_results.h"
+#include "wmfast/mcts/simulation_loop.h"
 #include "wmfast/model/float_rows.h"
 
 namespace wmfast::mcts {
@@ -644,36 +647,8 @@ void SampledSearch::ExpandAndBackup(int64_t b) {
   tree_.children(tree_.Node(b, parent))[edge] = leaf;
 
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
-  int64_t child = node;
-  float leaf_value = tree_.node_value(node);
-  while (tree_.parent(child) != kNoParent) {
-    const int64_t up = tree_.Node(b, tree_.parent(child));
-    const int k = tree_.action_from_parent(child);
-    const float reward = tree_.reward(child), discount = tree_.discount(child);
-    leaf_value = reward + discount * leaf_value;
-    const float count = static_cast<float>(tree_.node_visits(up));
-    float mean = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
-    if (!std::isfinite(mean)) [[unlikely]] {
-      WMFAST_CHECK_ARG(std::isfinite(leaf_value),
-                       "the search's backed-up values overflowed float32 in tree ", b,
-                       " (batch index): the model's rewards and values must stay well inside "
-                       "float32's range (rescale them, e.g. wmfast.transforms.h)");
-      mean = tree_.node_value(up) * (count / (count + 1.0f)) + leaf_value / (count + 1.0f);
-    }
-    tree_.node_value(up) = mean;
-    tree_.node_visits(up) += 1;
-    tree_.visits(up)[k] += 1;
-    const float q = reward + discount * tree_.node_value(child);
-    WMFAST_CHECK_ARG(std::isfinite(q), "the search's backed-up values overflowed float32 in tree ",
-                     b, " (batch index): reward + discount * value = ", q,
-                     "; rescale the model's rewards and values (e.g. wmfast.transforms.h)");
-    tree_.q(up)[k] = q;
-    if (running) {
-      running_min_[b] = std::min(running_min_[b], q);
-      running_max_[b] = std::max(running_max_[b], q);
-    }
-    child = up;
-  }
+  BackUp(tree_, b, node, running ? &running_min_[b] : nullptr,
+         running ? &running_max_[b] : nullptr);
 }
 
 void SampledSearch::Finalize(int64_t b) {
@@ -681,46 +656,18 @@ void SampledSearch::Finalize(int64_t b) {
   const int64_t root = tree_.Node(b, kRootIndex);
   const int n = num_children_[root];
   Results& r = results_;
-  int32_t total = 0, max_visit = 0;
+  int32_t* visits = &r.visit_counts[b * K];
   for (int k = 0; k < K; ++k) {
-    const int32_t v = k < n ? tree_.visits(root)[k] : 0;
-    r.visit_counts[b * K + k] = v;
+    visits[k] = k < n ? tree_.visits(root)[k] : 0;
     r.q_values[b * K + k] = k < n ? tree_.q(root)[k] : 0.0f;
     r.priors[b * K + k] = k < n ? tree_.priors(root)[k] : 0.0f;
-    total += v;
-    max_visit = std::max(max_visit, v);
   }
-  for (int k = 0; k < K; ++k) {
-    r.policy[b * K + k] = k < n ? (total > 0 ? static_cast<float>(r.visit_counts[b * K + k]) / total
-                                             : 1.0f / n)
-                                : 0.0f;
-  }
+  VisitPolicy(visits, n, &r.policy[b * K]);
+  std::fill(&r.policy[b * K] + n, &r.policy[b * K] + K, 0.0f);
   r.root_value[b] = tree_.node_value(root);
-  int chosen = 0;
-  if (config_.temperature == 0.0f || max_visit == 0) {
-    for (int k = 1; k < n; ++k) {
-      if (r.visit_counts[b * K + k] > r.visit_counts[b * K + chosen]) chosen = k;
-    }
-  } else {
-    // Proportional to visits^(1/T), relative to the largest count.
-    std::vector<double> weights(n, 0.0);
-    double sum = 0.0;
-    for (int k = 0; k < n; ++k) {
-      const int32_t v = r.visit_counts[b * K + k];
-      if (v == 0) continue;
-      const double ratio = static_cast<double>(v) / max_visit;
-      sum += weights[k] =
-          config_.temperature == 1.0f ? ratio : std::pow(ratio, 1.0 / config_.temperature);
-    }
-    Rng rng(config_.seed, 3 * stream_ + kFinalAction, static_cast<uint64_t>(b));
-    double u = rng.Uniform() * sum;
-    for (int k = 0; k < n; ++k) {
-      if (weights[k] == 0.0) continue;
-      chosen = k;
-      if (u < weights[k]) break;
-      u -= weights[k];
-    }
-  }
+  const int chosen =
+      ChooseByVisits(visits, n, nullptr, config_.temperature,
+                     Rng(config_.seed, 3 * stream_ + kFinalAction, static_cast<uint64_t>(b)));
   r.index[b] = chosen;
   if (config_.continuous()) {
     std::copy_n(samples(root), K * D, &r.actions[b * K * D]);
@@ -732,48 +679,12 @@ void SampledSearch::Finalize(int64_t b) {
 }
 
 ThreadPool& SampledSearch::Pool() {
-  if (pool_ == nullptr) {
-    constexpr int64_t kMinTreesPerThread = 32;  // as Search: smaller shards are not worth a thread
-    const int64_t threads = std::clamp<int64_t>(tree_.batch_size / kMinTreesPerThread, 1,
-                                                std::max(config_.num_threads, 1));
-    pool_ = AcquirePool(static_cast<int>(threads));
-  }
-  return *pool_;
+  return SearchPool(pool_, tree_.batch_size, config_.num_threads);
 }
 
 void SampledSearch::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
   const int64_t B = tree_.batch_size, K = config_.num_samples, D = config_.action_dim;
-  ThreadPool& pool = Pool();
-  struct ReleasePool {
-    CachedPool& pool;
-    ~ReleasePool() { pool.reset(); }
-  } release{pool_};
-  const int threads = pool.num_threads();
-  model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data(),
-                          threads > 1 ? &pool : nullptr};
-  if (config_.continuous()) {
-    leaves.continuous_actions = float_actions_.data();
-    leaves.action_dim = D;
-  }
-  const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_policy_.data(),
-                                   out_values_.data()};
-  for (int sim = 0; sim < config_.num_simulations; ++sim) {
-    pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        if (sim > 0) ExpandAndBackup(b);
-        Select(b, sim);
-      }
-    });
-    if (poll) poll();
-    evaluator.Evaluate(leaves, outputs);
-    if (config_.continuous()) {
-      // The evaluator lets -inf logits through (discrete masks); a Gaussian needs finite ones.
-      const int64_t bad = model::FirstNonFinite(out_policy_.data(), B * P_, false);
-      WMFAST_CHECK_ARG(bad < 0, "Step.logits (the Gaussian policy: mean, then log_std) must be "
-                       "finite for continuous actions, got ", out_policy_[bad < 0 ? 0 : bad],
-                       " at batch index ", bad / P_, ", column ", bad % P_);
-    }
-  }
+  const int threads = Pool().num_threads();
   results_ = Results{};
   Results& r = results_;
   r.index.resize(B);
@@ -789,12 +700,41 @@ void SampledSearch::Run(model::Evaluator& evaluator, const std::function<void()>
   r.priors.resize(B * K);
   r.q_values.resize(B * K);
   r.root_value.resize(B);
-  pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) {
+  SimulationSteps steps;
+  steps.advance = [this](int64_t begin, int64_t end, int sim) {
+    for (int64_t b = begin; b < end; ++b) {
+      if (sim > 0) ExpandAndBackup(b);
+      Select(b, sim);
+    }
+  };
+  steps.evaluate = [&](int64_t begin, int64_t end, ThreadPool* helpers) {
+    const int64_t n = end - begin;
+    model::LeafBatch leaves{n, source_slots_.data() + begin, actions_.data() + begin,
+                            target_slots_.data() + begin, helpers};
+    if (config_.continuous()) {
+      leaves.continuous_actions = float_actions_.data() + begin * D;
+      leaves.action_dim = D;
+    }
+    float* policy = out_policy_.data() + begin * P_;
+    const model::LeafOutputs outputs{out_rewards_.data() + begin, out_discounts_.data() + begin,
+                                     policy, out_values_.data() + begin};
+    evaluator.Evaluate(leaves, outputs);
+    if (config_.continuous()) {
+      // The evaluator lets -inf logits through (discrete masks); a Gaussian needs finite ones.
+      const int64_t bad = model::FirstNonFinite(policy, n * P_, false);
+      WMFAST_CHECK_ARG(bad < 0, "Step.logits (the Gaussian policy: mean, then log_std) must be "
+                       "finite for continuous actions, got ", policy[bad < 0 ? 0 : bad],
+                       " at batch index ", begin + bad / P_, ", column ", bad % P_);
+    }
+  };
+  steps.finish = [this](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       ExpandAndBackup(b);
       Finalize(b);
     }
-  });
+  };
+  RunSimulations(pool_, B, config_.num_simulations,
+                 threads > 1 && evaluator.max_concurrent_calls() >= threads, steps, poll);
 }
 
 void SampledSearch::CompleteForInspection() {

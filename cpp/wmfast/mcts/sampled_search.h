@@ -63,7 +63,7 @@ struct SampledConfig {
   // keeps trying the others while their bonus exceeds the best one's lead.
   bool unvisited_parent_value = false;
   uint64_t seed = 0;
-  int num_threads = 1;           // threads sharing the tree work (at most one per 32 trees)
+  int num_threads = 1;           // threads sharing the trees (at most one per 32 trees)
 
   bool continuous() const { return action_dim > 0; }
   // Width of the model's policy output: 2D (mean, log_std) or A logits.
@@ -116,7 +116,9 @@ class SampledSearch {
                         const SampledRootInput& root, std::vector<int64_t>* slot_map);
 
   // Runs the simulations and computes the results. `poll` (may be empty) runs between
-  // simulations on the calling thread and may throw to stop the search.
+  // simulations on the calling thread and may throw to stop the search. With an evaluator that
+  // takes concurrent calls (and num_threads > 1), each thread searches its shard of trees with
+  // its own model calls (see simulation_loop.h).
   void Run(model::Evaluator& evaluator, const std::function<void()>& poll);
 
   // The evaluator's latent slot of node n of tree b (node-major, as in Search).

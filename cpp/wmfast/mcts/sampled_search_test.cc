@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <vector>
 
@@ -68,6 +69,81 @@ TEST(SampledSearchTest, ReuseKeepsTheSubtreeAndNumbersNewNodesAfterIt) {
   second.Run(evaluator, nullptr);
   EXPECT_EQ(second.tree().node_visits(root0), kept_visits + N);
   EXPECT_EQ(second.tree().node_visits(t.Node(1, kRootIndex)), 1 + N);
+}
+
+// Reward -(a - target)^2 with a target set by the leaf's source slot (which does not depend on
+// the threads), a policy whose mean moves with the action; `concurrent` lets the search shard.
+class ShardableEvaluator : public model::Evaluator {
+ public:
+  explicit ShardableEvaluator(bool concurrent) : concurrent_(concurrent) {}
+  void Evaluate(const model::LeafBatch& leaves, const model::LeafOutputs& out) override {
+    calls.fetch_add(1);
+    int64_t seen = max_rows.load();
+    while (leaves.size > seen && !max_rows.compare_exchange_weak(seen, leaves.size)) {
+    }
+    for (int64_t i = 0; i < leaves.size; ++i) {
+      const float a = leaves.continuous_actions[i];
+      const float target = 0.1f * static_cast<float>(leaves.source_slots[i] % 7) - 0.3f;
+      out.rewards[i] = -(a - target) * (a - target);
+      out.discounts[i] = 0.9f;
+      out.logits[2 * i] = 0.5f * a;
+      out.logits[2 * i + 1] = -0.5f;
+      out.values[i] = 0.1f * a;
+    }
+  }
+  int max_concurrent_calls() const override { return concurrent_ ? 8 : 1; }
+  std::atomic<int> calls{0};
+  std::atomic<int64_t> max_rows{0};
+
+ private:
+  bool concurrent_;
+};
+
+TEST(SampledSearchTest, ShardedSearchesGiveIdenticalTrees) {
+  const int K = 4, N = 25;
+  const int64_t B = 100;  // 32+ trees per thread: all 3 threads work
+  std::vector<float> policy(B * 2), values(B);
+  for (int64_t b = 0; b < B; ++b) {
+    policy[2 * b] = 0.02f * static_cast<float>(b % 11) - 0.1f;
+    policy[2 * b + 1] = -1.0f;
+    values[b] = 0.0f;
+  }
+  SampledConfig config = Continuous(K, N);
+  config.dirichlet_fraction = 0.25f;
+  config.temperature = 1.0f;
+  config.seed = 11;
+  std::vector<std::vector<int32_t>> visits;
+  std::vector<std::vector<float>> node_values, samples;
+  std::vector<std::vector<int64_t>> chosen;
+  for (bool concurrent : {false, true}) {
+    for (int threads : {1, 2, 3}) {
+      config.num_threads = threads;
+      SampledSearch search(config, B, /*stream=*/2);
+      search.InitFromRoots({policy.data(), values.data()});
+      ShardableEvaluator evaluator(concurrent);
+      search.Run(evaluator, nullptr);
+      EXPECT_LE(evaluator.max_rows.load(), concurrent ? (B + threads - 1) / threads : B);
+      EXPECT_EQ(evaluator.calls.load(), concurrent ? N * threads : N);
+      const Tree& t = search.tree();
+      std::vector<int32_t> v;
+      std::vector<float> q, s;
+      for (int64_t id = 0; id < t.batch_size * t.num_nodes; ++id) {
+        v.insert(v.end(), t.visits(id), t.visits(id) + t.num_actions);
+        q.push_back(t.node_value(id));
+        s.insert(s.end(), search.samples(id), search.samples(id) + search.num_children(id));
+      }
+      visits.push_back(v);
+      node_values.push_back(q);
+      samples.push_back(s);
+      chosen.push_back(search.TakeResults().index);
+    }
+  }
+  for (size_t i = 1; i < visits.size(); ++i) {
+    EXPECT_EQ(visits[i], visits[0]) << "run " << i;
+    EXPECT_EQ(node_values[i], node_values[0]) << "run " << i;
+    EXPECT_EQ(samples[i], samples[0]) << "run " << i;
+    EXPECT_EQ(chosen[i], chosen[0]) << "run " << i;
+  }
 }
 
 TEST(SampledSearchTest, ReuseRejectsBadTakenIndices) {

@@ -1,20 +1,21 @@
 #include "wmfast/mcts/search.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cfloat>
 #include <climits>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <thread>
 #include <utility>
 
 #include "wmfast/common/check.h"
 #include "wmfast/common/thread_pool.h"
+#include "wmfast/mcts/backup.h"
 #include "wmfast/mcts/puct.h"
 #include "wmfast/mcts/random.h"
+#include "wmfast/mcts/root_results.h"
 #include "wmfast/mcts/seq_halving.h"
+#include "wmfast/mcts/simulation_loop.h"
 #include "wmfast/model/float_rows.h"
 
 namespace wmfast::mcts {
@@ -718,56 +719,19 @@ void Search::ExpandAndBackup(int64_t b) {
 
 void Search::Backup(int64_t b, int64_t node) {
   const bool running = config_.qtransform == QTransform::kRunningMinMax;
-  int64_t child = node;
-  float leaf_value = tree_.node_value(node);
-  while (tree_.parent(child) != kNoParent) {
-    const int64_t up = tree_.Node(b, tree_.parent(child));
-    const int a = tree_.action_from_parent(child);
-    const float reward = tree_.reward(child), discount = tree_.discount(child);
-    leaf_value = reward + discount * leaf_value;
-    const float count = static_cast<float>(tree_.node_visits(up));
-    float mean = (tree_.node_value(up) * count + leaf_value) / (count + 1.0f);
-    if (!std::isfinite(mean)) [[unlikely]] {
-      // The running sum overflowed float32 though the mean may not: the mean as a weighted
-      // average. A non-finite return itself is an overflow of the model's values.
-      CheckBackedUp(b, leaf_value, reward, discount);
-      mean = tree_.node_value(up) * (count / (count + 1.0f)) + leaf_value / (count + 1.0f);
-    }
-    tree_.node_value(up) = mean;
-    tree_.node_visits(up) += 1;
-    const float child_value = tree_.node_value(child);
-    tree_.visits(up)[a] += 1;
-    const float q = reward + discount * child_value;
-    if (!std::isfinite(q)) [[unlikely]] CheckBackedUp(b, q, reward, discount);
-    tree_.q(up)[a] = q;
-    if (running) {
-      running_min_[b] = std::min(running_min_[b], q);
-      running_max_[b] = std::max(running_max_[b], q);
-    }
-    child = up;
-  }
-}
-
-void Search::CheckBackedUp(int64_t b, float value, float reward, float discount) const {
-  if (std::isfinite(value)) return;
-  throw std::invalid_argument(StrCat(
-      "the search's backed-up values overflowed float32 in tree ", b,
-      " (batch index): reward + discount * value = ", value, " with reward ", reward,
-      " and discount ", discount,
-      "; the model's rewards and values must stay well inside float32's range "
-      "(|x| < 3.4e38): rescale them (e.g. wmfast.transforms.h)"));
+  BackUp(tree_, b, node, running ? &running_min_[b] : nullptr,
+         running ? &running_max_[b] : nullptr);
 }
 
 void Search::Finalize(int64_t b) {
   const int A = config_.num_actions;
   const int64_t root = tree_.Node(b, kRootIndex);
   const uint8_t* invalid = &tree_.root_invalid_actions[b * A];
-  int32_t total = 0, max_visit = 0;
+  int32_t max_visit = 0;
   for (int a = 0; a < A; ++a) {
     const int32_t n = tree_.visits(root)[a];
     visit_counts_[b * A + a] = n;
     q_values_[b * A + a] = tree_.q(root)[a];
-    total += n;
     max_visit = std::max(max_visit, n);
   }
   root_value_[b] = tree_.node_value(root);
@@ -792,38 +756,10 @@ void Search::Finalize(int64_t b) {
     for (int a = 0, i = 0; a < A; ++a) policy[a] = invalid[a] ? 0.0f : legal_policy[i++];
     return;
   }
-  for (int a = 0; a < A; ++a) {
-    policy[a] = total > 0 ? static_cast<float>(visit_counts_[b * A + a]) / total : 1.0f / A;
-  }
-  if (config_.temperature == 0.0f || max_visit == 0) {
-    int best = -1;
-    for (int a = 0; a < A; ++a) {
-      if (invalid[a]) continue;
-      if (best < 0 || visit_counts_[b * A + a] > visit_counts_[b * A + best]) best = a;
-    }
-    action_[b] = best;
-    return;
-  }
-  // Sample proportionally to visits^(1/T), computed relative to the largest count.
-  std::vector<double> weights(A, 0.0);
-  double sum = 0.0;
-  for (int a = 0; a < A; ++a) {
-    const int32_t n = visit_counts_[b * A + a];
-    if (n == 0 || invalid[a]) continue;
-    const double ratio = static_cast<double>(n) / max_visit;
-    sum += weights[a] =
-        config_.temperature == 1.0f ? ratio : std::pow(ratio, 1.0 / config_.temperature);
-  }
-  Rng rng(config_.seed, 2 * stream_ + 1, static_cast<uint64_t>(b));
-  double u = rng.Uniform() * sum;
-  int chosen = -1;
-  for (int a = 0; a < A; ++a) {
-    if (weights[a] == 0.0) continue;
-    chosen = a;
-    if (u < weights[a]) break;
-    u -= weights[a];
-  }
-  action_[b] = chosen;
+  const int32_t* visits = &visit_counts_[b * A];
+  VisitPolicy(visits, A, policy);
+  action_[b] = ChooseByVisits(visits, A, invalid, config_.temperature,
+                              Rng(config_.seed, 2 * stream_ + 1, static_cast<uint64_t>(b)));
 }
 
 void Search::Prefetch(int64_t b, bool backup) const {
@@ -846,43 +782,23 @@ void Search::Prefetch(int64_t b, bool backup) const {
   }
 }
 
-ThreadPool& Search::Pool() {
-  if (pool_ == nullptr) {
-    // A shard below ~kMinTreesPerThread trees makes model calls too small to be worth a thread.
-    constexpr int64_t kMinTreesPerThread = 32;
-    const int64_t threads = std::clamp<int64_t>(tree_.batch_size / kMinTreesPerThread, 1,
-                                                std::max(config_.num_threads, 1));
-    pool_ = AcquirePool(static_cast<int>(threads));
-  }
-  return *pool_;
-}
+ThreadPool& Search::Pool() { return SearchPool(pool_, tree_.batch_size, config_.num_threads); }
 
 void Search::Run(model::Evaluator& evaluator, const std::function<void()>& poll) {
-  const int64_t B = tree_.batch_size;
-  ThreadPool& pool = Pool();
-  // The threads go back to the cache with the search's end (a finished search may be kept for a
-  // long time: its successor reuses them).
-  struct ReleasePool {
-    CachedPool& pool;
-    ~ReleasePool() { pool.reset(); }
-  } release{pool_};
-  const int threads = pool.num_threads();
-  if (threads > 1 && evaluator.max_concurrent_calls() >= threads) {
-    RunSharded(evaluator, poll, pool);
-    return;
-  }
-  // One model call per simulation for all trees; the tree work between calls is split over
-  // the threads.
-  const model::LeafBatch leaves{B, source_slots_.data(), actions_.data(), target_slots_.data(),
-                                threads > 1 ? &pool : nullptr};
-  const model::LeafOutputs outputs{out_rewards_.data(), out_discounts_.data(), out_logits_.data(),
-                                   out_values_.data()};
-  for (int sim = 0; sim < config_.num_simulations; ++sim) {
-    pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) { Advance(begin, end, sim); });
-    if (poll) poll();
+  const int64_t A = config_.num_actions;
+  const int threads = Pool().num_threads();
+  SimulationSteps steps;
+  steps.advance = [this](int64_t begin, int64_t end, int sim) { Advance(begin, end, sim); };
+  steps.evaluate = [&](int64_t begin, int64_t end, ThreadPool* helpers) {
+    const model::LeafBatch leaves{end - begin, source_slots_.data() + begin,
+                                  actions_.data() + begin, target_slots_.data() + begin, helpers};
+    const model::LeafOutputs outputs{out_rewards_.data() + begin, out_discounts_.data() + begin,
+                                     out_logits_.data() + begin * A, out_values_.data() + begin};
     evaluator.Evaluate(leaves, outputs);
-  }
-  pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) { Finish(begin, end); });
+  };
+  steps.finish = [this](int64_t begin, int64_t end) { Finish(begin, end); };
+  RunSimulations(pool_, tree_.batch_size, config_.num_simulations,
+                 threads > 1 && evaluator.max_concurrent_calls() >= threads, steps, poll);
 }
 
 void Search::Advance(int64_t begin, int64_t end, int sim) {
@@ -916,38 +832,6 @@ void Search::Finish(int64_t begin, int64_t end) {
     ExpandAndBackup(b);
     Finalize(b);
   }
-}
-
-void Search::RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
-                        ThreadPool& pool) {
-  // Each thread searches its own shard of trees from start to end, with its own model call per
-  // simulation: no barrier between simulations, and the model calls of the shards overlap.
-  // Trees are independent, so the results equal the unsharded search's. A failing shard (e.g.
-  // Ctrl-C seen by a polling shard) makes the others stop at their next simulation.
-  std::atomic<bool> failed{false};
-  const int64_t A = config_.num_actions;
-  // Whichever shards the calling thread runs poll (a shard is not tied to a thread: see
-  // ThreadPool), so Ctrl-C is seen even when the caller runs every shard itself.
-  const std::thread::id caller = std::this_thread::get_id();
-  pool.ParallelFor(tree_.batch_size, [&](int, int64_t begin, int64_t end) {
-    const int64_t n = end - begin;
-    const model::LeafBatch leaves{n, source_slots_.data() + begin, actions_.data() + begin,
-                                  target_slots_.data() + begin};
-    const model::LeafOutputs outputs{out_rewards_.data() + begin, out_discounts_.data() + begin,
-                                     out_logits_.data() + begin * A, out_values_.data() + begin};
-    try {
-      for (int sim = 0; sim < config_.num_simulations; ++sim) {
-        Advance(begin, end, sim);
-        if (poll && std::this_thread::get_id() == caller) poll();
-        if (failed.load(std::memory_order_relaxed)) return;
-        evaluator.Evaluate(leaves, outputs);
-      }
-      Finish(begin, end);
-    } catch (...) {
-      failed.store(true, std::memory_order_relaxed);
-      throw;
-    }
-  });
 }
 
 }  // namespace wmfast::mcts

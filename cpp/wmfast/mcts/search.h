@@ -193,16 +193,12 @@ class Search {
   void ExpandAndBackup(int64_t b);
   // Backs the value of the new (or re-evaluated) node `node` (flat id) of tree b up to the root.
   void Backup(int64_t b, int64_t node);
-  // Throws std::invalid_argument naming tree b when a backed-up value is not finite.
-  void CheckBackedUp(int64_t b, float value, float reward, float discount) const;
   void Prefetch(int64_t b, bool backup) const;
   void Finalize(int64_t b);
   // Backs up the last simulation (sim > 0) and selects the leaves of simulation sim, for the
   // trees [begin, end); Finish backs up the last simulation and computes their results.
   void Advance(int64_t begin, int64_t end, int sim);
   void Finish(int64_t begin, int64_t end);
-  void RunSharded(model::Evaluator& evaluator, const std::function<void()>& poll,
-                  ThreadPool& pool);
   // The search's threads (config.num_threads, fewer for small batches), taken from the process's
   // cache of pools on first use and returned by Run.
   ThreadPool& Pool();

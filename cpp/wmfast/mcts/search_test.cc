@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -124,6 +126,53 @@ TEST(SearchTest, ThreadsGiveIdenticalTrees) {
     EXPECT_EQ(EdgeVisits(searches[i].tree()), EdgeVisits(searches[0].tree()));
     EXPECT_EQ(NodeValues(searches[i].tree()), NodeValues(searches[0].tree()));
     EXPECT_EQ(searches[i].action(), searches[0].action());
+  }
+}
+
+// Rewards and logits that depend on the leaf (action and source slot, which do not depend on
+// the threads); it takes concurrent calls, so a search with threads shards its trees.
+class ShardableEvaluator : public model::Evaluator {
+ public:
+  void Evaluate(const model::LeafBatch& leaves, const model::LeafOutputs& out) override {
+    int64_t seen = max_rows.load();
+    while (leaves.size > seen && !max_rows.compare_exchange_weak(seen, leaves.size)) {
+    }
+    for (int64_t i = 0; i < leaves.size; ++i) {
+      const int64_t key = leaves.actions[i] + 4 * (leaves.source_slots[i] % 13);
+      out.rewards[i] = 0.1f * static_cast<float>(key % 5);
+      out.discounts[i] = 0.9f;
+      out.values[i] = 0.05f * static_cast<float>(key % 7);
+      for (int a = 0; a < 4; ++a) out.logits[i * 4 + a] = 0.2f * static_cast<float>((a + key) % 4);
+    }
+  }
+  int max_concurrent_calls() const override { return 8; }
+  std::atomic<int64_t> max_rows{0};
+};
+
+TEST(SearchTest, ShardedSearchesGiveIdenticalTrees) {
+  const int B = 100, A = 4, N = 30;
+  std::vector<float> logits(B * A), values(B, 0.1f);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = 0.1f * static_cast<float>(i % 7);
+  SearchConfig config = Config(A, N);
+  config.qtransform = QTransform::kParentAndSiblings;
+  config.dirichlet_fraction = 0.25f;
+  config.temperature = 1.0f;
+  config.seed = 9;
+  std::vector<Search> searches;
+  for (int threads : {1, 2, 3}) {
+    config.num_threads = threads;
+    searches.emplace_back(config, B, N + 1, 1);
+    searches.back().InitFromRoots({logits.data(), values.data(), nullptr, nullptr});
+    ShardableEvaluator evaluator;
+    searches.back().Run(evaluator, nullptr);
+    EXPECT_LE(evaluator.max_rows.load(), (B + threads - 1) / threads);  // one shard per call
+    ExpectConsistent(searches.back().tree());
+  }
+  for (size_t i = 1; i < searches.size(); ++i) {
+    EXPECT_EQ(EdgeVisits(searches[i].tree()), EdgeVisits(searches[0].tree()));
+    EXPECT_EQ(NodeValues(searches[i].tree()), NodeValues(searches[0].tree()));
+    EXPECT_EQ(searches[i].action(), searches[0].action());
+    EXPECT_EQ(searches[i].policy(), searches[0].policy());
   }
 }
 

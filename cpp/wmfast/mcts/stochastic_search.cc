@@ -1,12 +1,15 @@
 #include "wmfast/mcts/stochastic_search.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "wmfast/common/check.h"
 #include "wmfast/common/thread_pool.h"
+#include "wmfast/mcts/simulation_loop.h"
 
 namespace wmfast::mcts {
 
@@ -129,18 +132,21 @@ bool StochasticSearch::SelectStep(int64_t b, int sim, Descent& d) {
   return true;
 }
 
-void StochasticSearch::Gather() {
-  // In tree order whatever the threads did: the batches (and so the model's inputs) are the
-  // same for every thread count.
-  decision_batch_.size = chance_batch_.size = 0;
-  for (int64_t b = 0; b < tree_.batch_size; ++b) {
-    Batch& batch = leaf_chance_[b] ? chance_batch_ : decision_batch_;
-    const int64_t i = batch.size++;
+std::pair<int64_t, int64_t> StochasticSearch::Gather(int64_t begin, int64_t end) {
+  // In tree order whatever the threads did: a batch's rows (and so the model's inputs) depend
+  // only on the trees gathered. A shard's rows start at its first tree's index, so shards
+  // gather into disjoint rows.
+  int64_t decisions = 0, chances = 0;
+  for (int64_t b = begin; b < end; ++b) {
+    const bool chance = leaf_chance_[b] != 0;
+    Batch& batch = chance ? chance_batch_ : decision_batch_;
+    const int64_t i = begin + (chance ? chances++ : decisions++);
     batch.source_slots[i] = source_slots_[b];
     batch.actions[i] = actions_[b];
     batch.target_slots[i] = target_slots_[b];
     leaf_position_[b] = static_cast<int32_t>(i);
   }
+  return {decisions, chances};
 }
 
 void StochasticSearch::ExpandAndBackup(int64_t b) {
@@ -201,33 +207,34 @@ void StochasticSearch::Finish(int64_t begin, int64_t end) {
 
 void StochasticSearch::Run(model::Evaluator& decision, model::Evaluator& chance,
                            const std::function<void()>& poll) {
-  const int64_t B = tree_.batch_size;
-  ThreadPool& pool = Pool();
-  struct ReleasePool {
-    CachedPool& pool;
-    ~ReleasePool() { pool.reset(); }
-  } release{pool_};
-  ThreadPool* helpers = pool.num_threads() > 1 ? &pool : nullptr;
+  const int threads = Pool().num_threads();
   decision_calls_ = chance_calls_ = 0;
+  SimulationSteps steps;
+  steps.advance = [this](int64_t begin, int64_t end, int sim) { Advance(begin, end, sim); };
   // Up to two model calls per simulation (the trees whose leaf hangs below a state, those whose
-  // leaf hangs below an afterstate); the tree work between calls is split over the threads.
-  auto evaluate = [&](model::Evaluator& evaluator, Batch& batch, int64_t& calls) {
-    if (batch.size == 0) return;
-    const model::LeafBatch leaves{batch.size, batch.source_slots.data(), batch.actions.data(),
-                                  batch.target_slots.data(), helpers};
-    const model::LeafOutputs outputs{batch.rewards.data(), batch.discounts.data(),
-                                     batch.logits.data(), batch.values.data()};
+  // leaf hangs below an afterstate); a shard's rows are [begin, begin + size) of each batch.
+  auto evaluate = [](model::Evaluator& evaluator, Batch& batch, int64_t begin, int64_t size,
+                     int width, ThreadPool* helpers, std::atomic<int64_t>& calls) {
+    if (size == 0) return;
+    const model::LeafBatch leaves{size, batch.source_slots.data() + begin,
+                                  batch.actions.data() + begin, batch.target_slots.data() + begin,
+                                  helpers};
+    const model::LeafOutputs outputs{batch.rewards.data() + begin, batch.discounts.data() + begin,
+                                     batch.logits.data() + begin * width,
+                                     batch.values.data() + begin};
     evaluator.Evaluate(leaves, outputs);
-    ++calls;
+    calls.fetch_add(1, std::memory_order_relaxed);
   };
-  for (int sim = 0; sim < config_.num_simulations; ++sim) {
-    pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) { Advance(begin, end, sim); });
-    Gather();
-    if (poll) poll();
-    evaluate(decision, decision_batch_, decision_calls_);
-    evaluate(chance, chance_batch_, chance_calls_);
-  }
-  pool.ParallelFor(B, [&](int, int64_t begin, int64_t end) { Finish(begin, end); });
+  steps.evaluate = [&](int64_t begin, int64_t end, ThreadPool* helpers) {
+    const auto [decisions, chances] = Gather(begin, end);
+    evaluate(decision, decision_batch_, begin, decisions, num_chance_, helpers, decision_calls_);
+    evaluate(chance, chance_batch_, begin, chances, config_.num_actions, helpers, chance_calls_);
+  };
+  steps.finish = [this](int64_t begin, int64_t end) { Finish(begin, end); };
+  // Sharded only when both functions take a call per thread.
+  const bool sharded = threads > 1 && decision.max_concurrent_calls() >= threads &&
+                       chance.max_concurrent_calls() >= threads;
+  RunSimulations(pool_, tree_.batch_size, config_.num_simulations, sharded, steps, poll);
 }
 
 void StochasticSearch::CompleteForInspection() {

@@ -9,7 +9,8 @@
 // (times the search's discount). Each simulation expands one edge per tree, so it calls exactly
 // one of the two model functions for that tree: the decision function when the leaf's parent is
 // a state, the chance function when it is an afterstate. Per simulation the trees needing each
-// function are gathered into (at most) two batched calls.
+// function are gathered into (at most) two batched calls (per shard of trees when the search is
+// sharded over threads: see simulation_loop.h).
 //
 // Semantics follow mctx's stochastic_muzero_policy so its trees can be reproduced node for node:
 // node indices (node first_new + s is created by simulation s), max_depth (edges from the root,
@@ -26,8 +27,10 @@
 #ifndef WMFAST_MCTS_STOCHASTIC_SEARCH_H_
 #define WMFAST_MCTS_STOCHASTIC_SEARCH_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "wmfast/mcts/search.h"
@@ -61,7 +64,9 @@ class StochasticSearch : public Search {
   // LeafOutputs::logits) and afterstate values, its rewards and discounts being ignored;
   // `chance` receives (afterstate slot, outcome, state slot) leaves and fills a Step. Either
   // is skipped in a simulation where no tree needs it. `poll` (may be empty) runs between
-  // simulations on the calling thread and may throw to stop the search.
+  // simulations on the calling thread and may throw to stop the search. With evaluators that
+  // both take concurrent calls (and num_threads > 1), each thread searches its shard of trees
+  // with its own calls of the two functions (see simulation_loop.h).
   void Run(model::Evaluator& decision, model::Evaluator& chance,
            const std::function<void()>& poll);
 
@@ -76,10 +81,10 @@ class StochasticSearch : public Search {
   // (zero; children -1).
   void CompleteForInspection();
 
-  // Calls made in the last Run: of the decision function, of the chance function, and leaves
-  // evaluated by each (a leaf per tree per simulation in all).
-  int64_t decision_calls() const { return decision_calls_; }
-  int64_t chance_calls() const { return chance_calls_; }
+  // Calls made in the last Run: of the decision function and of the chance function (a sharded
+  // search makes them per shard).
+  int64_t decision_calls() const { return decision_calls_.load(); }
+  int64_t chance_calls() const { return chance_calls_.load(); }
 
  private:
   // The number of edges a node of this kind uses (A or C).
@@ -96,21 +101,22 @@ class StochasticSearch : public Search {
   static std::vector<int32_t> ReachedStates(const StochasticSearch& previous,
                                             const int64_t* actions_taken,
                                             const int64_t* outcomes_taken);
-  // Splits this simulation's leaves into the decision and the chance batch (in tree order).
-  void Gather();
+  // Splits the leaves of trees [begin, end) into the decision and the chance batch (in tree
+  // order, rows from begin on); returns the two batches' sizes.
+  std::pair<int64_t, int64_t> Gather(int64_t begin, int64_t end);
 
   int num_chance_;
   std::vector<uint8_t> is_chance_;      // [B * num_nodes]
   std::vector<uint8_t> leaf_chance_;    // [B] 1 when the leaf's parent is a chance node
   std::vector<int32_t> leaf_position_;  // [B] the leaf's row in its batch
-  // The two batches' inputs and outputs; rewards and discounts of decision rows stay 0 and 1.
+  // The two batches' inputs and outputs ([B] rows: a shard of trees [begin, end) uses rows
+  // begin.. of each); rewards and discounts of decision rows stay 0 and 1.
   struct Batch {
     std::vector<int64_t> source_slots, actions, target_slots;
     std::vector<float> rewards, discounts, logits, values;
-    int64_t size = 0;
   };
   Batch decision_batch_, chance_batch_;
-  int64_t decision_calls_ = 0, chance_calls_ = 0;
+  std::atomic<int64_t> decision_calls_{0}, chance_calls_{0};  // counted by concurrent shards
 };
 
 }  // namespace wmfast::mcts

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -71,6 +73,103 @@ TEST(StochasticSearchTest, ChanceVisitsFollowTheDistributionAndQIsTheExpectation
     EXPECT_EQ(visits[3], 10);
     EXPECT_NEAR(t.q(t.Node(b, 0))[0], (20.0f + 20.0f + 30.0f) / 81.0f, 1e-5f);
   }
+}
+
+// Outputs that depend on each leaf (its action and source slot; slots do not depend on threads),
+// so trees differ in shape. `concurrent` lets a search shard its trees over threads.
+class LeafEvaluator : public model::Evaluator {
+ public:
+  LeafEvaluator(int width, bool decision, bool concurrent)
+      : width_(width), decision_(decision), concurrent_(concurrent) {}
+  void Evaluate(const model::LeafBatch& leaves, const model::LeafOutputs& out) override {
+    calls.fetch_add(1);
+    int64_t seen = max_rows.load();
+    while (leaves.size > seen && !max_rows.compare_exchange_weak(seen, leaves.size)) {
+    }
+    for (int64_t i = 0; i < leaves.size; ++i) {
+      const int64_t key = leaves.actions[i] + 3 * (leaves.source_slots[i] % 11);
+      out.values[i] = 0.05f * static_cast<float>(key % 7) - 0.1f;
+      for (int k = 0; k < width_; ++k) {
+        out.logits[i * width_ + k] = 0.3f * static_cast<float>((k + key) % width_);
+      }
+      if (!decision_) {
+        out.rewards[i] = 0.1f * static_cast<float>(key % 5);
+        out.discounts[i] = key % 13 == 0 ? 0.0f : 0.9f;
+      }
+    }
+  }
+  int max_concurrent_calls() const override { return concurrent_ ? 8 : 1; }
+  std::atomic<int> calls{0};
+  std::atomic<int64_t> max_rows{0};
+
+ private:
+  int width_;
+  bool decision_, concurrent_;
+};
+
+TEST(StochasticSearchTest, ShardedSearchesGiveIdenticalTrees) {
+  const int B = 100, A = 3, C = 4, N = 30;  // 32+ trees per thread: all 3 threads work
+  std::vector<float> logits(B * A), values(B);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = 0.2f * static_cast<float>(i % 7);
+  for (int b = 0; b < B; ++b) values[b] = 0.01f * static_cast<float>(b % 9);
+  SearchConfig config = Config(A, N);
+  config.dirichlet_fraction = 0.25f;
+  config.temperature = 1.0f;
+  config.seed = 7;
+  std::vector<std::vector<int32_t>> visits;
+  std::vector<std::vector<float>> node_values;
+  std::vector<std::vector<int64_t>> actions;
+  for (bool concurrent : {false, true}) {
+    for (int threads : {1, 2, 3}) {
+      config.num_threads = threads;
+      StochasticSearch search(config, C, B, N + 1, /*stream=*/3);
+      search.InitFromRoots({logits.data(), values.data()});
+      LeafEvaluator decision(C, true, concurrent), chance(A, false, concurrent);
+      search.Run(decision, chance, nullptr);
+      // Sharded: each call holds one shard's leaves at most.
+      EXPECT_LE(std::max(decision.max_rows.load(), chance.max_rows.load()),
+                concurrent ? (B + threads - 1) / threads : B);
+      EXPECT_EQ(search.decision_calls(), decision.calls.load());
+      EXPECT_EQ(search.chance_calls(), chance.calls.load());
+      const Tree& t = search.tree();
+      std::vector<int32_t> v;
+      std::vector<float> q;
+      for (int64_t id = 0; id < t.batch_size * t.num_nodes; ++id) {
+        v.insert(v.end(), t.visits(id), t.visits(id) + t.num_actions);
+        q.push_back(t.node_value(id));
+      }
+      visits.push_back(v);
+      node_values.push_back(q);
+      actions.push_back(search.action());
+    }
+  }
+  for (size_t i = 1; i < visits.size(); ++i) {
+    EXPECT_EQ(visits[i], visits[0]) << "run " << i;
+    EXPECT_EQ(node_values[i], node_values[0]) << "run " << i;
+    EXPECT_EQ(actions[i], actions[0]) << "run " << i;
+  }
+}
+
+TEST(StochasticSearchTest, ShardedSearchStopsWhenPollThrows) {
+  const int B = 64, A = 2, C = 2, N = 5000;
+  std::vector<float> logits(B * A, 0.0f), values(B, 0.0f);
+  SearchConfig config = Config(A, N);
+  config.num_threads = 2;
+  StochasticSearch search(config, C, B, N + 1, 0);
+  search.InitFromRoots({logits.data(), values.data()});
+  LeafEvaluator decision(C, true, true), chance(A, false, true);
+  int polls = 0;
+  EXPECT_THROW(search.Run(decision, chance,
+                          [&] {
+                            if (++polls >= 5) throw std::runtime_error("stop");
+                          }),
+               std::runtime_error);
+  // The caller polls in whichever shards it runs: after its own failed, it may run the other
+  // shard (when no worker has claimed it yet), which stops at its first poll.
+  EXPECT_GE(polls, 5);
+  EXPECT_LE(polls, 6);
+  // The other shard stopped too: a whole search makes a call per shard per simulation at least.
+  EXPECT_LT(decision.calls.load() + chance.calls.load(), 2 * N);
 }
 
 TEST(StochasticSearchTest, RejectsBadSettings) {

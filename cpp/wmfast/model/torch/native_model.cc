@@ -1,5 +1,6 @@
 #include "wmfast/model/torch/native_model.h"
 
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty_strided.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
@@ -190,7 +191,8 @@ void NativeModel::LoadWeights(const std::unordered_map<std::string, at::Tensor>&
 }
 
 RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
-                              std::function<void()> check_interrupt, StepKind kind) {
+                              std::function<void()> check_interrupt, StepKind kind,
+                              int64_t min_rows) {
   auto field_list = [&](const char* key) {
     std::vector<std::string> names;
     auto it = model->metadata().find(key);
@@ -232,10 +234,23 @@ RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
     WMFAST_CHECK_ARG(index[k] >= 0, "the NativeModel '", model->path(), "' returns no ",
                      dataclass, ".", names[k]);
   }
-  return [model = std::move(model), check_interrupt = std::move(check_interrupt), index](
-             const at::Tensor& latent, const at::Tensor& action, const ConsumeStep& consume) {
+  return [model = std::move(model), check_interrupt = std::move(check_interrupt), index,
+          min_rows](const at::Tensor& latent, const at::Tensor& action,
+                    const ConsumeStep& consume) {
     if (check_interrupt) check_interrupt();
-    const std::vector<at::Tensor> outputs = model->Run({latent, action});
+    // A smaller CPU batch is padded by repeating its last row (kRowIndependentBatch says why).
+    const int64_t n = latent.size(0);
+    const bool pad = latent.is_cpu() && n > 0 && n < min_rows;
+    auto padded = [&](const at::Tensor& x) {
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape[0] = min_rows - n;
+      return at::cat({x, x.narrow(0, n - 1, 1).expand(shape)});
+    };
+    std::vector<at::Tensor> outputs =
+        pad ? model->Run({padded(latent), padded(action)}) : model->Run({latent, action});
+    if (pad) {
+      for (at::Tensor& output : outputs) output = output.narrow(0, 0, n);
+    }
     StepTensors step;
     step.latent = outputs[index[0]];
     if (index[1] >= 0) step.reward = outputs[index[1]];

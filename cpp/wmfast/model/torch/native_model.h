@@ -110,14 +110,23 @@ class NativeModel {
   std::atomic<int64_t> weights_version_{0};
 };
 
+// A compiled CPU model takes other kernels for small batches: rows of a batch of under 4 rows
+// (one intra-op thread) or under 12 (two) differed in the last bits from the same rows in larger
+// batches (measured, torch 2.13, small MLPs). From this many rows on, a row's outputs did not
+// depend on the batch it came in.
+inline constexpr int64_t kRowIndependentBatch = 16;
+
 // The recurrent function of a NativeModel exported from a function returning wmfast.Step (or,
 // with StepKind::kAfterstate, wmfast.Afterstate: Stochastic MuZero's decision function): runs
 // the package (no Python, no GIL) and maps its outputs to the fields by the names in its
-// metadata. `check_interrupt` runs before each call (it may throw to stop a search). Throws
+// metadata. `check_interrupt` runs before each call (it may throw to stop a search). A CPU call
+// of under `min_rows` rows is padded to min_rows by repeating its last row (the extra outputs
+// are dropped): a search whose calls vary in size with how its trees are split over threads
+// passes kRowIndependentBatch, so that its results do not depend on the split. Throws
 // std::invalid_argument if the model does not return that dataclass.
 RecurrentFn NativeRecurrentFn(std::shared_ptr<const NativeModel> model,
                               std::function<void()> check_interrupt,
-                              StepKind kind = StepKind::kStep);
+                              StepKind kind = StepKind::kStep, int64_t min_rows = 1);
 
 }  // namespace wmfast::model
 
