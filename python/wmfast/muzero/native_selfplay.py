@@ -28,10 +28,10 @@ class NativeSearchModel:
     Args:
       model: the eager SearchModel (its network is the learner's).
       obs_shape: the shape of one observation (to build the example inputs).
-      action_dim: for continuous actions (Sampled MuZero over a Box), their width: the search
-        hands them to the model as float [B, action_dim]; None for integer actions.
       refresh_every: learner updates between two refreshes (1: after every update).
       cache_dir, num_runners: as in ``NativeModel.export``.
+      action_dim: for continuous actions (Sampled MuZero over a Box), their width: the search
+        hands them to the model as float [B, action_dim]; None for integer actions.
     """
 
     def __init__(self, model: SearchModel, obs_shape: tuple[int, ...], refresh_every: int = 1,

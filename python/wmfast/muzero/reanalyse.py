@@ -38,7 +38,8 @@ def reanalyse(replay: Replay, model: SearchModel, search: Any, index: np.ndarray
     Args:
       replay: the replay holding the positions.
       model: the current network as the search sees it.
-      search: a wm.MCTS / wm.GumbelMCTS (one search of B trees).
+      search: a wm.MCTS / wm.GumbelMCTS / wm.StochasticMCTS / wm.SampledMCTS (one search of B
+        trees).
       index: [B] storage indices of valid positions.
     """
     index = np.asarray(index, np.int64)
