@@ -50,6 +50,24 @@ def check_head(head: torch.Tensor, B: int, support_size: int, name: str) -> None
         raise ValueError(f"{name} must have shape {expected} ({kind}), got {list(head.shape)}")
 
 
+def _check_sizes(support_size: int, **sizes: int) -> None:
+    """A network's constructor arguments: every size an int >= 1, support_size an int >= 0."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if isinstance(support_size, bool) or not isinstance(support_size, int) or support_size < 0:
+        raise ValueError(f"support_size must be an int >= 0, got {support_size!r}")
+
+
+def _zero_last_layers(*heads: nn.Sequential) -> None:
+    """Zero-initialised last layers: uniform priors and zero values/rewards at the start."""
+    for head in heads:
+        last = head[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+
 def _mlp(sizes: list[int], activate_last: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
@@ -98,12 +116,8 @@ class MLPNetwork(nn.Module):
         support_size: int = 10,
     ) -> None:
         super().__init__()
-        for name, value in (("obs_dim", obs_dim), ("num_actions", num_actions),
-                            ("latent_dim", latent_dim), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if isinstance(support_size, bool) or not isinstance(support_size, int) or support_size < 0:
-            raise ValueError(f"support_size must be an int >= 0, got {support_size!r}")
+        _check_sizes(support_size, obs_dim=obs_dim, num_actions=num_actions,
+                     latent_dim=latent_dim, hidden=hidden)
         self.obs_dim, self.num_actions = obs_dim, num_actions
         self.latent_dim, self.support_size = latent_dim, support_size
         out = _head_size(support_size)
@@ -113,10 +127,7 @@ class MLPNetwork(nn.Module):
         self.policy_head = _mlp([latent_dim, hidden, num_actions])
         self.value_head = _mlp([latent_dim, hidden, out])
         self.consistency = _Projection(latent_dim, hidden)
-        # Zero-initialised last layers: uniform priors and zero values/rewards at the start.
-        for head in (self.reward_head, self.policy_head, self.value_head):
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+        _zero_last_layers(self.reward_head, self.policy_head, self.value_head)
 
     def _predict(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         value = _scalar_head(self.value_head(latent), self.support_size)
@@ -197,9 +208,7 @@ class ResNetwork(nn.Module):
                                          nn.Linear(64, num_actions))
         self.value_head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 64), nn.ReLU(), nn.Linear(64, out))
         self.consistency = _Projection(flat, 64)
-        for head in (self.reward_head, self.policy_head, self.value_head):
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+        _zero_last_layers(self.reward_head, self.policy_head, self.value_head)
 
     def _predict(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.policy_head(latent), _scalar_head(self.value_head(latent), self.support_size)

@@ -31,7 +31,15 @@ import torch
 from torch import nn
 
 from wmfast.mcts import Root, Step
-from wmfast.muzero.networks import _head_size, _mlp, _Projection, _scalar_head, scale_latent
+from wmfast.muzero.networks import (
+    _check_sizes,
+    _head_size,
+    _mlp,
+    _Projection,
+    _scalar_head,
+    _zero_last_layers,
+    scale_latent,
+)
 from wmfast.muzero.replay import Game, Replay
 
 __all__ = [
@@ -99,12 +107,8 @@ class SampledMLPNetwork(nn.Module):
                  action_high: Any = 1.0, latent_dim: int = 64, hidden: int = 64,
                  support_size: int = 10) -> None:
         super().__init__()
-        for name, value in (("obs_dim", obs_dim), ("action_dim", action_dim),
-                            ("latent_dim", latent_dim), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if isinstance(support_size, bool) or not isinstance(support_size, int) or support_size < 0:
-            raise ValueError(f"support_size must be an int >= 0, got {support_size!r}")
+        _check_sizes(support_size, obs_dim=obs_dim, action_dim=action_dim,
+                     latent_dim=latent_dim, hidden=hidden)
         low = np.broadcast_to(np.asarray(action_low, np.float64), (action_dim,))
         high = np.broadcast_to(np.asarray(action_high, np.float64), (action_dim,))
         if not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()):
@@ -122,9 +126,7 @@ class SampledMLPNetwork(nn.Module):
         self.policy_head = _mlp([latent_dim, hidden, 2 * action_dim])
         self.value_head = _mlp([latent_dim, hidden, out])
         self.consistency = _Projection(latent_dim, hidden)
-        for head in (self.reward_head, self.policy_head, self.value_head):
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+        _zero_last_layers(self.reward_head, self.policy_head, self.value_head)
 
     @property
     def action_low(self) -> torch.Tensor:

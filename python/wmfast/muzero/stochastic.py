@@ -38,9 +38,11 @@ from wmfast.mcts import Root, Step
 from wmfast.muzero.loss import Losses, _root_values, _scalar_loss, scale_gradient
 from wmfast.muzero.networks import (
     SearchModel,
+    _check_sizes,
     _head_size,
     _mlp,
     _scalar_head,
+    _zero_last_layers,
     check_head,
     scale_latent,
 )
@@ -92,13 +94,9 @@ class StochasticMLPNetwork(nn.Module):
         support_size: int = 10,
     ) -> None:
         super().__init__()
-        for name, value in (("obs_dim", obs_dim), ("num_actions", num_actions),
-                            ("num_chance_outcomes", num_chance_outcomes),
-                            ("latent_dim", latent_dim), ("hidden", hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if isinstance(support_size, bool) or not isinstance(support_size, int) or support_size < 0:
-            raise ValueError(f"support_size must be an int >= 0, got {support_size!r}")
+        _check_sizes(support_size, obs_dim=obs_dim, num_actions=num_actions,
+                     num_chance_outcomes=num_chance_outcomes, latent_dim=latent_dim,
+                     hidden=hidden)
         self.obs_dim, self.num_actions = obs_dim, num_actions
         self.num_chance_outcomes = num_chance_outcomes
         self.latent_dim, self.support_size = latent_dim, support_size
@@ -112,13 +110,8 @@ class StochasticMLPNetwork(nn.Module):
         self.q_head = _mlp([latent_dim, hidden, out])
         self.chance_head = _mlp([latent_dim, hidden, num_chance_outcomes])
         self.encoder = _mlp([2 * obs_dim, hidden, num_chance_outcomes])
-        # Zero-initialised last layers: uniform priors (actions and chance), zero values.
-        for head in (self.reward_head, self.policy_head, self.value_head, self.q_head,
-                     self.chance_head):
-            last = head[-1]
-            assert isinstance(last, nn.Linear)
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+        _zero_last_layers(self.reward_head, self.policy_head, self.value_head, self.q_head,
+                          self.chance_head)   # uniform chance priors too
 
     def _predict(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.policy_head(latent), _scalar_head(self.value_head(latent), self.support_size)
