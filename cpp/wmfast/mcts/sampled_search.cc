@@ -233,32 +233,16 @@ void SampledSearch::InitFromRoots(const SampledRootInput& root) {
 int64_t SampledSearch::NodesForReuse(const SampledSearch& previous, const int64_t* taken,
                                      int num_simulations) {
   const Tree& old = previous.tree_;
-  int64_t largest = 1;
-  std::vector<uint8_t> inside(old.num_nodes);
+  std::vector<int32_t> new_roots(old.batch_size, kUnvisited);
   for (int64_t b = 0; b < old.batch_size; ++b) {
     const int64_t root = old.Node(b, kRootIndex);
     const int n = previous.num_children_[root];
     WMFAST_CHECK_ARG(taken[b] >= kStartAfresh && taken[b] < n, "action_taken[", b,
                      "] must be the index of a root sample of the previous search, in [0, ", n,
                      "), or ", kStartAfresh, " (start the tree afresh), got ", taken[b]);
-    if (taken[b] == kStartAfresh) continue;
-    const int32_t child = old.children(root)[taken[b]];
-    if (child == kUnvisited) continue;
-    // Old node indices ascend from parent to child: one pass finds the subtree.
-    std::fill(inside.begin(), inside.end(), 0);
-    inside[child] = 1;
-    int64_t size = 1;
-    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
-      const int64_t id = old.Node(b, n);
-      const int32_t parent = old.created(id) ? old.parent(id) : kNoParent;
-      if (parent >= 0 && inside[parent]) {
-        inside[n] = 1;
-        ++size;
-      }
-    }
-    largest = std::max(largest, size);
+    if (taken[b] != kStartAfresh) new_roots[b] = old.children(root)[taken[b]];
   }
-  return largest + num_simulations;
+  return SubtreeCapacity(old, new_roots, num_simulations);
 }
 
 void SampledSearch::InitFromPrevious(const SampledSearch& previous, const int64_t* taken,
@@ -297,7 +281,7 @@ void SampledSearch::InitFromPrevious(const SampledSearch& previous, const int64_
         "start that tree afresh"));
   }
   slot_map->assign(B * tree_.num_nodes, -1);
-  std::vector<int32_t> old_to_new(old.num_nodes);
+  std::vector<int32_t> old_to_new;  // NumberSubtree sizes it
   std::vector<int32_t> edge_map(K);
   for (int64_t b = 0; b < B; ++b) {
     const int32_t child = new_roots[b];
@@ -321,17 +305,8 @@ void SampledSearch::InitFromPrevious(const SampledSearch& previous, const int64_
                            root.invalid[b * A + previous.sample_indices_[old_child * K + k]];
       edge_map[k] = illegal ? -1 : n_kept++;
     }
-    std::fill(old_to_new.begin(), old_to_new.end(), -1);
-    old_to_new[child] = 0;
-    int32_t next = 1;
-    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
-      const int64_t id = old.Node(b, n);
-      if (!old.created(id)) continue;
-      const int32_t parent = old.parent(id);
-      if (parent < 0 || old_to_new[parent] < 0) continue;
-      if (parent == child && edge_map[old.action_from_parent(id)] < 0) continue;
-      old_to_new[n] = next++;
-    }
+    const int32_t next = NumberSubtree(
+        old, b, child, [&](int32_t k) { return edge_map[k] < 0; }, &old_to_new);
     for (int64_t n = child; n < old.num_nodes; ++n) {
       const int32_t k = old_to_new[n];
       if (k < 0) continue;

@@ -283,28 +283,6 @@ int64_t Search::NodesForReuse(const Search& previous, const int64_t* actions_tak
   return SubtreeCapacity(old, new_roots, num_simulations);
 }
 
-int64_t Search::SubtreeCapacity(const Tree& old, const std::vector<int32_t>& new_roots,
-                                int num_simulations) {
-  std::vector<uint8_t> inside(old.num_nodes);
-  int64_t largest = 1;
-  for (int64_t b = 0; b < old.batch_size; ++b) {
-    const int32_t child = new_roots[b];
-    if (child == kUnvisited) continue;
-    std::fill(inside.begin(), inside.end(), 0);
-    inside[child] = 1;
-    int64_t size = 1;
-    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
-      const int32_t parent = old.created(old.Node(b, n)) ? old.parent(old.Node(b, n)) : kNoParent;
-      if (parent >= 0 && inside[parent]) {
-        inside[n] = 1;
-        ++size;
-      }
-    }
-    largest = std::max(largest, size);
-  }
-  return largest + num_simulations;
-}
-
 void Search::InitFromPrevious(const Search& previous, const int64_t* actions_taken,
                               const RootInput& root, std::vector<int64_t>* slot_map) {
   const Tree& old = previous.tree_;
@@ -341,7 +319,7 @@ void Search::InitFromNodes(const Search& previous, const std::vector<int32_t>& n
   WMFAST_CHECK_ARG(old.num_actions == E && old.batch_size == tree_.batch_size,
                    "reuse: the previous search's trees differ from this one's");
   slot_map->assign(tree_.batch_size * tree_.num_nodes, -1);
-  std::vector<int32_t> old_to_new(old.num_nodes);
+  std::vector<int32_t> old_to_new;  // NumberSubtree sizes it
   std::vector<float> root_logits(A);
   for (int64_t b = 0; b < tree_.batch_size; ++b) {
     const int32_t child = new_roots[b];
@@ -357,19 +335,9 @@ void Search::InitFromNodes(const Search& previous, const std::vector<int32_t>& n
       first_new_[b] = 1;
       continue;
     }
-    // Old node indices ascend from parent to child, so one pass finds the subtree in order.
-    std::fill(old_to_new.begin(), old_to_new.end(), -1);
-    old_to_new[child] = 0;
-    int32_t next = 1;
-    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
-      const int64_t id = old.Node(b, n);
-      if (!old.created(id)) continue;
-      const int32_t parent = old.parent(id);
-      if (parent < 0 || old_to_new[parent] < 0) continue;
-      if (parent == child && invalid != nullptr && invalid[old.action_from_parent(id)])
-        continue;  // the subtree of an action that is now illegal is dropped
-      old_to_new[n] = next++;
-    }
+    // The subtree of an action that is now illegal is dropped.
+    const int32_t next = NumberSubtree(
+        old, b, child, [&](int32_t a) { return invalid != nullptr && invalid[a]; }, &old_to_new);
     for (int64_t n = child; n < old.num_nodes; ++n) {
       const int32_t k = old_to_new[n];
       if (k < 0) continue;

@@ -158,10 +158,6 @@ class Search {
   Search(const SearchConfig& config, int64_t batch_size, int64_t num_nodes, uint64_t stream,
          int tree_width);
 
-  // Node capacity for continuing from old node new_roots[b] of each tree (kUnvisited: a fresh
-  // root).
-  static int64_t SubtreeCapacity(const Tree& old, const std::vector<int32_t>& new_roots,
-                                 int num_simulations);
   // Trees made of the subtrees of `previous` under its nodes new_roots[b] (see
   // InitFromPrevious); `unexpanded(b)` is the error message when new_roots[b] is kUnvisited and
   // there is no root input.

@@ -88,4 +88,45 @@ std::vector<TreeField> Tree::Fields() const {
   };
 }
 
+int64_t SubtreeCapacity(const Tree& old, const std::vector<int32_t>& new_roots,
+                        int num_simulations) {
+  std::vector<uint8_t> inside(old.num_nodes);
+  int64_t largest = 1;
+  for (int64_t b = 0; b < old.batch_size; ++b) {
+    const int32_t child = new_roots[b];
+    if (child == kUnvisited) continue;
+    // Old node indices ascend from parent to child: one pass finds the subtree.
+    std::fill(inside.begin(), inside.end(), 0);
+    inside[child] = 1;
+    int64_t size = 1;
+    for (int64_t n = child + 1; n < old.num_nodes; ++n) {
+      const int32_t parent = old.created(old.Node(b, n)) ? old.parent(old.Node(b, n)) : kNoParent;
+      if (parent >= 0 && inside[parent]) {
+        inside[n] = 1;
+        ++size;
+      }
+    }
+    largest = std::max(largest, size);
+  }
+  return largest + num_simulations;
+}
+
+int32_t NumberSubtree(const Tree& old, int64_t b, int32_t root,
+                      const std::function<bool(int32_t edge)>& drop_edge,
+                      std::vector<int32_t>* old_to_new) {
+  // Old node indices ascend from parent to child, so one pass finds the subtree in order.
+  old_to_new->assign(old.num_nodes, -1);
+  (*old_to_new)[root] = 0;
+  int32_t next = 1;
+  for (int64_t n = root + 1; n < old.num_nodes; ++n) {
+    const int64_t id = old.Node(b, n);
+    if (!old.created(id)) continue;
+    const int32_t parent = old.parent(id);
+    if (parent < 0 || (*old_to_new)[parent] < 0) continue;
+    if (parent == root && drop_edge(old.action_from_parent(id))) continue;
+    (*old_to_new)[n] = next++;
+  }
+  return next;
+}
+
 }  // namespace wmfast::mcts

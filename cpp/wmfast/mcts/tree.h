@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "wmfast/common/block_cache.h"
@@ -154,6 +155,19 @@ class Tree {
   // [B, N, A] mctx's children_values, children_rewards, children_discounts (DeriveEdgeFields)
   std::vector<float> edge_values_, edge_rewards_, edge_discounts_;
 };
+
+// Node capacity for trees continuing from old node new_roots[b] of each tree of `old`
+// (kUnvisited: a fresh root), then running num_simulations more: the largest kept subtree plus
+// one node per simulation.
+int64_t SubtreeCapacity(const Tree& old, const std::vector<int32_t>& new_roots,
+                        int num_simulations);
+
+// Numbers the nodes of tree b's subtree under old node `root` in the order of their old indices
+// (root -> 0), leaving out the subtrees under the root's edges for which drop_edge(edge) is
+// true; old_to_new[n] is -1 for every node left out. Returns how many nodes are kept.
+int32_t NumberSubtree(const Tree& old, int64_t b, int32_t root,
+                      const std::function<bool(int32_t edge)>& drop_edge,
+                      std::vector<int32_t>* old_to_new);
 
 }  // namespace wmfast::mcts
 
